@@ -1,0 +1,440 @@
+//! Configuration: a builder, and the environment variables users already know.
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `OTEL_SERVICE_NAME` | local service name | `unknown_service` |
+//! | `OTEL_TRACES_SAMPLER` | `always_on`, `always_off`, `traceidratio`, `parentbased_always_on`, `parentbased_always_off`, `parentbased_traceidratio`, `ratelimited`, `parentbased_ratelimited` | `parentbased_always_on` |
+//! | `OTEL_TRACES_SAMPLER_ARG` | ratio (0..=1) or traces per second | 1.0 |
+//! | `OTEL_PROPAGATORS` | comma list of `b3`, `b3multi`, `tracecontext` to inject | `b3multi` |
+//! | `OTEL_BSP_MAX_QUEUE_SIZE` | spans the worker holds | 2048 |
+//! | `OTEL_BSP_SCHEDULE_DELAY` | ms between exports | 5000 |
+//! | `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` | spans per transport call | 512 |
+//! | `OTEL_BSP_EXPORT_TIMEOUT` | ms per batch, retries included | 30000 |
+//! | `TDIST_TRANSPORT` | `stdout`, `file` or `none` (adapter crates add theirs) | `none` |
+//! | `TDIST_FILE` | JSON-lines file for the `file` transport (setting it selects `file`) | |
+//! | `TDIST_LOCAL_QUEUE_SIZE` | spans buffered per thread | 512 |
+//! | `TDIST_EXPORT_RETRIES` | retries of a retryable failure | 3 |
+//! | `TDIST_SHUTDOWN_TIMEOUT` | ms a flush or shutdown may take | 5000 |
+//! | `TDIST_TRUST_DEBUG` | honour inbound debug flags (`false` at a trust boundary) | `true` |
+//! | `TDIST_TRACE_ID_128` | 128-bit trace ids for new traces | `true` |
+//!
+//! ```
+//! use tdist_core::config::TracerBuilder;
+//!
+//! let env = |k: &str| match k {
+//!     "OTEL_SERVICE_NAME" => Some("checkout".to_string()),
+//!     "OTEL_BSP_MAX_QUEUE_SIZE" => Some("lots".to_string()),
+//!     _ => None,
+//! };
+//! let err = TracerBuilder::from_lookup(env).unwrap_err();
+//! assert_eq!(err.variable(), "OTEL_BSP_MAX_QUEUE_SIZE");
+//! ```
+
+use crate::export::{JsonLinesFile, NoopTransport, Reporter, ReporterConfig, Stdout, Transport};
+use crate::propagation::Propagation;
+use crate::record::Endpoint;
+use crate::sampler::Sampler;
+use crate::tracer::{Tracer, TracerGuard};
+use std::borrow::Cow;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A configuration value that could not be used, naming the variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}={value:?}: {reason}")]
+pub struct ConfigError {
+    variable: &'static str,
+    value: String,
+    reason: String,
+}
+
+impl ConfigError {
+    /// An error about `variable`.
+    pub fn new(
+        variable: &'static str,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError {
+            variable,
+            value: value.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The variable (or builder setting) at fault.
+    pub fn variable(&self) -> &'static str {
+        self.variable
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TransportChoice {
+    Unset,
+    None,
+    Stdout,
+    File(PathBuf),
+}
+
+/// Builds a [`Tracer`].
+pub struct TracerBuilder {
+    local: Endpoint,
+    sampler: Sampler,
+    propagation: Propagation,
+    reporter: ReporterConfig,
+    transport: Option<Box<dyn Transport>>,
+    choice: TransportChoice,
+    trace_id_128: bool,
+}
+
+impl std::fmt::Debug for TracerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TracerBuilder")
+            .field("local", &self.local)
+            .field("sampler", &self.sampler.describe())
+            .field("propagation", &self.propagation)
+            .field("reporter", &self.reporter)
+            .field("transport", &self.transport.is_some())
+            .finish()
+    }
+}
+
+impl Default for TracerBuilder {
+    fn default() -> TracerBuilder {
+        TracerBuilder {
+            local: Endpoint::service("unknown_service"),
+            sampler: Sampler::default(),
+            propagation: Propagation::default(),
+            reporter: ReporterConfig::default(),
+            transport: None,
+            choice: TransportChoice::Unset,
+            trace_id_128: true,
+        }
+    }
+}
+
+impl TracerBuilder {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<TracerBuilder, ConfigError> {
+        TracerBuilder::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads configuration through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<TracerBuilder, ConfigError> {
+        let mut b = TracerBuilder::default();
+        let get = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
+        if let Some(v) = get("OTEL_SERVICE_NAME") {
+            b.local = b.local.with_service_name(v.trim().to_owned());
+        }
+        b.sampler = parse_sampler(get("OTEL_TRACES_SAMPLER"), get("OTEL_TRACES_SAMPLER_ARG"))?;
+        if let Some(v) = get("OTEL_PROPAGATORS") {
+            b.propagation = Propagation::from_otel_list(&v).map_err(|bad| {
+                ConfigError::new(
+                    "OTEL_PROPAGATORS",
+                    v.clone(),
+                    format!("unknown propagator {bad:?} (use b3, b3multi, tracecontext)"),
+                )
+            })?;
+        }
+        let r = &mut b.reporter;
+        if let Some(v) = get("OTEL_BSP_MAX_QUEUE_SIZE") {
+            r.max_queue_size = positive("OTEL_BSP_MAX_QUEUE_SIZE", &v)?;
+        }
+        if let Some(v) = get("OTEL_BSP_SCHEDULE_DELAY") {
+            r.schedule_delay = millis("OTEL_BSP_SCHEDULE_DELAY", &v)?;
+        }
+        if let Some(v) = get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") {
+            r.max_export_batch_size = positive("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", &v)?;
+        }
+        if let Some(v) = get("OTEL_BSP_EXPORT_TIMEOUT") {
+            r.export_timeout = millis("OTEL_BSP_EXPORT_TIMEOUT", &v)?;
+        }
+        if let Some(v) = get("TDIST_LOCAL_QUEUE_SIZE") {
+            r.local_queue_size = positive("TDIST_LOCAL_QUEUE_SIZE", &v)?;
+        }
+        if let Some(v) = get("TDIST_EXPORT_RETRIES") {
+            r.max_retries = v.trim().parse().map_err(|_| {
+                ConfigError::new("TDIST_EXPORT_RETRIES", v.clone(), "expected a whole number")
+            })?;
+        }
+        if let Some(v) = get("TDIST_SHUTDOWN_TIMEOUT") {
+            r.shutdown_timeout = millis("TDIST_SHUTDOWN_TIMEOUT", &v)?;
+        }
+        if r.max_export_batch_size > r.max_queue_size {
+            return Err(ConfigError::new(
+                "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+                r.max_export_batch_size.to_string(),
+                format!(
+                    "must not exceed OTEL_BSP_MAX_QUEUE_SIZE ({})",
+                    r.max_queue_size
+                ),
+            ));
+        }
+        if let Some(v) = get("TDIST_TRUST_DEBUG") {
+            let trust = boolean("TDIST_TRUST_DEBUG", &v)?;
+            b.sampler = b.sampler.trust_inbound_debug(trust);
+        }
+        if let Some(v) = get("TDIST_TRACE_ID_128") {
+            b.trace_id_128 = boolean("TDIST_TRACE_ID_128", &v)?;
+        }
+        let file = get("TDIST_FILE");
+        b.choice = match (get("TDIST_TRANSPORT").as_deref().map(str::trim), file) {
+            (None, None) => TransportChoice::Unset,
+            (None | Some("file"), Some(path)) => TransportChoice::File(path.into()),
+            (Some("file"), None) => {
+                return Err(ConfigError::new(
+                    "TDIST_FILE",
+                    "",
+                    "TDIST_TRANSPORT=file needs TDIST_FILE",
+                ))
+            }
+            (Some("stdout"), _) => TransportChoice::Stdout,
+            (Some("none"), _) => TransportChoice::None,
+            // Other names belong to adapter crates (zipkin, kafka); they read their own variables.
+            (Some(_), _) => TransportChoice::Unset,
+        };
+        Ok(b)
+    }
+
+    /// The local service name (lower-cased when reported).
+    pub fn service_name(mut self, name: impl Into<Cow<'static, str>>) -> TracerBuilder {
+        self.local = self.local.with_service_name(name);
+        self
+    }
+
+    /// The local address and port reported in `localEndpoint`.
+    pub fn local_address(mut self, ip: IpAddr, port: u16) -> TracerBuilder {
+        self.local = self.local.with_ip(ip).with_port(port);
+        self
+    }
+
+    /// The sampler.
+    pub fn sampler(mut self, sampler: Sampler) -> TracerBuilder {
+        self.sampler = sampler;
+        self
+    }
+
+    /// The formats to inject.
+    pub fn propagation(mut self, propagation: Propagation) -> TracerBuilder {
+        self.propagation = propagation;
+        self
+    }
+
+    /// Pipeline sizes and timings.
+    pub fn reporter_config(mut self, config: ReporterConfig) -> TracerBuilder {
+        self.reporter = config;
+        self
+    }
+
+    /// Changes the pipeline settings in place.
+    pub fn configure_reporter(mut self, f: impl FnOnce(&mut ReporterConfig)) -> TracerBuilder {
+        f(&mut self.reporter);
+        self
+    }
+
+    /// Where spans go. Overrides `TDIST_TRANSPORT`.
+    pub fn transport(mut self, transport: impl Transport) -> TracerBuilder {
+        self.transport = Some(Box::new(transport));
+        self
+    }
+
+    /// Sets `transport` unless one was chosen in code or by `TDIST_TRANSPORT`/`TDIST_FILE`
+    /// (how adapter crates add theirs from their own variables).
+    pub fn transport_if_unset(self, transport: impl Transport) -> TracerBuilder {
+        if self.transport.is_none() && self.choice == TransportChoice::Unset {
+            self.transport(transport)
+        } else {
+            self
+        }
+    }
+
+    /// Whether a transport was chosen in code or by the environment.
+    pub fn has_transport(&self) -> bool {
+        self.transport.is_some() || self.choice != TransportChoice::Unset
+    }
+
+    /// 128-bit (default) or 64-bit trace ids for new traces.
+    pub fn trace_id_128(mut self, on: bool) -> TracerBuilder {
+        self.trace_id_128 = on;
+        self
+    }
+
+    /// Starts the reporter and returns the tracer.
+    pub fn build(self) -> Result<Tracer, ConfigError> {
+        let transport: Box<dyn Transport> = match (self.transport, self.choice) {
+            (Some(t), _) => t,
+            (None, TransportChoice::Stdout) => Box::new(Stdout),
+            (None, TransportChoice::File(path)) => {
+                Box::new(JsonLinesFile::create(&path).map_err(|e| {
+                    ConfigError::new("TDIST_FILE", path.display().to_string(), e.to_string())
+                })?)
+            }
+            (None, TransportChoice::None | TransportChoice::Unset) => Box::new(NoopTransport),
+        };
+        let shutdown = self.reporter.shutdown_timeout;
+        let reporter = Reporter::new(transport, self.reporter);
+        Ok(Tracer::from_parts(
+            self.local,
+            self.sampler,
+            self.propagation,
+            Some(reporter),
+            self.trace_id_128,
+            shutdown,
+        ))
+    }
+
+    /// Builds the tracer and makes it the global one until the guard drops.
+    pub fn install(self) -> Result<TracerGuard, ConfigError> {
+        Ok(TracerGuard::new(self.build()?))
+    }
+}
+
+fn parse_sampler(name: Option<String>, arg: Option<String>) -> Result<Sampler, ConfigError> {
+    let name = name
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or("parentbased_always_on");
+    let (parent_based, root) = match name.strip_prefix("parentbased_") {
+        Some(root) => (true, root),
+        None => (false, name),
+    };
+    let ratio = || -> Result<f64, ConfigError> {
+        match &arg {
+            None => Ok(1.0),
+            Some(v) => v
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|r| (0.0..=1.0).contains(r))
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "OTEL_TRACES_SAMPLER_ARG",
+                        v.clone(),
+                        "expected a ratio between 0 and 1",
+                    )
+                }),
+        }
+    };
+    let sampler = match root {
+        "always_on" => Sampler::always(),
+        "always_off" => Sampler::never(),
+        "traceidratio" => Sampler::ratio(ratio()?),
+        "ratelimited" => {
+            let v = arg.clone().unwrap_or_else(|| "100".into());
+            let n = v
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| ConfigError::new("OTEL_TRACES_SAMPLER_ARG", v.clone(), "expected traces per second"))?;
+            Sampler::rate_limited(n)
+        }
+        _ => {
+            return Err(ConfigError::new(
+                "OTEL_TRACES_SAMPLER",
+                name,
+                "expected always_on, always_off, traceidratio, ratelimited, or parentbased_ one of those",
+            ))
+        }
+    };
+    Ok(sampler.parent_based(parent_based))
+}
+
+fn positive(var: &'static str, v: &str) -> Result<usize, ConfigError> {
+    v.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ConfigError::new(var, v, "expected a positive integer"))
+}
+
+fn millis(var: &'static str, v: &str) -> Result<Duration, ConfigError> {
+    v.trim()
+        .parse::<u64>()
+        .map(Duration::from_millis)
+        .map_err(|_| ConfigError::new(var, v, "expected milliseconds as a whole number"))
+}
+
+fn boolean(var: &'static str, v: &str) -> Result<bool, ConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::new(var, v, "expected true or false")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<TracerBuilder, ConfigError> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        TracerBuilder::from_lookup(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn standard_variables() {
+        let b = from(&[
+            ("OTEL_SERVICE_NAME", "Checkout"),
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+            ("OTEL_PROPAGATORS", "b3,tracecontext"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "250"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "50"),
+            ("OTEL_BSP_EXPORT_TIMEOUT", "1000"),
+            ("TDIST_TRUST_DEBUG", "false"),
+        ])
+        .unwrap();
+        assert_eq!(b.local.service_name(), Some("checkout"));
+        assert_eq!(b.sampler.describe(), "parentbased_traceidratio(0.25)");
+        assert!(!b.sampler.trusts_inbound_debug());
+        assert_eq!(b.reporter.max_queue_size, 100);
+        assert_eq!(b.reporter.schedule_delay, Duration::from_millis(250));
+        assert_eq!(b.propagation.formats().count(), 2);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (k, v) in [
+            ("OTEL_TRACES_SAMPLER", "sometimes"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "5s"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "0"),
+            ("OTEL_PROPAGATORS", "xray"),
+            ("TDIST_TRUST_DEBUG", "maybe"),
+        ] {
+            let e = from(&[(k, v)]).unwrap_err();
+            assert_eq!(e.variable(), k);
+            assert!(e.to_string().contains(k));
+        }
+        let e = from(&[
+            ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "2"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.variable(), "OTEL_TRACES_SAMPLER_ARG");
+        let e = from(&[
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "10"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "20"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.variable(), "OTEL_BSP_MAX_EXPORT_BATCH_SIZE");
+    }
+
+    #[test]
+    fn transport_choice() {
+        assert!(!from(&[]).unwrap().has_transport());
+        assert!(from(&[("TDIST_TRANSPORT", "stdout")])
+            .unwrap()
+            .has_transport());
+        assert_eq!(
+            from(&[("TDIST_TRANSPORT", "file")]).unwrap_err().variable(),
+            "TDIST_FILE"
+        );
+    }
+}

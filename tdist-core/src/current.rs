@@ -1,0 +1,195 @@
+//! The current span context: task-local inside futures run by tdist, thread-local otherwise,
+//! and one [`current()`] that looks at both.
+//!
+//! Async code gets its context from a `tokio::task_local!` slot that [`FutureExt`] installs
+//! around every poll, so it survives `.await` and never leaks to other tasks on the same worker
+//! thread. Sync code (a Thrift handler thread, a Storm bolt) uses a thread-local slot.
+//! [`set_current`] writes to whichever slot is active and restores it when the guard drops.
+//!
+//! ```
+//! use tdist_core::{current, set_current, SpanContext, SpanId, TraceId};
+//!
+//! let ctx = SpanContext::new(TraceId::random_64(), SpanId::random());
+//! assert_eq!(current(), None);
+//! {
+//!     let _guard = set_current(Some(ctx));
+//!     assert_eq!(current(), Some(ctx));
+//!     // Work handed to a thread carries the context with it.
+//!     let seen = std::thread::spawn(tdist_core::wrap(tdist_core::current)).join().unwrap();
+//!     assert_eq!(seen, Some(ctx));
+//! }
+//! assert_eq!(current(), None);
+//! ```
+
+use crate::context::SpanContext;
+use crate::span::Span;
+use std::cell::Cell;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+tokio::task_local! {
+    static TASK_CONTEXT: Cell<Option<SpanContext>>;
+}
+
+thread_local! {
+    static THREAD_CONTEXT: Cell<Option<SpanContext>> = const { Cell::new(None) };
+}
+
+/// The current span context, if any: the task's inside a tdist-instrumented future, else the
+/// thread's.
+#[inline]
+pub fn current() -> Option<SpanContext> {
+    TASK_CONTEXT
+        .try_with(Cell::get)
+        .unwrap_or_else(|_| THREAD_CONTEXT.with(Cell::get))
+}
+
+fn replace(ctx: Option<SpanContext>) -> (Option<SpanContext>, bool) {
+    match TASK_CONTEXT.try_with(|c| c.replace(ctx)) {
+        Ok(prev) => (prev, true),
+        Err(_) => (THREAD_CONTEXT.with(|c| c.replace(ctx)), false),
+    }
+}
+
+/// Makes `ctx` current until the guard drops, then restores what was current before.
+///
+/// Inside a future run through [`FutureExt`] (or [`spawn`]) this sets the task's context, so the
+/// guard may be held across `.await`. Elsewhere it sets the thread's; do not hold that across an
+/// `.await` in a task tdist does not know about.
+#[must_use = "the context is current only while the guard lives"]
+pub fn set_current(ctx: Option<SpanContext>) -> ContextGuard {
+    let (prev, task) = replace(ctx);
+    ContextGuard {
+        prev,
+        task,
+        _not_send: PhantomData,
+    }
+}
+
+/// Restores the previous current context on drop. Not `Send`: it belongs to its thread or task.
+#[derive(Debug)]
+pub struct ContextGuard {
+    prev: Option<SpanContext>,
+    task: bool,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Drop for ContextGuard {
+    fn drop(&mut self) {
+        if self.task {
+            // The task-local slot may already be gone if the guard outlived its scope.
+            let _ = TASK_CONTEXT.try_with(|c| c.set(self.prev));
+        } else {
+            THREAD_CONTEXT.with(|c| c.set(self.prev));
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future that runs with a given context current on every poll, and optionally finishes a
+    /// span when it completes or is dropped. Made by [`FutureExt`].
+    #[derive(Debug)]
+    pub struct WithContext<F> {
+        #[pin]
+        inner: tokio::task::futures::TaskLocalFuture<Cell<Option<SpanContext>>, F>,
+        span: Option<Span>,
+    }
+}
+
+impl<F: Future> Future for WithContext<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let out = this.inner.poll(cx);
+        if out.is_ready() {
+            if let Some(span) = this.span.take() {
+                span.finish();
+            }
+        }
+        out
+    }
+}
+
+/// Runs futures inside a span or a context.
+pub trait FutureExt: Future + Sized {
+    /// Runs the future with `span` current; the span finishes when the future completes (or is
+    /// dropped before completing).
+    fn in_span(self, span: Span) -> WithContext<Self> {
+        let ctx = Some(span.context());
+        WithContext {
+            inner: TASK_CONTEXT.scope(Cell::new(ctx), self),
+            span: Some(span),
+        }
+    }
+
+    /// Runs the future with `ctx` current.
+    fn with_context(self, ctx: Option<SpanContext>) -> WithContext<Self> {
+        WithContext {
+            inner: TASK_CONTEXT.scope(Cell::new(ctx), self),
+            span: None,
+        }
+    }
+
+    /// Runs the future with the context that is current now (call it before handing the future
+    /// to another task or executor).
+    fn with_current_context(self) -> WithContext<Self> {
+        self.with_context(current())
+    }
+}
+
+impl<F: Future> FutureExt for F {}
+
+/// `tokio::spawn` that carries the current context into the new task.
+pub fn spawn<F>(future: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(future.with_current_context())
+}
+
+/// `tokio::task::spawn_blocking` that carries the current context into the blocking closure.
+pub fn spawn_blocking<F, R>(f: F) -> tokio::task::JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    tokio::task::spawn_blocking(wrap(f))
+}
+
+/// `std::thread::spawn` that carries the current context into the new thread.
+pub fn spawn_thread<F, T>(f: F) -> std::thread::JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    std::thread::spawn(wrap(f))
+}
+
+/// Captures the current context now and makes it current while the closure runs, wherever it
+/// runs: a thread pool, an executor, a callback.
+pub fn wrap<F, T>(f: F) -> impl FnOnce() -> T + Send
+where
+    F: FnOnce() -> T + Send,
+{
+    let ctx = current();
+    move || {
+        let _guard = set_current(ctx);
+        f()
+    }
+}
+
+/// Like [`wrap`] for closures called many times (`Fn`), such as a pool's task factory.
+pub fn wrap_fn<F, T>(f: F) -> impl Fn() -> T + Send + Sync
+where
+    F: Fn() -> T + Send + Sync,
+{
+    let ctx = current();
+    move || {
+        let _guard = set_current(ctx);
+        f()
+    }
+}

@@ -1,0 +1,67 @@
+//! Publishing finished spans: the [`Transport`] trait, the [`Reporter`] pipeline that feeds it
+//! off the request path, and the transports that need nothing but the standard library.
+
+mod reporter;
+mod transports;
+
+pub(crate) use reporter::submit;
+pub use reporter::{FlushError, Reporter, ReporterConfig, Stats};
+#[cfg(feature = "test-util")]
+pub use transports::InMemory;
+pub use transports::{Fanout, JsonLinesFile, NoopTransport, Stdout};
+
+use crate::record::FinishedSpan;
+use std::sync::Arc;
+
+/// Delivers batches of finished spans somewhere: a collector, a topic, a file.
+///
+/// Called from the reporter's background thread only, never from application threads. A
+/// transport must bound its own I/O with timeouts; while it is slow, the reporter keeps the
+/// application fast by dropping (and counting) what does not fit in its queues.
+pub trait Transport: Send + Sync + 'static {
+    /// Sends one batch (at most the configured export batch size).
+    fn send(&self, spans: &[FinishedSpan]) -> Result<(), TransportError>;
+}
+
+impl<T: Transport + ?Sized> Transport for Box<T> {
+    fn send(&self, spans: &[FinishedSpan]) -> Result<(), TransportError> {
+        (**self).send(spans)
+    }
+}
+
+impl<T: Transport + ?Sized> Transport for Arc<T> {
+    fn send(&self, spans: &[FinishedSpan]) -> Result<(), TransportError> {
+        (**self).send(spans)
+    }
+}
+
+/// A failed delivery: whether retrying may help, and why.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct TransportError {
+    retryable: bool,
+    message: String,
+}
+
+impl TransportError {
+    /// A failure worth retrying (connection refused, timeout, 5xx).
+    pub fn retryable(message: impl Into<String>) -> TransportError {
+        TransportError {
+            retryable: true,
+            message: message.into(),
+        }
+    }
+
+    /// A failure that retrying cannot fix (the collector rejected the data: 400).
+    pub fn fatal(message: impl Into<String>) -> TransportError {
+        TransportError {
+            retryable: false,
+            message: message.into(),
+        }
+    }
+
+    /// Whether retrying may help.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+}

@@ -1,0 +1,454 @@
+//! The reporter: per-thread bounded lock-free queues, one background worker, counted drops.
+//!
+//! Application threads push each finished span onto their own bounded queue (a
+//! `crossbeam_queue::ArrayQueue`: one uncontended compare-and-swap, no lock, no allocation, no
+//! I/O). A full queue drops the span and counts it. The worker wakes on a timer, when a thread has
+//! pushed half a queue's worth, or on `flush`; it drains every thread's queue (also those of
+//! threads that have exited, so nothing is lost at thread exit), batches, hands batches to the
+//! [`Transport`] and retries retryable failures with bounded backoff.
+//!
+//! Memory is bounded: each thread's queue holds at most `local_queue_size` spans and the worker
+//! holds at most `max_queue_size` drained spans while the transport is slow.
+
+use super::{Transport, TransportError};
+use crate::record::FinishedSpan;
+use crossbeam_queue::ArrayQueue;
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+/// Sizes and timings of the pipeline. Defaults follow OpenTelemetry's batch span processor.
+#[derive(Debug, Clone)]
+pub struct ReporterConfig {
+    /// Spans the worker holds while the transport is busy (`OTEL_BSP_MAX_QUEUE_SIZE`, 2048).
+    pub max_queue_size: usize,
+    /// Longest wait between exports (`OTEL_BSP_SCHEDULE_DELAY`, 5 s).
+    pub schedule_delay: Duration,
+    /// Most spans per transport call (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, 512).
+    pub max_export_batch_size: usize,
+    /// Time budget for one batch, retries included (`OTEL_BSP_EXPORT_TIMEOUT`, 30 s).
+    pub export_timeout: Duration,
+    /// Spans each thread may buffer before the worker drains them (`TDIST_LOCAL_QUEUE_SIZE`, 512).
+    pub local_queue_size: usize,
+    /// Retries of a retryable failure within the export timeout (`TDIST_EXPORT_RETRIES`, 3).
+    pub max_retries: u32,
+    /// How long dropping the last handle (or a tracer guard) waits for the final flush
+    /// (`TDIST_SHUTDOWN_TIMEOUT`, 5 s).
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ReporterConfig {
+    fn default() -> ReporterConfig {
+        ReporterConfig {
+            max_queue_size: 2048,
+            schedule_delay: Duration::from_millis(5000),
+            max_export_batch_size: 512,
+            export_timeout: Duration::from_millis(30_000),
+            local_queue_size: 512,
+            max_retries: 3,
+            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The pipeline's counters. `accepted = sent + failed + pending`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Spans taken onto a queue.
+    pub accepted: u64,
+    /// Spans refused because a queue was full (never sent).
+    pub dropped: u64,
+    /// Spans the transport delivered.
+    pub sent: u64,
+    /// Spans given up on after the transport failed (and retries ran out).
+    pub failed: u64,
+}
+
+impl Stats {
+    /// Spans accepted and not yet sent or failed.
+    pub fn pending(&self) -> u64 {
+        self.accepted.saturating_sub(self.sent + self.failed)
+    }
+}
+
+/// A flush or shutdown that did not finish in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("flush did not complete within {timeout:?}: {pending} spans pending")]
+pub struct FlushError {
+    /// The deadline given.
+    pub timeout: Duration,
+    /// Spans accepted but not yet delivered or failed.
+    pub pending: u64,
+}
+
+/// One thread's queue, shared with the worker.
+struct LocalQueue {
+    queue: ArrayQueue<FinishedSpan>,
+    /// Written by the owning thread only; read by anyone.
+    accepted: AtomicU64,
+    dropped: AtomicU64,
+}
+
+struct Shared {
+    id: u64,
+    config: ReporterConfig,
+    transport: Box<dyn Transport>,
+    queues: Mutex<Vec<Arc<LocalQueue>>>,
+    worker: OnceLock<Thread>,
+    sleeping: AtomicBool,
+    retired_accepted: AtomicU64,
+    retired_dropped: AtomicU64,
+    sent: AtomicU64,
+    failed: AtomicU64,
+    control: Mutex<Control>,
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct Control {
+    requested: u64,
+    completed: u64,
+    stop: bool,
+    exited: bool,
+}
+
+/// A handle to a span pipeline. Cheap to clone; the worker stops (after a final flush bounded
+/// by the export timeout) when the last handle is dropped.
+#[derive(Clone)]
+pub struct Reporter {
+    handle: Arc<Handle>,
+}
+
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Reporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reporter")
+            .field("id", &self.handle.shared.id)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+fn registry() -> &'static Mutex<Vec<(u64, Weak<Shared>)>> {
+    static REG: OnceLock<Mutex<Vec<(u64, Weak<Shared>)>>> = OnceLock::new();
+    REG.get_or_init(Default::default)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Reporter {
+    /// Starts a pipeline that delivers to `transport`.
+    pub fn new(transport: impl Transport, config: ReporterConfig) -> Reporter {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let mut config = config;
+        config.max_queue_size = config.max_queue_size.max(1);
+        config.max_export_batch_size = config.max_export_batch_size.clamp(1, config.max_queue_size);
+        config.local_queue_size = config.local_queue_size.max(2);
+        let shared = Arc::new(Shared {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            config,
+            transport: Box::new(transport),
+            queues: Mutex::default(),
+            worker: OnceLock::new(),
+            sleeping: AtomicBool::new(false),
+            retired_accepted: AtomicU64::new(0),
+            retired_dropped: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            control: Mutex::default(),
+            done: Condvar::new(),
+        });
+        let worker_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("tdist-reporter".into())
+            .spawn(move || run(worker_shared))
+            .expect("spawning the tdist reporter thread");
+        let _ = shared.worker.set(thread.thread().clone());
+        lock(registry()).push((shared.id, Arc::downgrade(&shared)));
+        Reporter {
+            handle: Arc::new(Handle { shared }),
+        }
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.handle.shared.id
+    }
+
+    /// The counters, summed over every thread.
+    pub fn stats(&self) -> Stats {
+        self.handle.shared.stats()
+    }
+
+    /// Delivers every span finished before this call, waiting at most `timeout`.
+    pub fn flush(&self, timeout: Duration) -> Result<Stats, FlushError> {
+        self.handle.shared.flush(timeout)
+    }
+
+    /// Flushes within `timeout`, then stops the worker. Spans finished afterwards are dropped.
+    pub fn shutdown(&self, timeout: Duration) -> Result<Stats, FlushError> {
+        self.handle.shared.shutdown(timeout)
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let timeout = self.shared.config.shutdown_timeout;
+        let _ = self.shared.shutdown(timeout);
+    }
+}
+
+impl Shared {
+    fn stats(&self) -> Stats {
+        let mut s = Stats {
+            accepted: self.retired_accepted.load(Ordering::Acquire),
+            dropped: self.retired_dropped.load(Ordering::Acquire),
+            sent: self.sent.load(Ordering::Acquire),
+            failed: self.failed.load(Ordering::Acquire),
+        };
+        for q in lock(&self.queues).iter() {
+            s.accepted += q.accepted.load(Ordering::Acquire);
+            s.dropped += q.dropped.load(Ordering::Acquire);
+        }
+        s
+    }
+
+    fn wake(&self) {
+        if self.sleeping.load(Ordering::Acquire) {
+            if let Some(t) = self.worker.get() {
+                t.unpark();
+            }
+        }
+    }
+
+    fn flush(&self, timeout: Duration) -> Result<Stats, FlushError> {
+        let deadline = Instant::now() + timeout;
+        let mut c = lock(&self.control);
+        if c.exited || c.stop {
+            return Ok(self.stats());
+        }
+        c.requested += 1;
+        let target = c.requested;
+        if let Some(t) = self.worker.get() {
+            t.unpark();
+        }
+        while c.completed < target && !c.exited {
+            let now = Instant::now();
+            if now >= deadline {
+                drop(c);
+                return Err(FlushError {
+                    timeout,
+                    pending: self.stats().pending(),
+                });
+            }
+            c = self
+                .done
+                .wait_timeout(c, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        drop(c);
+        Ok(self.stats())
+    }
+
+    fn shutdown(&self, timeout: Duration) -> Result<Stats, FlushError> {
+        let result = self.flush(timeout);
+        lock(&self.control).stop = true;
+        if let Some(t) = self.worker.get() {
+            t.unpark();
+        }
+        lock(registry()).retain(|(id, _)| *id != self.id);
+        result
+    }
+}
+
+/// The worker loop.
+fn run(shared: Arc<Shared>) {
+    let cfg = shared.config.clone();
+    let mut batch: Vec<FinishedSpan> = Vec::with_capacity(cfg.max_queue_size);
+    let mut last_drop_log = Instant::now();
+    let mut dropped_logged = 0;
+    loop {
+        let (target, stop) = {
+            let c = lock(&shared.control);
+            (c.requested, c.stop)
+        };
+        drain(&shared, &mut batch);
+        while !batch.is_empty() {
+            let n = batch.len().min(cfg.max_export_batch_size);
+            export(&shared, &batch[..n]);
+            batch.drain(..n);
+            drain(&shared, &mut batch);
+        }
+        let dropped = shared.stats().dropped;
+        if dropped > dropped_logged && last_drop_log.elapsed() > Duration::from_secs(10) {
+            tracing::warn!(
+                target: "tdist",
+                dropped = dropped - dropped_logged,
+                "tdist span queue full: spans dropped (see Reporter::stats)"
+            );
+            dropped_logged = dropped;
+            last_drop_log = Instant::now();
+        }
+        {
+            let mut c = lock(&shared.control);
+            if c.completed < target {
+                c.completed = target;
+                shared.done.notify_all();
+            }
+            if stop {
+                c.exited = true;
+                shared.done.notify_all();
+                return;
+            }
+            if c.requested > c.completed || c.stop {
+                continue;
+            }
+        }
+        shared.sleeping.store(true, Ordering::Release);
+        std::thread::park_timeout(cfg.schedule_delay);
+        shared.sleeping.store(false, Ordering::Release);
+    }
+}
+
+/// Moves spans from every thread's queue into `batch`, up to the worker's queue size, and
+/// retires the queues of threads that have exited once they are empty.
+fn drain(shared: &Shared, batch: &mut Vec<FinishedSpan>) {
+    let cap = shared.config.max_queue_size;
+    let mut queues = lock(&shared.queues);
+    for q in queues.iter() {
+        while batch.len() < cap {
+            match q.queue.pop() {
+                Some(s) => batch.push(s),
+                None => break,
+            }
+        }
+    }
+    queues.retain(|q| {
+        let orphaned = Arc::strong_count(q) == 1 && q.queue.is_empty();
+        if orphaned {
+            shared
+                .retired_accepted
+                .fetch_add(q.accepted.load(Ordering::Acquire), Ordering::AcqRel);
+            shared
+                .retired_dropped
+                .fetch_add(q.dropped.load(Ordering::Acquire), Ordering::AcqRel);
+        }
+        !orphaned
+    });
+}
+
+/// Sends one batch, retrying retryable failures with doubling backoff inside the export timeout.
+fn export(shared: &Shared, spans: &[FinishedSpan]) {
+    let cfg = &shared.config;
+    let start = Instant::now();
+    let mut backoff = Duration::from_millis(50);
+    let mut attempt = 0;
+    loop {
+        match shared.transport.send(spans) {
+            Ok(()) => {
+                shared.sent.fetch_add(spans.len() as u64, Ordering::AcqRel);
+                return;
+            }
+            Err(e) => {
+                attempt += 1;
+                let out_of_time = start.elapsed() + backoff >= cfg.export_timeout;
+                if !e.is_retryable() || attempt > cfg.max_retries || out_of_time || stopping(shared)
+                {
+                    fail(shared, spans.len(), &e);
+                    return;
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+fn stopping(shared: &Shared) -> bool {
+    lock(&shared.control).stop
+}
+
+fn fail(shared: &Shared, n: usize, e: &TransportError) {
+    shared.failed.fetch_add(n as u64, Ordering::AcqRel);
+    tracing::debug!(target: "tdist", spans = n, error = %e, "tdist transport failed");
+}
+
+struct LocalEntry {
+    reporter: u64,
+    queue: Arc<LocalQueue>,
+    shared: Weak<Shared>,
+    since_wake: usize,
+}
+
+thread_local! {
+    static LOCAL: RefCell<Vec<LocalEntry>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Hands a finished span to reporter `id` from the current thread. Never blocks.
+pub(crate) fn submit(reporter: u64, span: FinishedSpan) {
+    let _ = LOCAL.try_with(|local| {
+        let Ok(mut local) = local.try_borrow_mut() else {
+            return;
+        };
+        let idx = match local.iter().position(|e| e.reporter == reporter) {
+            Some(i) => i,
+            None => match register(reporter) {
+                Some(entry) => {
+                    local.push(entry);
+                    local.len() - 1
+                }
+                None => return,
+            },
+        };
+        let entry = &mut local[idx];
+        let q = &entry.queue;
+        match q.queue.push(span) {
+            Ok(()) => {
+                // Only this thread writes these counters: a plain load and store suffice.
+                q.accepted
+                    .store(q.accepted.load(Ordering::Relaxed) + 1, Ordering::Release);
+                entry.since_wake += 1;
+            }
+            Err(_) => {
+                q.dropped
+                    .store(q.dropped.load(Ordering::Relaxed) + 1, Ordering::Release);
+                entry.since_wake = usize::MAX / 2;
+            }
+        }
+        if entry.since_wake >= q.queue.capacity() / 2 {
+            entry.since_wake = 0;
+            match entry.shared.upgrade() {
+                Some(s) => s.wake(),
+                None => {
+                    local.swap_remove(idx);
+                }
+            }
+        }
+    });
+}
+
+fn register(reporter: u64) -> Option<LocalEntry> {
+    let shared = lock(registry())
+        .iter()
+        .find(|(id, _)| *id == reporter)
+        .and_then(|(_, w)| w.upgrade())?;
+    let queue = Arc::new(LocalQueue {
+        queue: ArrayQueue::new(shared.config.local_queue_size),
+        accepted: AtomicU64::new(0),
+        dropped: AtomicU64::new(0),
+    });
+    lock(&shared.queues).push(queue.clone());
+    Some(LocalEntry {
+        reporter,
+        queue,
+        shared: Arc::downgrade(&shared),
+        since_wake: 0,
+    })
+}

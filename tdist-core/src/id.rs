@@ -1,0 +1,348 @@
+//! Trace and span identifiers, their lower-hex form, and a fast per-thread id generator.
+//!
+//! ```
+//! use tdist_core::{SpanId, TraceId};
+//!
+//! let trace = TraceId::from_hex("80f198ee56343ba864fe8b2a57d3eff7").unwrap();
+//! assert!(trace.is_128());
+//! assert_eq!(trace.to_hex().as_str(), "80f198ee56343ba864fe8b2a57d3eff7");
+//! // A 32-character id whose high half is zero is the 64-bit id.
+//! assert_eq!(TraceId::from_hex("000000000000000064fe8b2a57d3eff7").unwrap().to_hex().as_str(), "64fe8b2a57d3eff7");
+//! assert!(SpanId::from_hex("0000000000000000").is_err());
+//! ```
+
+use std::cell::Cell;
+use std::fmt;
+use std::num::NonZeroU64;
+
+/// Why a lower-hex identifier was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdError {
+    /// The value does not have one of the lengths allowed for this identifier.
+    #[error("identifier has length {0}, expected {1}")]
+    Length(usize, &'static str),
+    /// A character other than `0-9` or `a-f` (upper case is rejected).
+    #[error("identifier contains a character that is not lower-case hex")]
+    NotLowerHex,
+    /// Every digit is zero, which no B3, W3C or Zipkin peer accepts.
+    #[error("identifier is all zeros")]
+    AllZeros,
+}
+
+/// A trace identifier: 64 bits, or 128 bits when the high half is non-zero.
+///
+/// The high half is zero for a 64-bit id; like Brave and Zipkin, a 128-bit id whose high half is
+/// zero is the same trace as the 64-bit id with that low half.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TraceId {
+    high: u64,
+    low: u64,
+}
+
+impl TraceId {
+    /// A trace id from its halves; `None` when both are zero.
+    pub const fn new(high: u64, low: u64) -> Option<TraceId> {
+        if high == 0 && low == 0 {
+            None
+        } else {
+            Some(TraceId { high, low })
+        }
+    }
+
+    /// The high 64 bits (zero for a 64-bit id).
+    pub const fn high(self) -> u64 {
+        self.high
+    }
+
+    /// The low 64 bits.
+    pub const fn low(self) -> u64 {
+        self.low
+    }
+
+    /// Whether this id needs 128 bits (its high half is non-zero).
+    pub const fn is_128(self) -> bool {
+        self.high != 0
+    }
+
+    /// A new random 128-bit trace id from the per-thread generator.
+    pub fn random_128() -> TraceId {
+        TraceId {
+            high: random_non_zero(),
+            low: random_non_zero(),
+        }
+    }
+
+    /// A new random 64-bit trace id from the per-thread generator.
+    pub fn random_64() -> TraceId {
+        TraceId {
+            high: 0,
+            low: random_non_zero(),
+        }
+    }
+
+    /// Parses 16 or 32 lower-hex characters.
+    pub fn from_hex(s: &str) -> Result<TraceId, IdError> {
+        let b = s.as_bytes();
+        let (high, low) = match b.len() {
+            16 => (0, parse_hex_u64(b)?),
+            32 => (parse_hex_u64(&b[..16])?, parse_hex_u64(&b[16..])?),
+            n => return Err(IdError::Length(n, "16 or 32")),
+        };
+        TraceId::new(high, low).ok_or(IdError::AllZeros)
+    }
+
+    /// The lower-hex form: 32 characters when 128-bit, else 16. No allocation.
+    pub fn to_hex(self) -> HexId {
+        let mut out = HexId::empty();
+        if self.high != 0 {
+            out.push_u64(self.high);
+        }
+        out.push_u64(self.low);
+        out
+    }
+
+    /// The 16 big-endian bytes of the full 128-bit value.
+    pub fn to_bytes(self) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&self.high.to_be_bytes());
+        b[8..].copy_from_slice(&self.low.to_be_bytes());
+        b
+    }
+}
+
+impl fmt::Display for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.to_hex().as_str())
+    }
+}
+
+impl fmt::Debug for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TraceId({self})")
+    }
+}
+
+/// A span identifier: 64 bits, never zero.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SpanId(NonZeroU64);
+
+impl SpanId {
+    /// A span id; `None` for zero.
+    pub const fn new(id: u64) -> Option<SpanId> {
+        match NonZeroU64::new(id) {
+            Some(v) => Some(SpanId(v)),
+            None => None,
+        }
+    }
+
+    /// The numeric value.
+    pub const fn get(self) -> u64 {
+        self.0.get()
+    }
+
+    /// A new random span id from the per-thread generator.
+    pub fn random() -> SpanId {
+        SpanId(NonZeroU64::new(random_non_zero()).expect("generator never yields zero"))
+    }
+
+    /// Parses exactly 16 lower-hex characters.
+    pub fn from_hex(s: &str) -> Result<SpanId, IdError> {
+        let b = s.as_bytes();
+        if b.len() != 16 {
+            return Err(IdError::Length(b.len(), "16"));
+        }
+        SpanId::new(parse_hex_u64(b)?).ok_or(IdError::AllZeros)
+    }
+
+    /// The 16-character lower-hex form. No allocation.
+    pub fn to_hex(self) -> HexId {
+        let mut out = HexId::empty();
+        out.push_u64(self.get());
+        out
+    }
+}
+
+impl fmt::Display for SpanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.to_hex().as_str())
+    }
+}
+
+impl fmt::Debug for SpanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SpanId({self})")
+    }
+}
+
+/// The lower-hex text of an id, kept on the stack (at most 32 characters).
+#[derive(Clone, Copy)]
+pub struct HexId {
+    buf: [u8; 32],
+    len: u8,
+}
+
+impl HexId {
+    const fn empty() -> HexId {
+        HexId {
+            buf: [0; 32],
+            len: 0,
+        }
+    }
+
+    fn push_u64(&mut self, v: u64) {
+        let start = self.len as usize;
+        write_hex_u64(v, &mut self.buf[start..start + 16]);
+        self.len += 16;
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII hex digits are ever written into the buffer.
+        std::str::from_utf8(&self.buf[..self.len as usize]).unwrap_or("")
+    }
+}
+
+impl std::ops::Deref for HexId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Debug for HexId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for HexId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Writes `v` as 16 lower-hex digits into `out[..16]`.
+pub(crate) fn write_hex_u64(v: u64, out: &mut [u8]) {
+    for (i, byte) in v.to_be_bytes().iter().enumerate() {
+        out[2 * i] = HEX[(byte >> 4) as usize];
+        out[2 * i + 1] = HEX[(byte & 0xf) as usize];
+    }
+}
+
+/// Parses 1 to 16 lower-hex digits. Upper case and every other character is an error.
+pub(crate) fn parse_hex_u64(b: &[u8]) -> Result<u64, IdError> {
+    if b.is_empty() || b.len() > 16 {
+        return Err(IdError::Length(b.len(), "1 to 16"));
+    }
+    let mut v: u64 = 0;
+    for &c in b {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return Err(IdError::NotLowerHex),
+        };
+        v = (v << 4) | u64::from(d);
+    }
+    Ok(v)
+}
+
+thread_local! {
+    static RNG: Cell<u64> = Cell::new(seed());
+}
+
+/// A seed from the OS-keyed hasher, the thread and the time, so threads never share a sequence.
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0),
+    );
+    std::thread::current().id().hash(&mut h);
+    h.finish() | 1
+}
+
+use std::hash::Hash;
+
+/// wyrand: one multiply per value, passes BigCrush, state per thread.
+fn next_u64() -> u64 {
+    RNG.with(|s| {
+        let x = s.get().wrapping_add(0xa076_1d64_78bd_642f);
+        s.set(x);
+        let t = u128::from(x) * u128::from(x ^ 0xe703_7ed1_a0b4_28db);
+        ((t >> 64) as u64) ^ (t as u64)
+    })
+}
+
+fn random_non_zero() -> u64 {
+    loop {
+        let v = next_u64();
+        if v != 0 {
+            return v;
+        }
+    }
+}
+
+/// A random `u64` from the per-thread generator (for jitter and sampling tests).
+pub fn random_u64() -> u64 {
+    next_u64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_id_lengths() {
+        assert_eq!(
+            TraceId::from_hex("463ac35c9f6413ad").unwrap(),
+            TraceId::new(0, 0x463ac35c9f6413ad).unwrap()
+        );
+        assert!(TraceId::from_hex("463ac35c9f6413a").is_err());
+        assert!(TraceId::from_hex("463ac35c9f6413ad4").is_err());
+        assert_eq!(
+            TraceId::from_hex("463AC35C9F6413AD"),
+            Err(IdError::NotLowerHex)
+        );
+        assert_eq!(
+            TraceId::from_hex("00000000000000000000000000000000"),
+            Err(IdError::AllZeros)
+        );
+        // Right-padded 128-bit (high set, low zero) is a valid id.
+        let t = TraceId::from_hex("463ac35c9f6413ad0000000000000000").unwrap();
+        assert_eq!(t.to_hex().as_str(), "463ac35c9f6413ad0000000000000000");
+    }
+
+    #[test]
+    fn span_id_rules() {
+        assert_eq!(
+            SpanId::from_hex("a2fb4a1d1a96d312").unwrap().get(),
+            0xa2fb4a1d1a96d312
+        );
+        assert!(SpanId::from_hex("a2fb4a1d1a96d31").is_err());
+        assert!(SpanId::from_hex("a2fb4a1d1a96d31g").is_err());
+        assert!(SpanId::new(0).is_none());
+    }
+
+    #[test]
+    fn random_ids_differ_and_round_trip() {
+        let a = TraceId::random_128();
+        let b = TraceId::random_128();
+        assert_ne!(a, b);
+        assert_eq!(TraceId::from_hex(&a.to_hex()).unwrap(), a);
+        let s = SpanId::random();
+        assert_eq!(SpanId::from_hex(&s.to_hex()).unwrap(), s);
+    }
+
+    #[test]
+    fn threads_get_different_sequences() {
+        let a = std::thread::spawn(SpanId::random).join().unwrap();
+        let b = std::thread::spawn(SpanId::random).join().unwrap();
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,272 @@
+//! What a finished span holds: the Zipkin v2 model (kind, endpoints, tags, annotations).
+
+use crate::context::SpanContext;
+use crate::id::{SpanId, TraceId};
+use smallvec::SmallVec;
+use std::borrow::Cow;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::num::NonZeroU16;
+use std::sync::{Mutex, OnceLock};
+
+/// The role of a span in an RPC or messaging exchange; `None` on a span means local.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// The caller side of an RPC.
+    Client,
+    /// The callee side of an RPC.
+    Server,
+    /// A message sent to a broker.
+    Producer,
+    /// A message received from a broker.
+    Consumer,
+}
+
+impl Kind {
+    /// The Zipkin JSON name (`CLIENT`, ...).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Kind::Client => "CLIENT",
+            Kind::Server => "SERVER",
+            Kind::Producer => "PRODUCER",
+            Kind::Consumer => "CONSUMER",
+        }
+    }
+}
+
+/// A network endpoint: service name, address, port.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    service_name: Option<Cow<'static, str>>,
+    ipv4: Option<Ipv4Addr>,
+    ipv6: Option<Ipv6Addr>,
+    port: Option<NonZeroU16>,
+}
+
+impl Endpoint {
+    /// An endpoint with only a service name (lower-cased, as Zipkin stores it).
+    pub fn service(name: impl Into<Cow<'static, str>>) -> Endpoint {
+        Endpoint::default().with_service_name(name)
+    }
+
+    /// An endpoint for a socket address.
+    pub fn addr(addr: SocketAddr) -> Endpoint {
+        Endpoint::default()
+            .with_ip(addr.ip())
+            .with_port(addr.port())
+    }
+
+    /// Sets the service name, lower-cased.
+    pub fn with_service_name(mut self, name: impl Into<Cow<'static, str>>) -> Endpoint {
+        let name = name.into();
+        self.service_name = Some(if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(name.to_ascii_lowercase())
+        } else {
+            name
+        });
+        self
+    }
+
+    /// Sets the address; an IPv4-mapped IPv6 address is stored as IPv4.
+    pub fn with_ip(mut self, ip: IpAddr) -> Endpoint {
+        match ip {
+            IpAddr::V4(v4) => self.ipv4 = Some(v4),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => self.ipv4 = Some(v4),
+                None => self.ipv6 = Some(v6),
+            },
+        }
+        self
+    }
+
+    /// Sets the port; 0 means unknown and is not stored.
+    pub fn with_port(mut self, port: u16) -> Endpoint {
+        self.port = NonZeroU16::new(port);
+        self
+    }
+
+    /// The service name.
+    pub fn service_name(&self) -> Option<&str> {
+        self.service_name.as_deref()
+    }
+
+    /// The IPv4 address.
+    pub fn ipv4(&self) -> Option<Ipv4Addr> {
+        self.ipv4
+    }
+
+    /// The IPv6 address.
+    pub fn ipv6(&self) -> Option<Ipv6Addr> {
+        self.ipv6
+    }
+
+    /// The port.
+    pub fn port(&self) -> Option<u16> {
+        self.port.map(NonZeroU16::get)
+    }
+
+    /// Whether nothing is set.
+    pub fn is_empty(&self) -> bool {
+        self.service_name.is_none()
+            && self.ipv4.is_none()
+            && self.ipv6.is_none()
+            && self.port.is_none()
+    }
+}
+
+/// Interns a local endpoint so spans can point at it without reference counting. Tracers are
+/// few and long-lived; each distinct endpoint is stored once for the life of the process.
+pub(crate) fn intern_endpoint(e: Endpoint) -> &'static Endpoint {
+    static TABLE: OnceLock<Mutex<Vec<&'static Endpoint>>> = OnceLock::new();
+    let mut table = TABLE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(found) = table.iter().find(|have| ***have == e) {
+        return found;
+    }
+    let leaked: &'static Endpoint = Box::leak(Box::new(e));
+    table.push(leaked);
+    leaked
+}
+
+/// A tag value. Zipkin tag values are strings; numbers and booleans are formatted only when the
+/// span is encoded, off the request path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagValue {
+    /// Text.
+    Str(Cow<'static, str>),
+    /// A signed integer.
+    I64(i64),
+    /// A boolean, written `true`/`false`.
+    Bool(bool),
+}
+
+impl fmt::Display for TagValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TagValue::Str(s) => f.write_str(s),
+            TagValue::I64(v) => write!(f, "{v}"),
+            TagValue::Bool(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+impl From<&'static str> for TagValue {
+    fn from(v: &'static str) -> TagValue {
+        TagValue::Str(Cow::Borrowed(v))
+    }
+}
+impl From<String> for TagValue {
+    fn from(v: String) -> TagValue {
+        TagValue::Str(Cow::Owned(v))
+    }
+}
+impl From<Cow<'static, str>> for TagValue {
+    fn from(v: Cow<'static, str>) -> TagValue {
+        TagValue::Str(v)
+    }
+}
+impl From<bool> for TagValue {
+    fn from(v: bool) -> TagValue {
+        TagValue::Bool(v)
+    }
+}
+macro_rules! int_tag {
+    ($($t:ty),*) => {$(
+        impl From<$t> for TagValue {
+            fn from(v: $t) -> TagValue {
+                TagValue::I64(i64::from(v))
+            }
+        }
+    )*};
+}
+int_tag!(i8, i16, i32, i64, u8, u16, u32);
+
+/// A timestamped event on a span.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Annotation {
+    /// Epoch microseconds.
+    pub timestamp_us: u64,
+    /// What happened.
+    pub value: Cow<'static, str>,
+}
+
+pub(crate) type Tags = SmallVec<[(Cow<'static, str>, TagValue); 4]>;
+
+/// A finished, sampled span as the pipeline carries it to a transport.
+#[derive(Debug, Clone)]
+pub struct FinishedSpan {
+    pub(crate) context: SpanContext,
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) kind: Option<Kind>,
+    pub(crate) timestamp_us: u64,
+    pub(crate) duration_us: u64,
+    pub(crate) local: &'static Endpoint,
+    pub(crate) remote: Option<Box<Endpoint>>,
+    pub(crate) tags: Tags,
+    pub(crate) annotations: Vec<Annotation>,
+}
+
+impl FinishedSpan {
+    /// The span's context (ids, sampling, shared).
+    pub fn context(&self) -> &SpanContext {
+        &self.context
+    }
+    /// The trace id.
+    pub fn trace_id(&self) -> TraceId {
+        self.context.trace_id()
+    }
+    /// The span id.
+    pub fn id(&self) -> SpanId {
+        self.context.span_id()
+    }
+    /// The parent id.
+    pub fn parent_id(&self) -> Option<SpanId> {
+        self.context.parent_id()
+    }
+    /// The operation name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The kind; `None` for a local span.
+    pub fn kind(&self) -> Option<Kind> {
+        self.kind
+    }
+    /// Start, epoch microseconds.
+    pub fn timestamp_us(&self) -> u64 {
+        self.timestamp_us
+    }
+    /// Duration in microseconds, at least 1.
+    pub fn duration_us(&self) -> u64 {
+        self.duration_us
+    }
+    /// The recording service.
+    pub fn local_endpoint(&self) -> &Endpoint {
+        self.local
+    }
+    /// The peer, if known.
+    pub fn remote_endpoint(&self) -> Option<&Endpoint> {
+        self.remote.as_deref()
+    }
+    /// Tags in the order set; a key set twice keeps its last value.
+    pub fn tags(&self) -> impl Iterator<Item = (&str, &TagValue)> {
+        self.tags.iter().map(|(k, v)| (k.as_ref(), v))
+    }
+    /// The value of one tag.
+    pub fn tag(&self, key: &str) -> Option<&TagValue> {
+        self.tags.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+    /// Annotations in time order.
+    pub fn annotations(&self) -> &[Annotation] {
+        &self.annotations
+    }
+    /// Whether the trace is flagged debug.
+    pub fn debug(&self) -> bool {
+        self.context.sampling() == crate::SamplingState::Debug
+    }
+    /// Whether the span id is shared with the remote side.
+    pub fn shared(&self) -> bool {
+        self.context.shared()
+    }
+}

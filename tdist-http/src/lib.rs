@@ -1,0 +1,1 @@
+//! tdist-http (in progress).

@@ -1,0 +1,1 @@
+//! tdist-kafka (in progress).

@@ -1,0 +1,1 @@
+//! tdist-storm (in progress).

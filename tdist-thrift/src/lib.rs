@@ -1,0 +1,1 @@
+//! tdist-thrift (in progress).
