@@ -1,0 +1,216 @@
+//! The trace context in Kafka record headers, as Brave writes and reads it.
+//!
+//! Writing replaces: every trace header already on the record (`b3` and the `X-B3-*` family,
+//! in any letter case) is removed, then one `b3` header is added in single format without a
+//! parent (`{trace}-{span}-{sampled}`), which is what Brave's messaging instrumentation writes
+//! and what every B3 reader accepts. A record that is re-sent therefore never carries two
+//! contexts. Reading takes the **last** value of a key (Kafka keys may repeat), matches names
+//! case-insensitively, and accepts `b3`, then `X-B3-*`, then `traceparent`.
+//!
+//! ```
+//! use rdkafka::message::{Header, Headers, OwnedHeaders};
+//! use tdist_core::{SpanContext, SpanId, TraceId};
+//! use tdist_kafka::headers;
+//!
+//! let ctx = SpanContext::new(TraceId::random_128(), SpanId::random());
+//! let stale = OwnedHeaders::new().insert(Header { key: "b3", value: Some("0") });
+//! let h = headers::inject(&ctx, Some(stale));
+//! assert_eq!(h.count(), 1);
+//! assert_eq!(headers::extract(&h).context().map(|c| c.span_id()), Some(ctx.span_id()));
+//! ```
+
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use tdist_core::propagation::{self, b3, Extractor};
+use tdist_core::{Extracted, SpanContext};
+
+/// The header names Brave treats as trace ids and removes after extracting them.
+pub const TRACE_KEYS: [&str; 6] = [
+    b3::B3,
+    b3::TRACE_ID,
+    b3::SPAN_ID,
+    b3::PARENT_SPAN_ID,
+    b3::SAMPLED,
+    b3::FLAGS,
+];
+
+fn is_trace_key(key: &str) -> bool {
+    TRACE_KEYS.iter().any(|k| k.eq_ignore_ascii_case(key))
+}
+
+/// Reads propagation fields from record headers: the last header with the key wins, names
+/// match case-insensitively, null or non-UTF-8 values count as absent.
+#[derive(Debug, Clone, Copy)]
+pub struct HeaderExtractor<'a, H: ?Sized>(pub &'a H);
+
+impl<H: Headers + ?Sized> Extractor for HeaderExtractor<'_, H> {
+    fn get(&self, key: &str) -> Option<&str> {
+        (0..self.0.count()).rev().find_map(|i| {
+            let h = self.0.try_get(i)?;
+            if !h.key.eq_ignore_ascii_case(key) {
+                return None;
+            }
+            std::str::from_utf8(h.value?).ok()
+        })
+    }
+
+    fn count(&self, key: &str) -> usize {
+        (0..self.0.count())
+            .filter_map(|i| self.0.try_get(i))
+            .filter(|h| h.key.eq_ignore_ascii_case(key))
+            .count()
+    }
+}
+
+/// The context (or sampling decision) carried by `headers`.
+pub fn extract<H: Headers + ?Sized>(headers: &H) -> Extracted {
+    propagation::extract(&HeaderExtractor(headers)).0
+}
+
+/// A copy of `headers` without trace headers (`b3`, `X-B3-*`), other headers kept in order
+/// with their values (null included). What Brave does after extracting, so that a stale
+/// context is not processed again downstream.
+pub fn without_trace_headers<H: Headers + ?Sized>(headers: &H) -> OwnedHeaders {
+    let mut out = OwnedHeaders::new_with_capacity(headers.count());
+    for i in 0..headers.count() {
+        if let Some(h) = headers.try_get(i) {
+            if !is_trace_key(h.key) {
+                out = out.insert(h);
+            }
+        }
+    }
+    out
+}
+
+/// Whether `headers` hold any trace header.
+pub fn has_trace_headers<H: Headers + ?Sized>(headers: &H) -> bool {
+    (0..headers.count())
+        .filter_map(|i| headers.try_get(i))
+        .any(|h| is_trace_key(h.key))
+}
+
+/// Writes `ctx` as the `b3` header (single format, no parent), replacing every trace header
+/// already in `headers`.
+pub fn inject(ctx: &SpanContext, headers: Option<OwnedHeaders>) -> OwnedHeaders {
+    let base = match headers {
+        Some(h) if has_trace_headers(&h) => without_trace_headers(&h),
+        Some(h) => h,
+        None => OwnedHeaders::new_with_capacity(1),
+    };
+    let value = b3::format_single(ctx, false);
+    base.insert(Header {
+        key: b3::B3,
+        value: Some(value.as_str()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tdist_core::{SamplingState, SpanId, TraceId};
+
+    fn h(pairs: &[(&str, Option<&str>)]) -> OwnedHeaders {
+        pairs.iter().fold(OwnedHeaders::new(), |acc, (k, v)| {
+            acc.insert(Header { key: k, value: *v })
+        })
+    }
+
+    fn pairs(h: &OwnedHeaders) -> Vec<(String, Option<Vec<u8>>)> {
+        h.iter()
+            .map(|x| (x.key.to_owned(), x.value.map(<[u8]>::to_vec)))
+            .collect()
+    }
+
+    #[test]
+    fn writes_brave_single_without_parent() {
+        let ctx = SpanContext::new(
+            TraceId::from_hex("463ac35c9f6413ad48485a3953bb6124").unwrap(),
+            SpanId::from_hex("a2fb4a1d1a96d312").unwrap(),
+        )
+        .with_parent(Some(SpanId::random()))
+        .with_sampling(SamplingState::Accept);
+        let out = inject(&ctx, None);
+        assert_eq!(
+            pairs(&out),
+            vec![(
+                "b3".to_owned(),
+                Some(b"463ac35c9f6413ad48485a3953bb6124-a2fb4a1d1a96d312-1".to_vec())
+            )]
+        );
+    }
+
+    #[test]
+    fn inject_replaces_every_trace_header_and_keeps_others_in_order() {
+        let ctx = SpanContext::new(TraceId::random_64(), SpanId::random());
+        let before = h(&[
+            ("b3", Some("463ac35c9f6413ad-a2fb4a1d1a96d312-1")),
+            ("app", Some("1")),
+            ("X-B3-TraceId", Some("463ac35c9f6413ad")),
+            ("x-b3-spanid", Some("a2fb4a1d1a96d312")),
+            ("nil", None),
+            ("B3", Some("0")),
+            ("app", Some("2")),
+        ]);
+        let out = inject(&ctx, Some(before));
+        let p = pairs(&out);
+        assert_eq!(p.len(), 4);
+        assert_eq!(p[0], ("app".to_owned(), Some(b"1".to_vec())));
+        assert_eq!(p[1], ("nil".to_owned(), None));
+        assert_eq!(p[2], ("app".to_owned(), Some(b"2".to_vec())));
+        assert_eq!(p[3].0, "b3");
+        assert_eq!(extract(&out).context().unwrap().span_id(), ctx.span_id());
+        // Re-sending the same record (inject again) still leaves one b3.
+        let again = inject(&ctx, Some(out));
+        assert_eq!(pairs(&again).iter().filter(|(k, _)| k == "b3").count(), 1);
+    }
+
+    #[test]
+    fn last_value_wins() {
+        let out = h(&[
+            ("b3", Some("463ac35c9f6413ad-a2fb4a1d1a96d312-1")),
+            ("b3", Some("0000000000000001-0000000000000002-0")),
+        ]);
+        let e = extract(&out).context().unwrap();
+        assert_eq!(e.span_id().get(), 2);
+        assert_eq!(e.sampling(), SamplingState::Deny);
+    }
+
+    #[test]
+    fn multi_headers_any_case_and_bad_values_are_ignored() {
+        let out = h(&[
+            ("X-B3-TraceId", Some("463ac35c9f6413ad")),
+            ("X-B3-SpanId", Some("a2fb4a1d1a96d312")),
+            ("X-B3-Sampled", Some("1")),
+        ]);
+        let e = extract(&out).context().unwrap();
+        assert_eq!(e.trace_id().low(), 0x463ac35c9f6413ad);
+        // A null b3, a non-UTF-8 b3 and garbage: nothing extracted, nothing panics.
+        assert!(extract(&h(&[("b3", None)])).is_empty());
+        let bad = OwnedHeaders::new().insert(Header {
+            key: "b3",
+            value: Some(&[0xffu8, 0xfe][..]),
+        });
+        assert!(extract(&bad).is_empty());
+        assert!(extract(&h(&[("b3", Some("zzz"))])).is_empty());
+        assert!(extract(&OwnedHeaders::new()).is_empty());
+    }
+
+    #[test]
+    fn sampling_only_is_kept() {
+        assert_eq!(
+            extract(&h(&[("b3", Some("0"))])),
+            Extracted::Sampling(SamplingState::Deny)
+        );
+    }
+
+    #[test]
+    fn strip_removes_only_trace_keys() {
+        let out = h(&[
+            ("b3", Some("1")),
+            ("X-B3-Flags", Some("1")),
+            ("k", Some("v")),
+        ]);
+        let s = without_trace_headers(&out);
+        assert_eq!(pairs(&s), vec![("k".to_owned(), Some(b"v".to_vec()))]);
+        assert!(!has_trace_headers(&s));
+    }
+}

@@ -1,0 +1,387 @@
+//! [`KafkaTransport`]: finished spans to the topic Zipkin's Kafka collector reads.
+//!
+//! Each Kafka message is one list of spans, as the collector expects: a JSON list of Zipkin
+//! v2 spans (every span carries `localEndpoint`, which the collector needs to tell v2 from v1)
+//! or a proto3 `ListOfSpans`. Batches larger than the maximum message size are split into
+//! several messages; a single span larger than it is dropped and reported as a failure.
+//! The record key is null and no header is written.
+//!
+//! The transport runs on the reporter's background thread. It uses a `BaseProducer` of its
+//! own, waits for the broker's acknowledgements with a deadline, and never creates spans or
+//! writes trace headers: the tracer does not trace itself.
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `TDIST_KAFKA_BOOTSTRAP_SERVERS` | brokers; setting it selects this transport | |
+//! | `TDIST_KAFKA_TOPIC` | topic | `zipkin` |
+//! | `TDIST_KAFKA_ENCODING` | `json` or `proto3` | `json` |
+//! | `TDIST_KAFKA_MAX_MESSAGE_BYTES` | largest message written | 500000 |
+//! | `TDIST_KAFKA_TIMEOUT` | ms to wait for acknowledgements of one batch | 10000 |
+//!
+//! ```no_run
+//! use tdist_core::Tracer;
+//! use tdist_kafka::KafkaTransport;
+//!
+//! let transport = KafkaTransport::builder("127.0.0.1:9092").topic("zipkin").build().unwrap();
+//! let tracer = Tracer::builder().service_name("api").transport(transport).build().unwrap();
+//! # drop(tracer);
+//! ```
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tdist_core::config::{ConfigError, TracerBuilder};
+use tdist_core::encode::{proto3_list, write_json_span};
+use tdist_core::export::{Transport, TransportError};
+use tdist_core::FinishedSpan;
+
+/// The collector's default topic.
+pub const DEFAULT_TOPIC: &str = "zipkin";
+/// The default largest message, as Zipkin's reference Kafka sender.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 500_000;
+
+/// How spans are encoded in each message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Encoding {
+    /// A JSON list of Zipkin v2 spans (every collector version reads it).
+    #[default]
+    Json,
+    /// A proto3 `zipkin.proto3.ListOfSpans` (Zipkin 2.8+).
+    Proto3,
+}
+
+/// Settings for a [`KafkaTransport`].
+#[derive(Debug, Clone)]
+pub struct KafkaTransportBuilder {
+    bootstrap: String,
+    topic: String,
+    encoding: Encoding,
+    max_message_bytes: usize,
+    timeout: Duration,
+    extra: Vec<(String, String)>,
+}
+
+impl KafkaTransportBuilder {
+    /// The topic (default `zipkin`).
+    pub fn topic(mut self, topic: impl Into<String>) -> Self {
+        self.topic = topic.into();
+        self
+    }
+
+    /// The encoding (default JSON).
+    pub fn encoding(mut self, encoding: Encoding) -> Self {
+        self.encoding = encoding;
+        self
+    }
+
+    /// The largest message written (default 500 000 bytes); larger batches are split.
+    pub fn max_message_bytes(mut self, bytes: usize) -> Self {
+        self.max_message_bytes = bytes;
+        self
+    }
+
+    /// How long one batch may take to be acknowledged (default 10 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Any other librdkafka producer property (`acks`, `compression.type`, security...).
+    pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.extra.push((key.into(), value.into()));
+        self
+    }
+
+    /// Creates the producer (it connects lazily).
+    pub fn build(self) -> Result<KafkaTransport, KafkaError> {
+        let mut config = ClientConfig::new();
+        let timeout_ms = self
+            .timeout
+            .as_millis()
+            .clamp(1, i32::MAX as u128)
+            .to_string();
+        let max = self.max_message_bytes.max(1024);
+        config
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("acks", "1")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", &timeout_ms)
+            .set("message.max.bytes", (max + 1024).to_string());
+        for (k, v) in &self.extra {
+            config.set(k, v);
+        }
+        let producer = config.create_with_context(Deliveries::default())?;
+        Ok(KafkaTransport {
+            producer,
+            topic: self.topic,
+            encoding: self.encoding,
+            max_message_bytes: self.max_message_bytes,
+            timeout: self.timeout,
+        })
+    }
+}
+
+/// Counts failed deliveries of the current batch.
+#[derive(Debug, Default)]
+struct Deliveries {
+    failed: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut last) = self.last_error.lock() {
+                *last = Some(e.to_string());
+            }
+        }
+    }
+}
+
+/// Publishes finished spans to a Kafka topic for Zipkin's Kafka collector.
+pub struct KafkaTransport {
+    producer: BaseProducer<Deliveries>,
+    topic: String,
+    encoding: Encoding,
+    max_message_bytes: usize,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for KafkaTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaTransport")
+            .field("topic", &self.topic)
+            .field("encoding", &self.encoding)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaTransport {
+    /// Settings with defaults: topic `zipkin`, JSON, 500 000-byte messages, 10 s timeout.
+    pub fn builder(bootstrap_servers: impl Into<String>) -> KafkaTransportBuilder {
+        KafkaTransportBuilder {
+            bootstrap: bootstrap_servers.into(),
+            topic: DEFAULT_TOPIC.to_owned(),
+            encoding: Encoding::Json,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            timeout: Duration::from_secs(10),
+            extra: Vec::new(),
+        }
+    }
+
+    /// A transport from `TDIST_KAFKA_*` (see the module docs); `None` when
+    /// `TDIST_KAFKA_BOOTSTRAP_SERVERS` is unset.
+    pub fn from_env() -> Result<Option<KafkaTransport>, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// [`from_env`](Self::from_env) with a custom variable lookup.
+    pub fn from_lookup(
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<KafkaTransport>, ConfigError> {
+        match Self::builder_from_lookup(get)? {
+            None => Ok(None),
+            Some(b) => b
+                .build()
+                .map(Some)
+                .map_err(|e| ConfigError::new("TDIST_KAFKA_BOOTSTRAP_SERVERS", "", e.to_string())),
+        }
+    }
+
+    /// The builder `TDIST_KAFKA_*` describe, without creating the producer.
+    pub fn builder_from_lookup(
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<KafkaTransportBuilder>, ConfigError> {
+        let Some(servers) = get("TDIST_KAFKA_BOOTSTRAP_SERVERS").filter(|s| !s.trim().is_empty())
+        else {
+            return Ok(None);
+        };
+        let mut b = KafkaTransport::builder(servers.trim());
+        if let Some(t) = get("TDIST_KAFKA_TOPIC").filter(|t| !t.trim().is_empty()) {
+            b = b.topic(t.trim());
+        }
+        if let Some(e) = get("TDIST_KAFKA_ENCODING") {
+            b = b.encoding(match e.trim().to_ascii_lowercase().as_str() {
+                "json" => Encoding::Json,
+                "proto3" | "proto" => Encoding::Proto3,
+                _ => {
+                    return Err(ConfigError::new(
+                        "TDIST_KAFKA_ENCODING",
+                        e,
+                        "expected json or proto3",
+                    ))
+                }
+            });
+        }
+        if let Some(v) = get("TDIST_KAFKA_MAX_MESSAGE_BYTES") {
+            let n = v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n >= 1024)
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "TDIST_KAFKA_MAX_MESSAGE_BYTES",
+                        v.clone(),
+                        "expected bytes ≥ 1024",
+                    )
+                })?;
+            b = b.max_message_bytes(n);
+        }
+        if let Some(v) = get("TDIST_KAFKA_TIMEOUT") {
+            let ms = v
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "TDIST_KAFKA_TIMEOUT",
+                        v.clone(),
+                        "expected milliseconds > 0",
+                    )
+                })?;
+            b = b.timeout(Duration::from_millis(ms));
+        }
+        Ok(Some(b))
+    }
+
+    /// Selects this transport on `builder` when `TDIST_KAFKA_BOOTSTRAP_SERVERS` is set (unless
+    /// a transport was already chosen); `TDIST_TRANSPORT=kafka` without it is an error.
+    pub fn configure(builder: TracerBuilder) -> Result<TracerBuilder, ConfigError> {
+        Self::configure_with(builder, |k| std::env::var(k).ok())
+    }
+
+    /// [`configure`](Self::configure) with a custom variable lookup.
+    pub fn configure_with(
+        builder: TracerBuilder,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<TracerBuilder, ConfigError> {
+        let wanted = get("TDIST_TRANSPORT").is_some_and(|t| t.trim() == "kafka");
+        match Self::from_lookup(&get)? {
+            Some(t) => Ok(builder.transport_if_unset(t)),
+            None if wanted => Err(ConfigError::new(
+                "TDIST_KAFKA_BOOTSTRAP_SERVERS",
+                "",
+                "TDIST_TRANSPORT=kafka needs TDIST_KAFKA_BOOTSTRAP_SERVERS",
+            )),
+            None => Ok(builder),
+        }
+    }
+
+    /// The topic written to.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Encodes `spans` into messages no larger than the maximum; the second value counts
+    /// spans that alone exceed it (dropped).
+    pub fn messages(&self, spans: &[FinishedSpan]) -> (Vec<Vec<u8>>, usize) {
+        split_messages(spans, self.encoding, self.max_message_bytes)
+    }
+
+    fn enqueue(&self, msg: &[u8], deadline: Instant) -> Result<(), TransportError> {
+        let mut record = BaseRecord::<(), [u8]>::to(&self.topic).payload(msg);
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r))
+                    if Instant::now() < deadline =>
+                {
+                    record = r;
+                    self.producer.poll(Duration::from_millis(50));
+                }
+                Err((e, _)) => return Err(TransportError::retryable(format!("kafka: {e}"))),
+            }
+        }
+    }
+}
+
+impl Transport for KafkaTransport {
+    fn send(&self, spans: &[FinishedSpan]) -> Result<(), TransportError> {
+        let deadline = Instant::now() + self.timeout;
+        let (messages, oversized) = self.messages(spans);
+        let ctx = self.producer.context();
+        ctx.failed.store(0, Ordering::Relaxed);
+        for msg in &messages {
+            self.enqueue(msg, deadline)?;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.producer
+            .flush(left)
+            .map_err(|e| TransportError::retryable(format!("kafka flush: {e}")))?;
+        let failed = ctx.failed.swap(0, Ordering::Relaxed);
+        if failed > 0 {
+            let why = ctx.last_error.lock().ok().and_then(|mut l| l.take());
+            return Err(TransportError::retryable(format!(
+                "kafka: {failed} of {} messages failed: {}",
+                messages.len(),
+                why.unwrap_or_default()
+            )));
+        }
+        if oversized > 0 {
+            return Err(TransportError::fatal(format!(
+                "kafka: {oversized} spans larger than {} bytes dropped",
+                self.max_message_bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Encodes `spans` as lists of at most `max` bytes each. Returns the messages and how many
+/// spans were dropped because alone they do not fit.
+pub fn split_messages(
+    spans: &[FinishedSpan],
+    encoding: Encoding,
+    max: usize,
+) -> (Vec<Vec<u8>>, usize) {
+    let mut out = Vec::new();
+    let mut dropped = 0;
+    let mut one = Vec::with_capacity(512);
+    let (open, sep, close): (&[u8], &[u8], &[u8]) = match encoding {
+        Encoding::Json => (b"[", b",", b"]"),
+        Encoding::Proto3 => (b"", b"", b""),
+    };
+    let mut cur: Vec<u8> = Vec::new();
+    for s in spans {
+        one.clear();
+        match encoding {
+            Encoding::Json => write_json_span(s, &mut one),
+            Encoding::Proto3 => one = proto3_list(std::slice::from_ref(s)),
+        }
+        if open.len() + one.len() + close.len() > max {
+            dropped += 1;
+            continue;
+        }
+        let empty = cur.is_empty();
+        let need = if empty { open.len() } else { sep.len() } + one.len() + close.len();
+        if !empty && cur.len() + need > max {
+            cur.extend_from_slice(close);
+            out.push(std::mem::take(&mut cur));
+        }
+        if cur.is_empty() {
+            cur.reserve(max.min(64 * 1024));
+            cur.extend_from_slice(open);
+        } else {
+            cur.extend_from_slice(sep);
+        }
+        cur.extend_from_slice(&one);
+    }
+    if !cur.is_empty() {
+        cur.extend_from_slice(close);
+        out.push(cur);
+    }
+    (out, dropped)
+}
