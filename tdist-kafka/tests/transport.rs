@@ -1,0 +1,184 @@
+//! The Kafka span transport against a real broker protocol: what lands on the topic is what
+//! Zipkin's Kafka collector reads.
+
+mod support;
+
+use rdkafka::message::Message;
+use std::time::Duration;
+use support::Broker;
+use tdist_core::{Kind, Tracer};
+use tdist_kafka::transport::split_messages;
+use tdist_kafka::{Encoding, KafkaTransport};
+
+fn make_spans(tracer: &Tracer, n: usize) {
+    for i in 0..n {
+        let mut root = tracer.root_span("job");
+        root.tag("i", i as i64);
+        let mut child = tracer.child_span(&root.context(), "step");
+        child.set_kind(Kind::Client);
+        child.tag("payload", "x".repeat(200));
+        child.finish();
+        root.finish();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_lists_split_by_size_and_every_span_has_local_endpoint() {
+    let broker = Broker::start();
+    let topic = broker.topic("zipkin").await;
+    let max = 4096;
+    let transport = KafkaTransport::builder(broker.bootstrap())
+        .topic(&topic)
+        .max_message_bytes(max)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let tracer = Tracer::builder()
+        .service_name("reporter-test")
+        .transport(transport)
+        .build()
+        .unwrap();
+    make_spans(&tracer, 50);
+    let stats = tracer.flush().unwrap();
+    assert_eq!(stats.sent, 100);
+    assert_eq!(stats.failed, 0);
+
+    let got = broker.consume(&topic, usize::MAX, Duration::from_secs(3));
+    assert!(
+        got.len() >= 100 * 300 / max,
+        "batches were split: {} messages",
+        got.len()
+    );
+    let mut total = 0;
+    for m in &got {
+        let bytes = m.payload().unwrap();
+        assert!(bytes.len() <= max, "message of {} bytes", bytes.len());
+        assert_eq!(bytes[0], b'[');
+        assert!(m.key().is_none());
+        assert!(m.headers().is_none(), "the transport writes no headers");
+        let list: Vec<serde_json::Value> = serde_json::from_slice(bytes).unwrap();
+        for s in &list {
+            assert_eq!(s["localEndpoint"]["serviceName"], "reporter-test");
+        }
+        total += list.len();
+    }
+    assert_eq!(total, 100, "every span delivered exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proto3_lists() {
+    let broker = Broker::start();
+    let topic = broker.topic("zipkin-proto").await;
+    let transport = KafkaTransport::builder(broker.bootstrap())
+        .topic(&topic)
+        .encoding(Encoding::Proto3)
+        .build()
+        .unwrap();
+    let tracer = Tracer::builder()
+        .service_name("p")
+        .transport(transport)
+        .build()
+        .unwrap();
+    make_spans(&tracer, 3);
+    assert_eq!(tracer.flush().unwrap().sent, 6);
+    let got = broker.consume(&topic, 1, Duration::from_secs(10));
+    let bytes = got[0].payload().unwrap();
+    // ListOfSpans: field 1, length-delimited; the collector's detector wants byte1 != 0.
+    assert_eq!(bytes[0], 0x0A);
+    assert_ne!(bytes[1], 0);
+}
+
+#[test]
+fn an_unreachable_broker_is_a_retryable_failure_within_the_timeout() {
+    use tdist_core::export::Transport;
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let t = KafkaTransport::builder(format!("127.0.0.1:{port}"))
+        .timeout(Duration::from_millis(800))
+        .build()
+        .unwrap();
+    let sink = tdist_core::export::InMemory::new();
+    let tracer = Tracer::builder().transport(sink.clone()).build().unwrap();
+    tracer.root_span("x").finish();
+    tracer.flush().unwrap();
+    let start = std::time::Instant::now();
+    let err = t.send(&sink.spans()).unwrap_err();
+    assert!(err.is_retryable());
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn split_keeps_every_span_and_drops_only_the_oversized() {
+    let sink = tdist_core::export::InMemory::new();
+    let tracer = Tracer::builder()
+        .service_name("s")
+        .transport(sink.clone())
+        .build()
+        .unwrap();
+    make_spans(&tracer, 20);
+    let mut huge = tracer.root_span("huge");
+    huge.tag("blob", "y".repeat(5000));
+    huge.finish();
+    tracer.flush().unwrap();
+    let spans = sink.spans();
+    for enc in [Encoding::Json, Encoding::Proto3] {
+        let (msgs, dropped) = split_messages(&spans, enc, 2000);
+        assert_eq!(dropped, 1);
+        assert!(msgs.iter().all(|m| m.len() <= 2000 && !m.is_empty()));
+        if enc == Encoding::Json {
+            let n: usize = msgs
+                .iter()
+                .map(|m| {
+                    serde_json::from_slice::<Vec<serde_json::Value>>(m)
+                        .unwrap()
+                        .len()
+                })
+                .sum();
+            assert_eq!(n, 40);
+        }
+        let (one, dropped) = split_messages(&spans, enc, 1 << 20);
+        assert_eq!((one.len(), dropped), (1, 0));
+    }
+}
+
+#[test]
+fn environment_selects_the_transport() {
+    let env = |pairs: &'static [(&'static str, &'static str)]| {
+        move |k: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    };
+    assert!(KafkaTransport::builder_from_lookup(env(&[]))
+        .unwrap()
+        .is_none());
+    let b = KafkaTransport::from_lookup(env(&[
+        ("TDIST_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1"),
+        ("TDIST_KAFKA_TOPIC", "spans"),
+    ]))
+    .unwrap()
+    .unwrap();
+    assert_eq!(b.topic(), "spans");
+    let err = KafkaTransport::builder_from_lookup(env(&[
+        ("TDIST_KAFKA_BOOTSTRAP_SERVERS", "h:1"),
+        ("TDIST_KAFKA_ENCODING", "xml"),
+    ]))
+    .unwrap_err();
+    assert_eq!(err.variable(), "TDIST_KAFKA_ENCODING");
+    let err =
+        KafkaTransport::configure_with(Tracer::builder(), env(&[("TDIST_TRANSPORT", "kafka")]))
+            .unwrap_err();
+    assert_eq!(err.variable(), "TDIST_KAFKA_BOOTSTRAP_SERVERS");
+    let b = KafkaTransport::configure_with(
+        Tracer::builder(),
+        env(&[("TDIST_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")]),
+    )
+    .unwrap();
+    assert!(b.has_transport());
+}
