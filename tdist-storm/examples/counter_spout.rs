@@ -1,0 +1,83 @@
+//! A spout for tdist-storm's tests: `next` emits the next number with itself as message id
+//! (with the task ids when `--task-ids`); a failed number is emitted again on the next `next`;
+//! acks and fails are logged. `--limit N` stops emitting after N numbers.
+use serde_json::Value;
+use std::process::ExitCode;
+use tdist_storm::bolt::BoltError;
+use tdist_storm::protocol::{Emit, LogLevel};
+use tdist_storm::spout::{run_spout, Spout, SpoutCollector};
+
+struct Counter {
+    next: u64,
+    limit: u64,
+    replay: Vec<u64>,
+    task_ids: bool,
+}
+
+impl Spout for Counter {
+    fn next_tuple(&mut self, out: &mut SpoutCollector) -> Result<(), BoltError> {
+        let n = match self.replay.pop() {
+            Some(n) => n,
+            None if self.next < self.limit => {
+                self.next += 1;
+                self.next
+            }
+            None => return Ok(()),
+        };
+        let emit = Emit::new(vec![Value::from(n)])
+            .message_id(n)
+            .need_task_ids(self.task_ids);
+        if let Some(ids) = out.emit(emit)? {
+            out.log(LogLevel::Info, &format!("task ids {ids:?}"))?;
+        }
+        Ok(())
+    }
+
+    fn ack(&mut self, id: Value, out: &mut SpoutCollector) -> Result<(), BoltError> {
+        out.log(LogLevel::Info, &format!("acked {id}"))?;
+        Ok(())
+    }
+
+    fn fail(&mut self, id: Value, out: &mut SpoutCollector) -> Result<(), BoltError> {
+        let n = id
+            .as_u64()
+            .ok_or_else(|| format!("unknown message id {id}"))?;
+        self.replay.push(n);
+        out.log(LogLevel::Warn, &format!("failed {id}, will replay"))?;
+        Ok(())
+    }
+
+    fn activate(&mut self, out: &mut SpoutCollector) -> Result<(), BoltError> {
+        out.log(LogLevel::Info, "activated")?;
+        Ok(())
+    }
+
+    fn deactivate(&mut self, out: &mut SpoutCollector) -> Result<(), BoltError> {
+        out.log(LogLevel::Info, "deactivated")?;
+        Ok(())
+    }
+}
+
+fn main() -> ExitCode {
+    let mut spout = Counter {
+        next: 0,
+        limit: u64::MAX,
+        replay: Vec::new(),
+        task_ids: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--limit" => spout.limit = args.next().and_then(|v| v.parse().ok()).unwrap_or(0),
+            "--task-ids" => spout.task_ids = true,
+            other => {
+                eprintln!("counter_spout: unknown flag {other}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    match run_spout(spout) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
+    }
+}

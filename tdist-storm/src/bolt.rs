@@ -1,0 +1,195 @@
+//! Bolts: the [`Bolt`] trait, the [`Collector`] a bolt emits and acks through, and the loop that
+//! runs a bolt on stdin/stdout under Storm's `ShellBolt`.
+//!
+//! ```no_run
+//! use tdist_storm::bolt::{run_bolt, Bolt, BoltError, Collector};
+//! use tdist_storm::protocol::{Emit, Tuple};
+//!
+//! struct Upper;
+//!
+//! impl Bolt for Upper {
+//!     fn execute(&mut self, tuple: Tuple, out: &mut dyn Collector) -> Result<(), BoltError> {
+//!         let word = tuple.values.first().and_then(|v| v.as_str()).unwrap_or_default();
+//!         out.emit(Emit::new(vec![word.to_uppercase().into()]).anchor(&tuple))?;
+//!         out.ack(&tuple.id)?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! fn main() -> std::process::ExitCode {
+//!     match run_bolt(Upper) {
+//!         Ok(()) => std::process::ExitCode::SUCCESS,
+//!         Err(_) => std::process::ExitCode::FAILURE, // already reported to Storm
+//!     }
+//! }
+//! ```
+use crate::connection::{expect_tuple, report_fatal, Connection, Event, RuntimeError};
+use crate::protocol::{Emit, Handshake, LogLevel, StormMessage, Tuple};
+use serde_json::Value;
+use std::collections::HashSet;
+use std::io::{Read, Write};
+
+/// An error returned by a component's own code.
+pub type BoltError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a bolt emits, acks and logs through.
+pub trait Collector {
+    /// Emits a tuple. Returns the task ids it went to when the emit asked for them
+    /// ([`Emit::need_task_ids`]), waiting for Storm's reply.
+    fn emit(&mut self, emit: Emit) -> Result<Option<Vec<i64>>, RuntimeError>;
+    /// Acks an input tuple. Every input except heartbeats must be acked or failed once.
+    fn ack(&mut self, tuple_id: &str) -> Result<(), RuntimeError>;
+    /// Fails an input tuple (Storm replays it from the spout).
+    fn fail(&mut self, tuple_id: &str) -> Result<(), RuntimeError>;
+    /// Writes a line to Storm's log (stdout is reserved for the protocol).
+    fn log(&mut self, level: LogLevel, msg: &str) -> Result<(), RuntimeError>;
+    /// Reports an error to Storm (shown in the UI).
+    fn report_error(&mut self, msg: &str) -> Result<(), RuntimeError>;
+    /// Updates a metric registered on the Java side as an `IShellMetric`.
+    fn metrics(&mut self, name: &str, params: Value) -> Result<(), RuntimeError>;
+}
+
+/// A Storm bolt.
+pub trait Bolt {
+    /// Called once after the handshake.
+    fn prepare(
+        &mut self,
+        _handshake: &Handshake,
+        _out: &mut dyn Collector,
+    ) -> Result<(), BoltError> {
+        Ok(())
+    }
+
+    /// Processes one input tuple. The bolt acks or fails it, now or later; if `execute` returns
+    /// an error the runtime reports it and fails the tuple if it is still pending.
+    fn execute(&mut self, tuple: Tuple, out: &mut dyn Collector) -> Result<(), BoltError>;
+}
+
+impl<B: Bolt + ?Sized> Bolt for Box<B> {
+    fn prepare(&mut self, handshake: &Handshake, out: &mut dyn Collector) -> Result<(), BoltError> {
+        (**self).prepare(handshake, out)
+    }
+
+    fn execute(&mut self, tuple: Tuple, out: &mut dyn Collector) -> Result<(), BoltError> {
+        (**self).execute(tuple, out)
+    }
+}
+
+/// The collector writing to Storm. It refuses acks, fails and anchors that name a tuple that is
+/// not pending, since ShellBolt would kill the worker for them.
+#[derive(Debug)]
+pub struct BoltCollector {
+    conn: Connection,
+    pending: HashSet<String>,
+}
+
+impl BoltCollector {
+    /// Whether `tuple_id` was received and is not yet acked or failed.
+    pub fn is_pending(&self, tuple_id: &str) -> bool {
+        self.pending.contains(tuple_id)
+    }
+
+    /// How many inputs are received and not yet acked or failed.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn settle(&mut self, command: &str, tuple_id: &str) -> Result<(), RuntimeError> {
+        if !self.pending.remove(tuple_id) {
+            return Err(RuntimeError::NotPending(tuple_id.to_owned()));
+        }
+        self.conn.command(command, Value::from(tuple_id))
+    }
+}
+
+impl Collector for BoltCollector {
+    fn emit(&mut self, emit: Emit) -> Result<Option<Vec<i64>>, RuntimeError> {
+        if let Some(a) = emit.anchors.iter().find(|a| !self.pending.contains(*a)) {
+            return Err(RuntimeError::NotPending(a.clone()));
+        }
+        if emit.message_id.is_some() {
+            return Err(RuntimeError::Unsupported(
+                "a bolt emit takes anchors, not a message id",
+            ));
+        }
+        self.conn.emit(&emit)
+    }
+
+    fn ack(&mut self, tuple_id: &str) -> Result<(), RuntimeError> {
+        self.settle("ack", tuple_id)
+    }
+
+    fn fail(&mut self, tuple_id: &str) -> Result<(), RuntimeError> {
+        self.settle("fail", tuple_id)
+    }
+
+    fn log(&mut self, level: LogLevel, msg: &str) -> Result<(), RuntimeError> {
+        self.conn.log(level, msg)
+    }
+
+    fn report_error(&mut self, msg: &str) -> Result<(), RuntimeError> {
+        self.conn.error(msg)
+    }
+
+    fn metrics(&mut self, name: &str, params: Value) -> Result<(), RuntimeError> {
+        self.conn.metrics(name, params)
+    }
+}
+
+/// Runs `bolt` on this process's stdin and stdout until Storm closes the pipe.
+///
+/// Returns an error after reporting it to Storm (`log` and `error`) when the pipe breaks or
+/// Storm sends something unreadable.
+pub fn run_bolt<B: Bolt>(bolt: B) -> Result<(), RuntimeError> {
+    run_bolt_on(bolt, std::io::stdin(), std::io::stdout())
+}
+
+/// Runs `bolt` on the given pipe ends (for tests and embedding).
+pub fn run_bolt_on<B: Bolt>(
+    mut bolt: B,
+    input: impl Read + Send + 'static,
+    output: impl Write + Send + 'static,
+) -> Result<(), RuntimeError> {
+    let (conn, handshake) = Connection::open(input, output)?;
+    let mut out = BoltCollector {
+        conn,
+        pending: HashSet::new(),
+    };
+    if let Err(e) = bolt.prepare(&handshake, &mut out) {
+        let e = RuntimeError::Component(format!("prepare failed: {e}"));
+        report_fatal(&out.conn, &e);
+        return Err(e);
+    }
+    let result = bolt_loop(&mut bolt, &mut out);
+    if let Err(e) = &result {
+        report_fatal(&out.conn, e);
+    }
+    result
+}
+
+fn bolt_loop<B: Bolt>(bolt: &mut B, out: &mut BoltCollector) -> Result<(), RuntimeError> {
+    while let Some(event) = out.conn.next()? {
+        let tuple = match event {
+            Event::Message(StormMessage::Command { name, .. }) => {
+                out.log(LogLevel::Warn, &format!("ignored unknown command {name:?}"))?;
+                continue;
+            }
+            Event::Message(m) => expect_tuple(m)?,
+            Event::Skipped(e) => {
+                out.report_error(&format!("skipped an unreadable message from Storm: {e}"))?;
+                continue;
+            }
+        };
+        let id = tuple.id.clone();
+        out.pending.insert(id.clone());
+        if let Err(e) = bolt.execute(tuple, out) {
+            let msg = format!("execute failed on tuple {id}: {e}");
+            out.log(LogLevel::Error, &msg)?;
+            out.report_error(&msg)?;
+            if out.is_pending(&id) {
+                out.fail(&id)?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,368 @@
+//! The traced bolt and collector: every tuple's trace continues through the bolt, with no trace
+//! code in the bolt itself.
+//!
+//! [`TracedBolt`] wraps a [`Bolt`]. At the start of each `execute` it reads the context the
+//! tuple carries (a B3 single string in a [`TraceField`], or a binary context frame at the
+//! start of a Kafka payload), removes it from the values the bolt sees, and starts a CONSUMER
+//! span named after the component, current while the bolt works. The bolt's collector is
+//! wrapped in a [`TracedCollector`]: each emit gets the span's context added in the trace field
+//! (the span of the first anchor, or the current one when unanchored), anchors are passed on
+//! untouched, and the ack or fail of the input ends its span (a fail marks it as an error).
+//!
+//! ```
+//! use tdist_core::{export::InMemory, Tracer};
+//! use tdist_storm::bolt::{Bolt, BoltError, Collector};
+//! use tdist_storm::protocol::{Emit, Tuple};
+//! use tdist_storm::traced::TracedBolt;
+//!
+//! struct Upper;
+//! impl Bolt for Upper {
+//!     fn execute(&mut self, t: Tuple, out: &mut dyn Collector) -> Result<(), BoltError> {
+//!         let word = t.values[0].as_str().unwrap_or_default().to_uppercase();
+//!         out.emit(Emit::new(vec![word.into()]).anchor(&t))?;
+//!         out.ack(&t.id)?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let tracer = Tracer::builder().transport(InMemory::new()).build().unwrap();
+//! let bolt = TracedBolt::new(Upper, tracer).with_name("upper");
+//! // tdist_storm::bolt::run_bolt(bolt) runs it under Storm.
+//! # drop(bolt);
+//! ```
+use crate::bolt::{Bolt, BoltError, Collector};
+use crate::connection::RuntimeError;
+use crate::protocol::{Emit, Handshake, LogLevel, TopologyContext, Tuple};
+use base64::Engine as _;
+use serde_json::Value;
+use std::collections::HashMap;
+use tdist_core::propagation::{b3, w3c};
+use tdist_core::{binary, set_current, Extracted, Kind, Span, SpanContext, Tracer};
+
+/// Where a tuple carries its trace context (a B3 single string).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum TraceField {
+    /// The last value, when it is a valid B3 (or W3C `traceparent`) string. Emits get the
+    /// context appended.
+    #[default]
+    Last,
+    /// The value at this position, when it is a valid context string. Emits get the context
+    /// inserted there.
+    Index(usize),
+    /// The field of this name, as the topology declares it (`source->stream->fields` for
+    /// inputs, `stream->outputfields` for emits). Exact: a declared field is removed whatever
+    /// it holds (a garbage value starts a new trace), and a stream that does not declare it
+    /// carries no context.
+    Named(String),
+}
+
+/// How a Kafka payload field is encoded in the tuple's JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PayloadEncoding {
+    Bytes,
+    Base64,
+}
+
+/// A bolt wrapped so that every tuple's trace continues through it.
+#[derive(Debug)]
+pub struct TracedBolt<B> {
+    inner: B,
+    tracer: Tracer,
+    field: TraceField,
+    kafka_payload: Option<usize>,
+    name: Option<String>,
+    topology: TopologyContext,
+    spans: HashMap<String, Span>,
+    max_pending: usize,
+}
+
+impl<B: Bolt> TracedBolt<B> {
+    /// Wraps `inner`, reporting through `tracer`; the context travels in the last field.
+    pub fn new(inner: B, tracer: Tracer) -> TracedBolt<B> {
+        TracedBolt {
+            inner,
+            tracer,
+            field: TraceField::Last,
+            kafka_payload: None,
+            name: None,
+            topology: TopologyContext::default(),
+            spans: HashMap::new(),
+            max_pending: 10_000,
+        }
+    }
+
+    /// Where the context travels in tuples.
+    pub fn with_field(mut self, field: TraceField) -> TracedBolt<B> {
+        self.field = field;
+        self
+    }
+
+    /// Also reads a context frame (tdist's binary format, as the Kafka adapter writes it) at the
+    /// start of the payload at `index`: a JSON array of bytes or a base64 string. The frame is
+    /// removed, so the bolt sees the plain payload. A context field, when present, wins.
+    pub fn with_kafka_payload(mut self, index: usize) -> TracedBolt<B> {
+        self.kafka_payload = Some(index);
+        self
+    }
+
+    /// The span name (default: the component id from the handshake).
+    pub fn with_name(mut self, name: impl Into<String>) -> TracedBolt<B> {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// How many input spans may wait for their ack (default 10,000). Beyond that a span is
+    /// ended when `execute` returns, annotated `storm.unacked`.
+    pub fn with_max_pending(mut self, n: usize) -> TracedBolt<B> {
+        self.max_pending = n.max(1);
+        self
+    }
+
+    /// The wrapped bolt.
+    pub fn get_ref(&self) -> &B {
+        &self.inner
+    }
+
+    /// Spans of inputs not yet acked or failed.
+    pub fn pending_spans(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Finds and removes the context in `tuple`.
+    pub fn extract(&self, tuple: &mut Tuple) -> Extracted {
+        let mut found = match &self.field {
+            TraceField::Last => match tuple.values.len() {
+                0 => Extracted::Empty,
+                n => take_if_valid(&mut tuple.values, n - 1),
+            },
+            TraceField::Index(i) => take_if_valid(&mut tuple.values, *i),
+            TraceField::Named(name) => {
+                let comp = tuple.component.as_deref().unwrap_or("");
+                let at = self
+                    .topology
+                    .input_fields(comp, &tuple.stream)
+                    .and_then(|f| f.iter().position(|f| f == name));
+                match at {
+                    Some(i) if i < tuple.values.len() => {
+                        parse_value(&tuple.values.remove(i)).unwrap_or_default()
+                    }
+                    _ => Extracted::Empty,
+                }
+            }
+        };
+        if let Some(i) = self.kafka_payload {
+            if let Some(ctx) = tuple.values.get_mut(i).and_then(unframe) {
+                if found.context().is_none() {
+                    found = Extracted::Context(ctx);
+                }
+            }
+        }
+        found
+    }
+
+    fn name(&self) -> String {
+        match &self.name {
+            Some(n) => n.clone(),
+            None if !self.topology.component_id.is_empty() => self.topology.component_id.clone(),
+            None => "storm-bolt".to_owned(),
+        }
+    }
+}
+
+fn take_if_valid(values: &mut Vec<Value>, i: usize) -> Extracted {
+    match values.get(i).and_then(parse_value) {
+        Some(found) => {
+            values.remove(i);
+            found
+        }
+        None => Extracted::Empty,
+    }
+}
+
+/// A context string: B3 single, or W3C `traceparent`.
+fn parse_value(v: &Value) -> Option<Extracted> {
+    let s = v.as_str()?;
+    if let Ok(e) = b3::parse_single(s) {
+        return Some(e);
+    }
+    if s.len() == w3c::TRACEPARENT_LEN {
+        return w3c::parse_traceparent(s).ok().map(Extracted::Context);
+    }
+    None
+}
+
+/// Removes a context frame from a payload value, returning the context.
+fn unframe(v: &mut Value) -> Option<SpanContext> {
+    let (bytes, encoding) = match v {
+        Value::Array(items) => {
+            // Only the frame's bytes are needed to decide; a non-byte array is not a payload.
+            let head: Option<Vec<u8>> = items
+                .iter()
+                .take(binary::MAX_LEN)
+                .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+                .collect();
+            (head?, PayloadEncoding::Bytes)
+        }
+        Value::String(s) => (
+            base64::engine::general_purpose::STANDARD.decode(s).ok()?,
+            PayloadEncoding::Base64,
+        ),
+        _ => return None,
+    };
+    let (ctx, rest) = binary::decode(&bytes).ok()?;
+    let consumed = bytes.len() - rest.len();
+    match encoding {
+        PayloadEncoding::Bytes => {
+            if let Value::Array(items) = v {
+                items.drain(..consumed);
+            }
+        }
+        PayloadEncoding::Base64 => {
+            *v = Value::String(base64::engine::general_purpose::STANDARD.encode(rest));
+        }
+    }
+    Some(ctx)
+}
+
+impl<B: Bolt> Bolt for TracedBolt<B> {
+    fn prepare(&mut self, handshake: &Handshake, out: &mut dyn Collector) -> Result<(), BoltError> {
+        self.topology = handshake.context.clone();
+        let mut traced = TracedCollector {
+            inner: out,
+            spans: &mut self.spans,
+            current: None,
+            field: &self.field,
+            topology: &self.topology,
+        };
+        self.inner.prepare(handshake, &mut traced)
+    }
+
+    fn execute(&mut self, mut tuple: Tuple, out: &mut dyn Collector) -> Result<(), BoltError> {
+        let extracted = self.extract(&mut tuple);
+        let mut span = self.tracer.child_of_remote(extracted, self.name());
+        span.set_kind(Kind::Consumer);
+        if let Some(c) = &tuple.component {
+            span.tag("storm.source", c.clone());
+        }
+        span.tag("storm.stream", tuple.stream.clone());
+        let ctx = span.context();
+        let id = tuple.id.clone();
+        self.spans.insert(id.clone(), span);
+        let result = {
+            let _current = set_current(Some(ctx));
+            let mut traced = TracedCollector {
+                inner: out,
+                spans: &mut self.spans,
+                current: Some(ctx),
+                field: &self.field,
+                topology: &self.topology,
+            };
+            self.inner.execute(tuple, &mut traced)
+        };
+        if let Err(e) = &result {
+            if let Some(mut span) = self.spans.remove(&id) {
+                span.set_error(e.to_string());
+                span.finish();
+            }
+        } else if self.spans.len() > self.max_pending {
+            if let Some(mut span) = self.spans.remove(&id) {
+                span.annotate("storm.unacked");
+                span.finish();
+            }
+        }
+        result
+    }
+}
+
+/// Wraps a bolt's collector: adds the trace context to every emit and ends input spans on
+/// ack or fail. Made by [`TracedBolt`]; bolts see it as a plain `&mut dyn Collector`.
+pub struct TracedCollector<'a> {
+    inner: &'a mut dyn Collector,
+    spans: &'a mut HashMap<String, Span>,
+    current: Option<SpanContext>,
+    field: &'a TraceField,
+    topology: &'a TopologyContext,
+}
+
+impl std::fmt::Debug for TracedCollector<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TracedCollector")
+            .field("current", &self.current)
+            .field("field", self.field)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TracedCollector<'_> {
+    /// The context an emit carries: its first traced anchor's span, else the current span.
+    fn context_for(&self, emit: &Emit) -> Option<SpanContext> {
+        emit.anchors
+            .iter()
+            .find_map(|a| self.spans.get(a).map(Span::context))
+            .or(self.current)
+    }
+
+    fn inject(&self, emit: &mut Emit, ctx: Option<SpanContext>) {
+        let value = ctx.map_or(Value::Null, |c| {
+            Value::from(b3::format_single(&c, false).as_str())
+        });
+        let len = emit.values.len();
+        match self.field {
+            TraceField::Last if ctx.is_some() => emit.values.push(value),
+            TraceField::Index(i) if ctx.is_some() => emit.values.insert((*i).min(len), value),
+            TraceField::Named(name) => {
+                let stream = emit
+                    .stream
+                    .as_deref()
+                    .unwrap_or(crate::protocol::DEFAULT_STREAM);
+                let at = self
+                    .topology
+                    .output_fields
+                    .get(stream)
+                    .and_then(|f| f.iter().position(|f| f == name));
+                if let Some(i) = at {
+                    emit.values.insert(i.min(len), value);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Collector for TracedCollector<'_> {
+    fn emit(&mut self, mut emit: Emit) -> Result<Option<Vec<i64>>, RuntimeError> {
+        let ctx = self.context_for(&emit);
+        self.inject(&mut emit, ctx);
+        self.inner.emit(emit)
+    }
+
+    fn ack(&mut self, tuple_id: &str) -> Result<(), RuntimeError> {
+        self.inner.ack(tuple_id)?;
+        if let Some(span) = self.spans.remove(tuple_id) {
+            span.finish();
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, tuple_id: &str) -> Result<(), RuntimeError> {
+        self.inner.fail(tuple_id)?;
+        if let Some(mut span) = self.spans.remove(tuple_id) {
+            span.annotate("storm.fail");
+            span.set_error("tuple failed");
+            span.finish();
+        }
+        Ok(())
+    }
+
+    fn log(&mut self, level: LogLevel, msg: &str) -> Result<(), RuntimeError> {
+        self.inner.log(level, msg)
+    }
+
+    fn report_error(&mut self, msg: &str) -> Result<(), RuntimeError> {
+        self.inner.report_error(msg)
+    }
+
+    fn metrics(&mut self, name: &str, params: Value) -> Result<(), RuntimeError> {
+        self.inner.metrics(name, params)
+    }
+}
