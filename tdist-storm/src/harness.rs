@@ -418,7 +418,6 @@ impl Harness {
         }
         let max = self.shared.config.max_pending;
         let timeout = self.shared.config.subprocess_timeout;
-        self.wait_for(|_| true, Duration::ZERO, "")?;
         {
             let deadline = Instant::now() + timeout;
             let mut s = self.shared.lock();
@@ -433,6 +432,10 @@ impl Harness {
                     .wait_timeout(s, left)
                     .unwrap_or_else(|p| p.into_inner())
                     .0;
+            }
+            if let Some(reason) = s.records.died.clone() {
+                drop(s);
+                return Err(self.shared.died_error(&reason));
             }
             s.pending.insert(tuple.id.clone());
         }
