@@ -19,13 +19,21 @@ use tdist_core::Extracted;
 /// trace headers already on the record are replaced, so a re-send never carries two. The span
 /// ends when the broker acknowledges the record, tagged with the partition and offset, or
 /// with the error when delivery fails.
-#[derive(Clone)]
 pub struct TracedProducer<C = DefaultClientContext, R = DefaultRuntime>
 where
     C: ClientContext + 'static,
 {
     inner: FutureProducer<C, R>,
     tracing: KafkaTracing,
+}
+
+impl<C: ClientContext + 'static, R> Clone for TracedProducer<C, R> {
+    fn clone(&self) -> Self {
+        TracedProducer {
+            inner: self.inner.clone(),
+            tracing: self.tracing.clone(),
+        }
+    }
 }
 
 impl<C: ClientContext + 'static, R> std::fmt::Debug for TracedProducer<C, R> {
