@@ -500,7 +500,19 @@ impl Harness {
         self.shared.lock().records.clone()
     }
 
-    /// Whether input `id` has been acked or failed.
+    /// Returns everything recorded so far and starts afresh (pid and death are kept), so
+    /// long runs do not accumulate records.
+    pub fn take_records(&self) -> Records {
+        let mut s = self.shared.lock();
+        let keep = Records {
+            pid: s.records.pid,
+            died: s.records.died.clone(),
+            ..Records::default()
+        };
+        std::mem::replace(&mut s.records, keep)
+    }
+
+    /// Whether input `id` is still waiting for its ack or fail.
     pub fn is_pending(&self, id: &str) -> bool {
         self.shared.lock().pending.contains(id)
     }
