@@ -31,7 +31,12 @@ fn run_batch(h: &Harness, b3: &str, n: u64) -> Duration {
         let t = h.tuple("spout", vec![json!(format!("word{i}")), json!(b3)]);
         h.send_tuple(&t).unwrap();
     }
-    h.wait_for(|r| r.acks.len() as u64 >= n, Duration::from_secs(60), "acks").unwrap();
+    h.wait_for(
+        |r| r.acks.len() as u64 >= n,
+        Duration::from_secs(60),
+        "acks",
+    )
+    .unwrap();
     let elapsed = start.elapsed();
     let r = h.take_records();
     assert_eq!(r.emits.len() as u64, n);

@@ -72,9 +72,9 @@ fn chain_of_two_traced_bolts_continues_the_trace() {
     let t1 = split.tuple("spout", vec![json!("hello"), b3_of(&parent)]);
     run(&split, &t1);
     let r1 = split.records();
-    assert_eq!(r1.acks, [t1.id.clone()]);
+    assert_eq!(r1.acks, vec![t1.id.clone()]);
     let e1 = &r1.emits[0].emit;
-    assert_eq!(e1.anchors, [t1.id.clone()], "anchoring kept");
+    assert_eq!(e1.anchors, vec![t1.id.clone()], "anchoring kept");
     assert_eq!(e1.values.len(), 2);
     assert_eq!(
         e1.values[0], "HELLO",
@@ -244,7 +244,7 @@ fn heartbeats_are_answered_while_the_bolt_is_busy() {
         r.heartbeats_sent >= r.syncs,
         "a sync per heartbeat, never more"
     );
-    assert_eq!(r.acks, [t.id.clone()], "heartbeats are never acked");
+    assert_eq!(r.acks, vec![t.id.clone()], "heartbeats are never acked");
     assert!(r.died.is_none());
 }
 
@@ -275,7 +275,7 @@ fn acks_fails_task_ids_direct_and_metrics() {
         [ok.id.clone(), "77".into()],
         "tick tuples are acked"
     );
-    assert_eq!(r.fails, [bad.id.clone()]);
+    assert_eq!(r.fails, vec![bad.id.clone()]);
     assert_eq!(r.emits[0].task_ids, Some(vec![4]));
     assert!(r.emits[0].emit.need_task_ids);
     assert!(
@@ -323,14 +323,18 @@ fn bolt_errors_and_double_acks_are_reported_not_fatal() {
     let r = h.records();
     assert_eq!(
         r.fails,
-        [boom.id.clone()],
+        vec![boom.id.clone()],
         "a failing execute fails its tuple"
     );
     assert!(r
         .errors
         .iter()
         .any(|e| e.contains("execute failed") && e.contains("boom")));
-    assert_eq!(r.acks, [next.id.clone()], "exactly one ack reached Storm");
+    assert_eq!(
+        r.acks,
+        vec![next.id.clone()],
+        "exactly one ack reached Storm"
+    );
     assert!(r
         .logs
         .iter()

@@ -15,7 +15,9 @@ const T: Duration = Duration::from_secs(20);
 fn storm_bolt_example_splits_and_traces() {
     let spans = span_file("example");
     let mut cmd = Command::new(example("tdist-examples", "storm_bolt"));
-    cmd.env("TDIST_FILE", &spans).env_remove("TDIST_TRANSPORT").env_remove("OTEL_SERVICE_NAME");
+    cmd.env("TDIST_FILE", &spans)
+        .env_remove("TDIST_TRANSPORT")
+        .env_remove("OTEL_SERVICE_NAME");
     let config = HarnessConfig::bolt("split").output("default", &["word", "_trace"]);
     let h = Harness::spawn(cmd, config).unwrap();
     let parent = SpanContext::new(TraceId::random_64(), SpanId::random())
@@ -25,10 +27,10 @@ fn storm_bolt_example_splits_and_traces() {
     h.send_tuple(&t).unwrap();
     h.wait_settled(&t.id, T).unwrap();
     let r = h.records();
-    assert_eq!(r.acks, [t.id.clone()]);
+    assert_eq!(r.acks, vec![t.id.clone()]);
     let words: Vec<_> = r.emits.iter().map(|e| e.emit.values[0].clone()).collect();
     assert_eq!(words, [json!("hello"), json!("storm")]);
-    assert!(r.emits.iter().all(|e| e.emit.anchors == [t.id.clone()]));
+    assert!(r.emits.iter().all(|e| e.emit.anchors == vec![t.id.clone()]));
     let carried = r.emits[0].emit.values[1].as_str().unwrap().to_owned();
     assert_eq!(r.emits[1].emit.values[1], carried.as_str());
     let status = h.close(T).unwrap().unwrap();

@@ -25,12 +25,20 @@ fn died_after_one_tuple(action: &str, config: HarnessConfig) -> String {
     let h = Harness::spawn(child(action), config).expect("handshake");
     let t = h.tuple("spout", vec!["x".into()]);
     h.send_tuple(&t).unwrap();
-    let reason = h.wait_died(T).expect("the harness declares the component dead");
+    let reason = h
+        .wait_died(T)
+        .expect("the harness declares the component dead");
     let err = h.wait_for(|_| false, Duration::ZERO, "").unwrap_err();
     assert!(matches!(err, HarnessError::Died { .. }), "{err}");
-    assert!(h.send_tuple(&h.tuple("spout", vec![])).is_err(), "a dead bolt takes no tuples");
+    assert!(
+        h.send_tuple(&h.tuple("spout", vec![])).is_err(),
+        "a dead bolt takes no tuples"
+    );
     let status = h.close(T).unwrap();
-    assert!(status.is_some(), "the child is gone (killed, or exited by itself)");
+    assert!(
+        status.is_some(),
+        "the child is gone (killed, or exited by itself)"
+    );
     reason
 }
 
@@ -52,15 +60,36 @@ fn fatal_cases_of_shellbolt() {
             "Failed a non-existent or already acked/failed id",
         ),
         (r#"printf '{"id":"%s"}\nend\n' "$id""#, "without `command`"),
-        (r#"printf '{"command":"emit","tuple":[1],"anchors":["nope"]}\nend\n'"#, "Anchored onto nope"),
-        (r#"printf '{"command":"ack","id":5}\nend\n'"#, "is not a string"),
-        (r#"printf '{"command":"metrics","name":"m","params":1}\nend\n'"#, "could not find metric"),
+        (
+            r#"printf '{"command":"emit","tuple":[1],"anchors":["nope"]}\nend\n'"#,
+            "Anchored onto nope",
+        ),
+        (
+            r#"printf '{"command":"ack","id":5}\nend\n'"#,
+            "is not a string",
+        ),
+        (
+            r#"printf '{"command":"metrics","name":"m","params":1}\nend\n'"#,
+            "could not find metric",
+        ),
         (r#"printf '{oops\nend\n'"#, "malformed JSON"),
-        (r#"printf '{"command":"emit","tuple":[],"task":3.0}\nend\n'"#, "must be an integer"),
-        (r#"printf '{"command":"emit","tuple":[],"need_task_ids":1}\nend\n'"#, "must be a boolean"),
-        (r#"printf '{"command":"log","msg":["x"]}\nend\n'"#, "`msg` must be a string"),
+        (
+            r#"printf '{"command":"emit","tuple":[],"task":3.0}\nend\n'"#,
+            "must be an integer",
+        ),
+        (
+            r#"printf '{"command":"emit","tuple":[],"need_task_ids":1}\nend\n'"#,
+            "must be a boolean",
+        ),
+        (
+            r#"printf '{"command":"log","msg":["x"]}\nend\n'"#,
+            "`msg` must be a string",
+        ),
         ("exit 0", "pipe to subprocess seems to be broken"),
-        (r#"printf '{"command":"sync"}\n'; exit 0"#, "pipe to subprocess seems to be broken"),
+        (
+            r#"printf '{"command":"sync"}\n'; exit 0"#,
+            "pipe to subprocess seems to be broken",
+        ),
     ];
     for (action, expected) in cases {
         let reason = died_after_one_tuple(action, quiet_bolt());
@@ -93,9 +122,14 @@ fn silent_child_dies_of_heartbeat_timeout() {
 
 #[test]
 fn bad_handshake_replies_fail_spawn() {
-    for reply in [r#"printf 'not json\nend\n'"#, r#"printf '{"pid":"12"}\nend\n'"#, "exit 3"] {
+    for reply in [
+        r#"printf 'not json\nend\n'"#,
+        r#"printf '{"pid":"12"}\nend\n'"#,
+        "exit 3",
+    ] {
         let mut c = Command::new("sh");
-        c.arg("-c").arg(format!("read hs; read e; {reply}; sleep 5"));
+        c.arg("-c")
+            .arg(format!("read hs; read e; {reply}; sleep 5"));
         let err = Harness::spawn(c, quiet_bolt()).unwrap_err();
         assert!(matches!(err, HarnessError::Died { .. }), "{reply}: {err}");
     }
@@ -104,8 +138,14 @@ fn bad_handshake_replies_fail_spawn() {
 #[test]
 fn spout_unknown_command_and_ack_are_fatal() {
     for (action, expected) in [
-        (r#"printf '{"command":"bogus"}\nend\n'"#, "unknown command received: bogus"),
-        (r#"printf '{"command":"ack","id":"1"}\nend\n'"#, "unknown command received: ack"),
+        (
+            r#"printf '{"command":"bogus"}\nend\n'"#,
+            "unknown command received: bogus",
+        ),
+        (
+            r#"printf '{"command":"ack","id":"1"}\nend\n'"#,
+            "unknown command received: ack",
+        ),
     ] {
         let script = format!(
             r#"read hs; read e
@@ -131,9 +171,13 @@ fn spout_that_never_syncs_times_out() {
     config.subprocess_timeout = Duration::from_millis(500);
     config.heartbeat_interval = Some(Duration::from_millis(100));
     let mut c = Command::new("sh");
-    c.arg("-c").arg("read hs; read e; printf '{\"pid\": %d}\\nend\\n' $$; sleep 10");
+    c.arg("-c")
+        .arg("read hs; read e; printf '{\"pid\": %d}\\nend\\n' $$; sleep 10");
     let h = Harness::spawn(c, config).unwrap();
     std::thread::sleep(Duration::from_millis(800)); // idle between commands: not a timeout
     let err = h.next(T).unwrap_err();
-    assert!(err.to_string().contains("subprocess heartbeat timeout"), "{err}");
+    assert!(
+        err.to_string().contains("subprocess heartbeat timeout"),
+        "{err}"
+    );
 }
