@@ -119,3 +119,121 @@ impl<'m> Received<'m> {
         self.span
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Carrier;
+    use rdkafka::message::{Header, OwnedHeaders, OwnedMessage, Timestamp};
+    use tdist_core::export::InMemory;
+    use tdist_core::{SamplingState, SpanId, TraceId, Tracer};
+
+    fn kt() -> (KafkaTracing, InMemory) {
+        let sink = InMemory::new();
+        let t = Tracer::builder().transport(sink.clone()).build().unwrap();
+        (KafkaTracing::new(t), sink)
+    }
+
+    fn msg(payload: Option<Vec<u8>>, headers: Option<OwnedHeaders>) -> OwnedMessage {
+        OwnedMessage::new(
+            payload,
+            None,
+            "t".into(),
+            Timestamp::NotAvailable,
+            0,
+            0,
+            headers,
+        )
+    }
+
+    fn ctx(s: SamplingState) -> SpanContext {
+        SpanContext::new(TraceId::random_128(), SpanId::random()).with_sampling(s)
+    }
+
+    #[test]
+    fn headers_win_over_the_frame_and_the_frame_is_still_stripped() {
+        let (kt, _) = kt();
+        let (h, f) = (ctx(SamplingState::Accept), ctx(SamplingState::Accept));
+        let m = msg(
+            Some(frame::encode(Some(&f), b"body")),
+            Some(crate::headers::inject(&h, None)),
+        );
+        let r = kt.receive(&m);
+        assert_eq!(r.source(), Some(Source::Headers));
+        assert_eq!(r.parent().context().unwrap().span_id(), h.span_id());
+        assert_eq!(r.payload(), Some(&b"body"[..]));
+    }
+
+    #[test]
+    fn malformed_header_falls_back_to_the_frame() {
+        let (kt, _) = kt();
+        let f = ctx(SamplingState::Accept);
+        let bad = OwnedHeaders::new().insert(Header {
+            key: "b3",
+            value: Some("nonsense"),
+        });
+        let m = msg(Some(frame::encode(Some(&f), b"x")), Some(bad));
+        let r = kt.receive(&m);
+        assert_eq!(r.source(), Some(Source::Frame));
+        assert_eq!(r.context().parent_id(), Some(f.span_id()));
+        assert_eq!(r.context().trace_id(), f.trace_id());
+    }
+
+    #[test]
+    fn a_deny_decision_travels_and_nothing_is_reported() {
+        let (kt, sink) = kt();
+        let denied = ctx(SamplingState::Deny);
+        let m = msg(
+            Some(b"x".to_vec()),
+            Some(crate::headers::inject(&denied, None)),
+        );
+        let r = kt.receive(&m);
+        assert!(!r.context().is_sampled());
+        r.process(|_| ());
+        kt.tracer().flush().unwrap();
+        assert!(sink.spans().is_empty());
+        // A sampling-only header (`b3: 0`) also starts an unsampled trace.
+        let zero = OwnedHeaders::new().insert(Header {
+            key: "b3",
+            value: Some("0"),
+        });
+        let m = msg(None, Some(zero));
+        let r = kt.receive(&m);
+        assert_eq!(r.parent(), Extracted::Sampling(SamplingState::Deny));
+        assert!(!r.context().is_sampled());
+    }
+
+    #[test]
+    fn tombstones_stay_null_and_are_never_framed() {
+        let (kt, _) = kt();
+        let kt = kt.carrier(Carrier::Framing);
+        let c = ctx(SamplingState::Accept);
+        let (headers, payload) = kt.outgoing(&c, None, None);
+        assert!(payload.is_none());
+        assert!(headers.is_none());
+        let m = msg(None, None);
+        let r = kt.receive(&m);
+        assert_eq!(r.payload(), None);
+        assert_eq!(r.source(), None);
+    }
+
+    #[test]
+    fn framing_only_removes_stale_trace_headers() {
+        let (kt, _) = kt();
+        let kt = kt.carrier(Carrier::Framing);
+        let stale = OwnedHeaders::new()
+            .insert(Header {
+                key: "b3",
+                value: Some("1"),
+            })
+            .insert(Header {
+                key: "k",
+                value: Some("v"),
+            });
+        let c = ctx(SamplingState::Accept);
+        let (headers, payload) = kt.outgoing(&c, Some(stale), Some(b"p"));
+        let m = msg(payload.map(|p| p.into_owned()), headers);
+        assert!(!crate::headers::has_trace_headers(m.headers().unwrap()));
+        assert_eq!(kt.receive(&m).parent().context(), Some(c));
+    }
+}
