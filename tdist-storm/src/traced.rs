@@ -366,3 +366,90 @@ impl Collector for TracedCollector<'_> {
         self.inner.metrics(name, params)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+    use tdist_core::{SamplingState, SpanId, TraceId};
+
+    struct Nop;
+    impl Bolt for Nop {
+        fn execute(&mut self, _: Tuple, _: &mut dyn Collector) -> Result<(), BoltError> {
+            Ok(())
+        }
+    }
+
+    fn bolt() -> TracedBolt<Nop> {
+        TracedBolt::new(Nop, Tracer::noop())
+    }
+
+    fn ctx() -> SpanContext {
+        SpanContext::new(TraceId::random_64(), SpanId::random())
+            .with_sampling(SamplingState::Accept)
+    }
+
+    #[test]
+    fn index_field_is_removed_only_when_valid() {
+        let b = bolt().with_field(TraceField::Index(0));
+        let c = ctx();
+        let mut t = Tuple::new(
+            "1",
+            "s",
+            vec![json!(b3::format_single(&c, false).as_str()), json!("x")],
+        );
+        assert_eq!(
+            b.extract(&mut t).context().map(|x| x.span_id()),
+            Some(c.span_id())
+        );
+        assert_eq!(t.values, [json!("x")]);
+        let mut t = Tuple::new("1", "s", vec![json!("x")]);
+        assert!(b.extract(&mut t).is_empty());
+        assert_eq!(t.values, [json!("x")]);
+    }
+
+    #[test]
+    fn sampling_only_value_is_consumed() {
+        let b = bolt();
+        let mut t = Tuple::new("1", "s", vec![json!("x"), json!("0")]);
+        assert_eq!(b.extract(&mut t), Extracted::Sampling(SamplingState::Deny));
+        assert_eq!(t.values, [json!("x")]);
+    }
+
+    #[test]
+    fn field_wins_over_payload_but_payload_is_unframed() {
+        let (a, p) = (ctx(), ctx());
+        let mut framed = binary::encode(&p).as_bytes().to_vec();
+        framed.push(7);
+        let b = bolt().with_kafka_payload(0);
+        let mut t = Tuple::new(
+            "1",
+            "s",
+            vec![json!(framed), json!(b3::format_single(&a, false).as_str())],
+        );
+        assert_eq!(b.extract(&mut t).context().unwrap().span_id(), a.span_id());
+        assert_eq!(t.values, [json!([7])]);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn extract_never_panics(
+            values in prop::collection::vec(crate::protocol::fuzz::json_value(), 0..5),
+            bytes in prop::collection::vec(any::<u8>(), 0..64),
+            index in 0usize..4,
+        ) {
+            let mut values = values;
+            values.push(json!(bytes));
+            for field in [TraceField::Last, TraceField::Index(index), TraceField::Named("_trace".into())] {
+                let b = bolt().with_field(field).with_kafka_payload(index);
+                let mut t = Tuple::new("1", "s", values.clone());
+                let before = t.values.len();
+                let _ = b.extract(&mut t);
+                prop_assert!(t.values.len() + 1 >= before);
+            }
+        }
+    }
+}
