@@ -64,6 +64,16 @@ step "cargo test -p tdist-kafka against tansu"
 cd "${ROOT}"
 TDIST_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:${PORT}" cargo test -p tdist-kafka --tests -- --test-threads 2
 
+# The Python peer test too, when .ci/kafka.sh has set up its venv.
+PY="${CACHE}/py-kafka/bin/python"
+if [ -x "${PY}" ] && "${PY}" -c 'import confluent_kafka' 2>/dev/null; then
+    step "python confluent-kafka peer against tansu"
+    TDIST_KAFKA_PYTHON="${PY}" TDIST_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:${PORT}" \
+        cargo test -p tdist-kafka --test python_peer -- --ignored
+else
+    echo "(no ${PY}: run .ci/kafka.sh first to also test the Python peer against tansu)"
+fi
+
 if ! kill -0 "${PID}" 2>/dev/null; then
     echo "tansu died during the tests:"; cat "${LOG}"; exit 1
 fi
