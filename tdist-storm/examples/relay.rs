@@ -3,7 +3,8 @@
 //!
 //! Flags: `--untraced`, `--sleep-ms N`, `--fail-on WORD`, `--error-on WORD`, `--task-ids`,
 //! `--direct TASK`, `--field NAME` (a declared trace field), `--kafka-payload INDEX`,
-//! `--double-ack`, `--metric NAME`. Spans go where `TDIST_FILE`/`TDIST_TRANSPORT` say.
+//! `--double-ack`, `--metric NAME`, `--log-current` (logs the current span id), `--batch N`
+//! (holds N tuples, emits one tuple anchored to all, then acks them). Spans go where `TDIST_FILE`/`TDIST_TRANSPORT` say.
 use serde_json::Value;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -21,6 +22,9 @@ struct Relay {
     direct: Option<i64>,
     double_ack: bool,
     metric: Option<String>,
+    log_current: bool,
+    batch: usize,
+    held: Vec<Tuple>,
 }
 
 impl Bolt for Relay {
@@ -34,6 +38,13 @@ impl Bolt for Relay {
 
     fn execute(&mut self, t: Tuple, out: &mut dyn Collector) -> Result<(), BoltError> {
         std::thread::sleep(self.sleep);
+        if self.log_current {
+            let current = tdist_core::current().map(|c| c.span_id().to_hex().to_string());
+            out.log(LogLevel::Info, &format!("current {current:?}"))?;
+        }
+        if self.batch > 1 {
+            return self.hold(t, out);
+        }
         let first = t.values.first().cloned().unwrap_or(Value::Null);
         let word = first.as_str().map(str::to_owned);
         if word.is_some() && word == self.fail_on {
@@ -67,6 +78,30 @@ impl Bolt for Relay {
     }
 }
 
+impl Relay {
+    /// Holds tuples until `batch` arrived, then emits one tuple anchored to all and acks them.
+    fn hold(&mut self, t: Tuple, out: &mut dyn Collector) -> Result<(), BoltError> {
+        self.held.push(t);
+        if self.held.len() < self.batch {
+            return Ok(());
+        }
+        let held = std::mem::take(&mut self.held);
+        let words: Vec<&str> = held
+            .iter()
+            .filter_map(|t| t.values.first()?.as_str())
+            .collect();
+        let mut emit = Emit::new(vec![Value::from(words.join(" "))]);
+        for t in &held {
+            emit = emit.anchor(t);
+        }
+        out.emit(emit)?;
+        for t in &held {
+            out.ack(&t.id)?;
+        }
+        Ok(())
+    }
+}
+
 fn main() -> ExitCode {
     let mut relay = Relay::default();
     let mut traced = true;
@@ -86,6 +121,8 @@ fn main() -> ExitCode {
             "--kafka-payload" => payload = val().parse().ok(),
             "--double-ack" => relay.double_ack = true,
             "--metric" => relay.metric = Some(val()),
+            "--log-current" => relay.log_current = true,
+            "--batch" => relay.batch = val().parse().unwrap_or(1),
             other => {
                 eprintln!("relay: unknown flag {other}");
                 return ExitCode::from(2);

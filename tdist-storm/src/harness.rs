@@ -447,6 +447,12 @@ impl Harness {
         send_heartbeat(&self.shared)
     }
 
+    /// Declares `id` pending, as if sent by [`Harness::send_tuple`] (for tuples written with
+    /// [`Harness::send_raw`]).
+    pub fn mark_pending(&self, id: &str) {
+        self.shared.lock().pending.insert(id.to_owned());
+    }
+
     /// Writes raw bytes to the child's stdin (to test malformed input).
     pub fn send_raw(&self, bytes: &[u8]) -> Result<(), HarnessError> {
         let mut stdin = self.shared.stdin.lock().unwrap_or_else(|p| p.into_inner());

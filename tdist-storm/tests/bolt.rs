@@ -373,3 +373,112 @@ fn malformed_input_and_unknown_commands_do_not_panic() {
     assert_eq!(status.code(), Some(1), "truncated message is fatal");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn span_is_current_during_execute_and_failures_are_marked() {
+    let f = span_file("current");
+    let h = relay(
+        HarnessConfig::bolt("split"),
+        &["--log-current", "--fail-on", "bad", "--error-on", "boom"],
+        Some(&f),
+    );
+    let ok = h.tuple("spout", vec![json!("ok"), b3_of(&root())]);
+    let bad = h.tuple("spout", vec![json!("bad")]);
+    let boom = h.tuple("spout", vec![json!("boom")]);
+    for t in [&ok, &bad, &boom] {
+        run(&h, t);
+    }
+    let r = h.records();
+    let emitted = ctx_in(&r.emits[0].emit.values[1])
+        .span_id()
+        .to_hex()
+        .to_string();
+    let current: Vec<&str> = r
+        .logs
+        .iter()
+        .filter_map(|(_, m)| m.strip_prefix("current "))
+        .collect();
+    assert_eq!(current.len(), 3);
+    assert_eq!(
+        current[0],
+        format!("Some({emitted:?})"),
+        "the emit's span was current"
+    );
+    assert!(current.iter().all(|c| c.starts_with("Some(")));
+    h.close(T).unwrap();
+    let spans = read_spans(&f);
+    assert_eq!(spans.len(), 3);
+    let by_id = |id: &str| spans.iter().find(|s| s["id"] == id).cloned();
+    assert!(by_id(&emitted).unwrap()["tags"].get("error").is_none());
+    let errors: Vec<&Value> = spans
+        .iter()
+        .filter_map(|s| s["tags"].get("error"))
+        .collect();
+    assert_eq!(errors.len(), 2, "{spans:?}");
+    assert!(errors.contains(&&json!("tuple failed")));
+    assert!(errors
+        .iter()
+        .any(|e| e.as_str().unwrap().contains("refusing")));
+    let _ = std::fs::remove_file(f);
+}
+
+#[test]
+fn spans_wait_for_a_later_ack_and_multi_anchor_emits_keep_every_anchor() {
+    let f = span_file("batch");
+    let h = relay(HarnessConfig::bolt("join"), &["--batch", "3"], Some(&f));
+    let parents = [root(), root(), root()];
+    let tuples: Vec<Tuple> = parents
+        .iter()
+        .zip(["a", "b", "c"])
+        .map(|(p, w)| h.tuple("spout", vec![json!(w), b3_of(p)]))
+        .collect();
+    for t in &tuples[..2] {
+        h.send_tuple(t).unwrap();
+    }
+    h.send_heartbeat().unwrap();
+    h.wait_for(|r| r.syncs >= 1, T, "sync").unwrap();
+    assert!(h.records().acks.is_empty(), "held, not acked yet");
+    h.send_tuple(&tuples[2]).unwrap();
+    for t in &tuples {
+        h.wait_settled(&t.id, T).unwrap();
+    }
+    let r = h.records();
+    assert_eq!(r.emits.len(), 1);
+    let e = &r.emits[0].emit;
+    assert_eq!(e.values[0], "a b c");
+    let ids: Vec<String> = tuples.iter().map(|t| t.id.clone()).collect();
+    assert_eq!(e.anchors, ids, "every anchor, in order");
+    let carried = ctx_in(&e.values[1]);
+    assert_eq!(
+        carried.trace_id(),
+        parents[0].trace_id(),
+        "the first anchor's trace"
+    );
+    h.close(T).unwrap();
+    let spans = read_spans(&f);
+    assert_eq!(spans.len(), 3, "each input's span ends at its ack");
+    for p in &parents {
+        let s = spans
+            .iter()
+            .find(|s| s["traceId"] == p.trace_id().to_hex().as_str())
+            .unwrap();
+        assert_eq!(s["parentId"], p.span_id().to_hex().as_str());
+    }
+    let _ = std::fs::remove_file(f);
+}
+
+#[test]
+fn multi_line_json_and_crlf_from_storm_are_read() {
+    let h = relay(HarnessConfig::bolt("split"), &["--untraced"], None);
+    h.mark_pending("-5");
+    h.send_raw(b"{\r\n  \"id\": \"-5\",\r\n  \"comp\": \"spout\",\r\n  \"stream\": \"default\",\r\n  \"task\": 9,\r\n  \"tuple\": [\"x\\/y\"]\r\n}\r\nend\r\n")
+        .unwrap();
+    h.wait_settled("-5", T).unwrap();
+    let r = h.records();
+    assert_eq!(r.acks, ["-5"]);
+    assert_eq!(
+        r.emits[0].emit.values,
+        [json!("X/Y")],
+        "json-smart's \\/ read as /"
+    );
+}
