@@ -1,7 +1,7 @@
 //! A configurable bolt for tdist-storm's tests and benchmark: emits each tuple's first value
 //! upper-cased (anchored to the input), then acks.
 //!
-//! Flags: `--untraced`, `--sleep-ms N`, `--fail-on WORD`, `--error-on WORD`, `--task-ids`,
+//! Flags: `--untraced`, `--sleep-ms N`, `--fail-on WORD`, `--error-on WORD`, `--panic-on WORD`, `--task-ids`,
 //! `--direct TASK`, `--field NAME` (a declared trace field), `--kafka-payload INDEX`,
 //! `--double-ack`, `--metric NAME`, `--log-current` (logs the current span id), `--batch N`
 //! (holds N tuples, emits one tuple anchored to all, then acks them). Spans go where `TDIST_FILE`/`TDIST_TRANSPORT` say.
@@ -18,6 +18,7 @@ struct Relay {
     sleep: Duration,
     fail_on: Option<String>,
     error_on: Option<String>,
+    panic_on: Option<String>,
     task_ids: bool,
     direct: Option<i64>,
     double_ack: bool,
@@ -50,6 +51,9 @@ impl Bolt for Relay {
         if word.is_some() && word == self.fail_on {
             out.fail(&t.id)?;
             return Ok(());
+        }
+        if word.is_some() && word == self.panic_on {
+            panic!("asked to panic on {first}");
         }
         if word.is_some() && word == self.error_on {
             return Err(format!("refusing {first}").into());
@@ -115,6 +119,7 @@ fn main() -> ExitCode {
             "--sleep-ms" => relay.sleep = Duration::from_millis(val().parse().unwrap_or(0)),
             "--fail-on" => relay.fail_on = Some(val()),
             "--error-on" => relay.error_on = Some(val()),
+            "--panic-on" => relay.panic_on = Some(val()),
             "--task-ids" => relay.task_ids = true,
             "--direct" => relay.direct = val().parse().ok(),
             "--field" => field = TraceField::Named(val()),

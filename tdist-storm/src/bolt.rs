@@ -28,6 +28,7 @@ use crate::protocol::{Emit, Handshake, LogLevel, StormMessage, Tuple};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::io::{Read, Write};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// An error returned by a component's own code.
 pub type BoltError = Box<dyn std::error::Error + Send + Sync>;
@@ -182,14 +183,37 @@ fn bolt_loop<B: Bolt>(bolt: &mut B, out: &mut BoltCollector) -> Result<(), Runti
         };
         let id = tuple.id.clone();
         out.pending.insert(id.clone());
-        if let Err(e) = bolt.execute(tuple, out) {
-            let msg = format!("execute failed on tuple {id}: {e}");
-            out.log(LogLevel::Error, &msg)?;
-            out.report_error(&msg)?;
-            if out.is_pending(&id) {
-                out.fail(&id)?;
+        let outcome = catch_unwind(AssertUnwindSafe(|| bolt.execute(tuple, out)));
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                let msg = format!("execute failed on tuple {id}: {e}");
+                out.log(LogLevel::Error, &msg)?;
+                out.report_error(&msg)?;
+                if out.is_pending(&id) {
+                    out.fail(&id)?;
+                }
+            }
+            Err(panic) => {
+                // The bolt's state is unknown after a panic: fail the tuple and stop, as
+                // multilang libraries do on an exception.
+                if out.is_pending(&id) {
+                    out.fail(&id)?;
+                }
+                return Err(RuntimeError::Component(format!(
+                    "execute panicked on tuple {id}: {}",
+                    panic_message(&*panic)
+                )));
             }
         }
     }
     Ok(())
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic".to_owned())
 }

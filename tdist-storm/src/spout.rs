@@ -20,11 +20,12 @@
 //!     let _ = run_spout(Numbers(0));
 //! }
 //! ```
-use crate::bolt::BoltError;
+use crate::bolt::{panic_message, BoltError};
 use crate::connection::{report_fatal, Connection, Event, RuntimeError};
 use crate::protocol::{Emit, Handshake, LogLevel, StormMessage};
 use serde_json::Value;
 use std::io::{Read, Write};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// A Storm spout. Each call must return well within the subprocess timeout.
 pub trait Spout {
@@ -113,7 +114,7 @@ fn spout_loop<S: Spout>(spout: &mut S, out: &mut SpoutCollector) -> Result<(), R
         let done = match event {
             Event::Message(StormMessage::Command { name, id }) => {
                 let id = id.unwrap_or(Value::Null);
-                match name.as_str() {
+                let call = catch_unwind(AssertUnwindSafe(|| match name.as_str() {
                     "next" => spout.next_tuple(out),
                     "ack" => spout.ack(id, out),
                     "fail" => spout.fail(id, out),
@@ -125,6 +126,15 @@ fn spout_loop<S: Spout>(spout: &mut S, out: &mut SpoutCollector) -> Result<(), R
                             &format!("ignored unknown command {other:?}"),
                         )?;
                         Ok(())
+                    }
+                }));
+                match call {
+                    Ok(r) => r,
+                    Err(panic) => {
+                        return Err(RuntimeError::Component(format!(
+                            "spout panicked in {name:?}: {}",
+                            panic_message(&*panic)
+                        )))
                     }
                 }
             }

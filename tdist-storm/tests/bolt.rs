@@ -482,3 +482,19 @@ fn multi_line_json_and_crlf_from_storm_are_read() {
         "json-smart's \\/ read as /"
     );
 }
+
+#[test]
+fn a_panicking_bolt_fails_its_tuple_reports_and_exits() {
+    let h = relay(HarnessConfig::bolt("split"), &["--panic-on", "oops"], None);
+    let t = h.tuple("spout", vec![json!("oops")]);
+    h.send_tuple(&t).unwrap();
+    h.wait_settled(&t.id, T).unwrap();
+    h.wait_for(|r| !r.errors.is_empty(), T, "error report")
+        .unwrap();
+    let r = h.records();
+    assert_eq!(r.fails, vec![t.id.clone()]);
+    assert!(r.errors[0].contains("execute panicked") && r.errors[0].contains("asked to panic"));
+    let reason = h.wait_died(T).unwrap();
+    assert!(reason.contains("broken"), "the process ended: {reason}");
+    assert_eq!(h.close(T).unwrap().unwrap().code(), Some(1));
+}
