@@ -30,7 +30,9 @@
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{
+    BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig,
+};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -308,6 +310,26 @@ impl KafkaTransport {
     }
 }
 
+impl KafkaTransport {
+    /// Messages handed to librdkafka and not yet acknowledged or failed (zero between
+    /// batches: a batch that times out is purged, so a dead broker never grows memory).
+    pub fn in_flight(&self) -> i32 {
+        self.producer.in_flight_count()
+    }
+
+    fn abandon(&self, err: TransportError) -> TransportError {
+        self.producer
+            .purge(PurgeConfig::default().queue().inflight());
+        // Serve the purged messages' delivery reports now, not in the next batch.
+        let until = Instant::now() + Duration::from_millis(500);
+        while self.producer.in_flight_count() > 0 && Instant::now() < until {
+            self.producer.poll(Duration::from_millis(10));
+        }
+        self.producer.context().failed.store(0, Ordering::Relaxed);
+        err
+    }
+}
+
 impl Transport for KafkaTransport {
     fn send(&self, spans: &[FinishedSpan]) -> Result<(), TransportError> {
         let deadline = Instant::now() + self.timeout;
@@ -315,12 +337,12 @@ impl Transport for KafkaTransport {
         let ctx = self.producer.context();
         ctx.failed.store(0, Ordering::Relaxed);
         for msg in &messages {
-            self.enqueue(msg, deadline)?;
+            self.enqueue(msg, deadline).map_err(|e| self.abandon(e))?;
         }
         let left = deadline.saturating_duration_since(Instant::now());
         self.producer
             .flush(left)
-            .map_err(|e| TransportError::retryable(format!("kafka flush: {e}")))?;
+            .map_err(|e| self.abandon(TransportError::retryable(format!("kafka flush: {e}"))))?;
         let failed = ctx.failed.swap(0, Ordering::Relaxed);
         if failed > 0 {
             let why = ctx.last_error.lock().ok().and_then(|mut l| l.take());

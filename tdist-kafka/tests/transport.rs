@@ -109,6 +109,10 @@ fn an_unreachable_broker_is_a_retryable_failure_within_the_timeout() {
     let err = t.send(&sink.spans()).unwrap_err();
     assert!(err.is_retryable());
     assert!(start.elapsed() < Duration::from_secs(5));
+    assert_eq!(t.in_flight(), 0, "a failed batch is purged, not kept");
+    // A second failing batch behaves the same (no leftovers from the first).
+    assert!(t.send(&sink.spans()).is_err());
+    assert_eq!(t.in_flight(), 0);
 }
 
 #[test]
@@ -181,4 +185,51 @@ fn environment_selects_the_transport() {
     )
     .unwrap();
     assert!(b.has_transport());
+}
+
+/// A broker that goes away and comes back: the failed batch is reported (the reporter
+/// retries it), nothing is left queued, and the next batch is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovers_after_the_broker_comes_back() {
+    use tdist_core::export::Transport;
+    let broker = Broker::start();
+    let support::Broker::Mock(cluster) = &broker else {
+        return; // needs the mock cluster's fault injection
+    };
+    let topic = broker.topic("zipkin-down").await;
+    let t = KafkaTransport::builder(broker.bootstrap())
+        .topic(&topic)
+        .timeout(Duration::from_millis(1500))
+        .set("reconnect.backoff.max.ms", "200")
+        .build()
+        .unwrap();
+    let sink = tdist_core::export::InMemory::new();
+    let tracer = Tracer::builder()
+        .service_name("s")
+        .transport(sink.clone())
+        .build()
+        .unwrap();
+    make_spans(&tracer, 2);
+    tracer.flush().unwrap();
+    let spans = sink.spans();
+    t.send(&spans).unwrap();
+    cluster.broker_down(1).unwrap();
+    let err = t.send(&spans).unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(t.in_flight(), 0);
+    cluster.broker_up(1).unwrap();
+    let mut ok = false;
+    for _ in 0..10 {
+        if t.send(&spans).is_ok() {
+            ok = true;
+            break;
+        }
+    }
+    assert!(ok, "delivered again once the broker is back");
+    let got = broker.consume(&topic, usize::MAX, Duration::from_secs(3));
+    assert_eq!(
+        got.len(),
+        2,
+        "the first and the last batch, nothing purged resurfaced"
+    );
 }
