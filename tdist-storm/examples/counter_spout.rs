@@ -1,11 +1,14 @@
 //! A spout for tdist-storm's tests: `next` emits the next number with itself as message id
 //! (with the task ids when `--task-ids`); a failed number is emitted again on the next `next`;
-//! acks and fails are logged. `--limit N` stops emitting after N numbers.
+//! acks and fails are logged. `--limit N` stops emitting after N numbers; `--traced` starts a
+//! trace per tuple (spans where `TDIST_FILE` says).
 use serde_json::Value;
 use std::process::ExitCode;
+use tdist_core::Tracer;
 use tdist_storm::bolt::BoltError;
 use tdist_storm::protocol::{Emit, LogLevel};
-use tdist_storm::spout::{run_spout, Spout, SpoutCollector};
+use tdist_storm::spout::{run_spout, Spout, SpoutOutput};
+use tdist_storm::traced::TracedSpout;
 
 struct Counter {
     next: u64,
@@ -15,7 +18,7 @@ struct Counter {
 }
 
 impl Spout for Counter {
-    fn next_tuple(&mut self, out: &mut SpoutCollector) -> Result<(), BoltError> {
+    fn next_tuple(&mut self, out: &mut dyn SpoutOutput) -> Result<(), BoltError> {
         let n = match self.replay.pop() {
             Some(n) => n,
             None if self.next < self.limit => {
@@ -33,12 +36,12 @@ impl Spout for Counter {
         Ok(())
     }
 
-    fn ack(&mut self, id: Value, out: &mut SpoutCollector) -> Result<(), BoltError> {
+    fn ack(&mut self, id: Value, out: &mut dyn SpoutOutput) -> Result<(), BoltError> {
         out.log(LogLevel::Info, &format!("acked {id}"))?;
         Ok(())
     }
 
-    fn fail(&mut self, id: Value, out: &mut SpoutCollector) -> Result<(), BoltError> {
+    fn fail(&mut self, id: Value, out: &mut dyn SpoutOutput) -> Result<(), BoltError> {
         let n = id
             .as_u64()
             .ok_or_else(|| format!("unknown message id {id}"))?;
@@ -47,12 +50,12 @@ impl Spout for Counter {
         Ok(())
     }
 
-    fn activate(&mut self, out: &mut SpoutCollector) -> Result<(), BoltError> {
+    fn activate(&mut self, out: &mut dyn SpoutOutput) -> Result<(), BoltError> {
         out.log(LogLevel::Info, "activated")?;
         Ok(())
     }
 
-    fn deactivate(&mut self, out: &mut SpoutCollector) -> Result<(), BoltError> {
+    fn deactivate(&mut self, out: &mut dyn SpoutOutput) -> Result<(), BoltError> {
         out.log(LogLevel::Info, "deactivated")?;
         Ok(())
     }
@@ -65,18 +68,34 @@ fn main() -> ExitCode {
         replay: Vec::new(),
         task_ids: false,
     };
+    let mut traced = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--limit" => spout.limit = args.next().and_then(|v| v.parse().ok()).unwrap_or(0),
             "--task-ids" => spout.task_ids = true,
+            "--traced" => traced = true,
             other => {
                 eprintln!("counter_spout: unknown flag {other}");
                 return ExitCode::from(2);
             }
         }
     }
-    match run_spout(spout) {
+    let result = if traced {
+        let tracer = match Tracer::from_env().and_then(|b| b.service_name("counter").build()) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("counter_spout: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let r = run_spout(TracedSpout::new(spout, tracer.clone()));
+        let _ = tracer.flush();
+        r
+    } else {
+        run_spout(spout)
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::FAILURE,
     }

@@ -45,5 +45,6 @@ pub mod harness;
 pub mod protocol;
 pub mod spout;
 pub mod traced;
+mod traced_spout;
 
 pub use connection::RuntimeError;

@@ -4,12 +4,12 @@
 //! ```no_run
 //! use tdist_storm::bolt::BoltError;
 //! use tdist_storm::protocol::Emit;
-//! use tdist_storm::spout::{run_spout, Spout, SpoutCollector};
+//! use tdist_storm::spout::{run_spout, Spout, SpoutOutput};
 //!
 //! struct Numbers(u64);
 //!
 //! impl Spout for Numbers {
-//!     fn next_tuple(&mut self, out: &mut SpoutCollector) -> Result<(), BoltError> {
+//!     fn next_tuple(&mut self, out: &mut dyn SpoutOutput) -> Result<(), BoltError> {
 //!         self.0 += 1;
 //!         out.emit(Emit::new(vec![self.0.into()]).message_id(self.0))?;
 //!         Ok(())
@@ -30,38 +30,53 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 /// A Storm spout. Each call must return well within the subprocess timeout.
 pub trait Spout {
     /// Called once after the handshake.
-    fn open(&mut self, _handshake: &Handshake, _out: &mut SpoutCollector) -> Result<(), BoltError> {
+    fn open(
+        &mut self,
+        _handshake: &Handshake,
+        _out: &mut dyn SpoutOutput,
+    ) -> Result<(), BoltError> {
         Ok(())
     }
     /// Emits zero or more tuples.
-    fn next_tuple(&mut self, out: &mut SpoutCollector) -> Result<(), BoltError>;
+    fn next_tuple(&mut self, out: &mut dyn SpoutOutput) -> Result<(), BoltError>;
     /// A tuple emitted with `message_id` was fully processed.
-    fn ack(&mut self, _message_id: Value, _out: &mut SpoutCollector) -> Result<(), BoltError> {
+    fn ack(&mut self, _message_id: Value, _out: &mut dyn SpoutOutput) -> Result<(), BoltError> {
         Ok(())
     }
     /// A tuple emitted with `message_id` failed or timed out.
-    fn fail(&mut self, _message_id: Value, _out: &mut SpoutCollector) -> Result<(), BoltError> {
+    fn fail(&mut self, _message_id: Value, _out: &mut dyn SpoutOutput) -> Result<(), BoltError> {
         Ok(())
     }
     /// The topology was activated.
-    fn activate(&mut self, _out: &mut SpoutCollector) -> Result<(), BoltError> {
+    fn activate(&mut self, _out: &mut dyn SpoutOutput) -> Result<(), BoltError> {
         Ok(())
     }
     /// The topology was deactivated.
-    fn deactivate(&mut self, _out: &mut SpoutCollector) -> Result<(), BoltError> {
+    fn deactivate(&mut self, _out: &mut dyn SpoutOutput) -> Result<(), BoltError> {
         Ok(())
     }
 }
 
 /// What a spout emits and logs through.
+pub trait SpoutOutput {
+    /// Emits a tuple (reliable when it has a message id). Returns the task ids when asked for.
+    fn emit(&mut self, emit: Emit) -> Result<Option<Vec<i64>>, RuntimeError>;
+    /// Writes a line to Storm's log.
+    fn log(&mut self, level: LogLevel, msg: &str) -> Result<(), RuntimeError>;
+    /// Reports an error to Storm.
+    fn report_error(&mut self, msg: &str) -> Result<(), RuntimeError>;
+    /// Updates a registered `IShellMetric`.
+    fn metrics(&mut self, name: &str, params: Value) -> Result<(), RuntimeError>;
+}
+
+/// The spout output writing to Storm.
 #[derive(Debug)]
 pub struct SpoutCollector {
     conn: Connection,
 }
 
-impl SpoutCollector {
-    /// Emits a tuple (reliable when it has a message id). Returns the task ids when asked for.
-    pub fn emit(&mut self, emit: Emit) -> Result<Option<Vec<i64>>, RuntimeError> {
+impl SpoutOutput for SpoutCollector {
+    fn emit(&mut self, emit: Emit) -> Result<Option<Vec<i64>>, RuntimeError> {
         if !emit.anchors.is_empty() {
             return Err(RuntimeError::Unsupported(
                 "a spout emit takes a message id, not anchors",
@@ -70,18 +85,15 @@ impl SpoutCollector {
         self.conn.emit(&emit)
     }
 
-    /// Writes a line to Storm's log.
-    pub fn log(&mut self, level: LogLevel, msg: &str) -> Result<(), RuntimeError> {
+    fn log(&mut self, level: LogLevel, msg: &str) -> Result<(), RuntimeError> {
         self.conn.log(level, msg)
     }
 
-    /// Reports an error to Storm.
-    pub fn report_error(&mut self, msg: &str) -> Result<(), RuntimeError> {
+    fn report_error(&mut self, msg: &str) -> Result<(), RuntimeError> {
         self.conn.error(msg)
     }
 
-    /// Updates a registered `IShellMetric`.
-    pub fn metrics(&mut self, name: &str, params: Value) -> Result<(), RuntimeError> {
+    fn metrics(&mut self, name: &str, params: Value) -> Result<(), RuntimeError> {
         self.conn.metrics(name, params)
     }
 }

@@ -39,6 +39,8 @@ use std::collections::HashMap;
 use tdist_core::propagation::{b3, w3c};
 use tdist_core::{binary, set_current, Extracted, Kind, Span, SpanContext, Tracer};
 
+pub use crate::traced_spout::{TracedSpout, TracedSpoutOutput};
+
 /// Where a tuple carries its trace context (a B3 single string).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum TraceField {
@@ -61,6 +63,38 @@ pub enum TraceField {
 enum PayloadEncoding {
     Bytes,
     Base64,
+}
+
+/// Puts `ctx` into the emit's trace field (a JSON null keeps a declared field's place when
+/// there is no context).
+pub(crate) fn inject(
+    field: &TraceField,
+    topology: &TopologyContext,
+    emit: &mut Emit,
+    ctx: Option<SpanContext>,
+) {
+    let value = ctx.map_or(Value::Null, |c| {
+        Value::from(b3::format_single(&c, false).as_str())
+    });
+    let len = emit.values.len();
+    match field {
+        TraceField::Last if ctx.is_some() => emit.values.push(value),
+        TraceField::Index(i) if ctx.is_some() => emit.values.insert((*i).min(len), value),
+        TraceField::Named(name) => {
+            let stream = emit
+                .stream
+                .as_deref()
+                .unwrap_or(crate::protocol::DEFAULT_STREAM);
+            let at = topology
+                .output_fields
+                .get(stream)
+                .and_then(|f| f.iter().position(|f| f == name));
+            if let Some(i) = at {
+                emit.values.insert(i.min(len), value);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// A bolt wrapped so that every tuple's trace continues through it.
@@ -301,38 +335,12 @@ impl TracedCollector<'_> {
             .find_map(|a| self.spans.get(a).map(Span::context))
             .or(self.current)
     }
-
-    fn inject(&self, emit: &mut Emit, ctx: Option<SpanContext>) {
-        let value = ctx.map_or(Value::Null, |c| {
-            Value::from(b3::format_single(&c, false).as_str())
-        });
-        let len = emit.values.len();
-        match self.field {
-            TraceField::Last if ctx.is_some() => emit.values.push(value),
-            TraceField::Index(i) if ctx.is_some() => emit.values.insert((*i).min(len), value),
-            TraceField::Named(name) => {
-                let stream = emit
-                    .stream
-                    .as_deref()
-                    .unwrap_or(crate::protocol::DEFAULT_STREAM);
-                let at = self
-                    .topology
-                    .output_fields
-                    .get(stream)
-                    .and_then(|f| f.iter().position(|f| f == name));
-                if let Some(i) = at {
-                    emit.values.insert(i.min(len), value);
-                }
-            }
-            _ => {}
-        }
-    }
 }
 
 impl Collector for TracedCollector<'_> {
     fn emit(&mut self, mut emit: Emit) -> Result<Option<Vec<i64>>, RuntimeError> {
         let ctx = self.context_for(&emit);
-        self.inject(&mut emit, ctx);
+        inject(self.field, self.topology, &mut emit, ctx);
         self.inner.emit(emit)
     }
 

@@ -61,3 +61,83 @@ fn spout_task_ids_and_exhaustion() {
     assert!(h.next(T).unwrap().is_empty(), "nothing left: just sync");
     assert!(h.records().logs.iter().any(|(_, m)| m == "task ids [4]"));
 }
+
+/// spout → bolt → bolt, all traced, each a child process: one trace, a chain of three spans.
+#[test]
+fn traced_spout_starts_the_trace_two_bolts_continue_it() {
+    use support::{read_spans, span_file};
+    let files = [span_file("spout"), span_file("b1"), span_file("b2")];
+    let mut cmd = storm_example("counter_spout");
+    cmd.arg("--traced")
+        .env("TDIST_FILE", &files[0])
+        .env_remove("TDIST_TRANSPORT");
+    let spout = Harness::spawn(cmd, HarnessConfig::spout("numbers")).unwrap();
+    let bolt = |name: &str, f: &std::path::Path| {
+        let mut cmd = storm_example("relay");
+        cmd.env("TDIST_FILE", f).env_remove("TDIST_TRANSPORT");
+        Harness::spawn(cmd, HarnessConfig::bolt(name)).unwrap()
+    };
+    let (b1, b2) = (bolt("b1", &files[1]), bolt("b2", &files[2]));
+
+    let emitted = spout.next(T).unwrap().remove(0).emit;
+    assert_eq!(emitted.values.len(), 2, "the number and the trace field");
+    let t1 = b1.tuple("numbers", emitted.values.clone());
+    b1.send_tuple(&t1).unwrap();
+    b1.wait_settled(&t1.id, T).unwrap();
+    let t2 = b2.tuple("b1", b1.records().emits[0].emit.values.clone());
+    b2.send_tuple(&t2).unwrap();
+    b2.wait_settled(&t2.id, T).unwrap();
+    // The tuple tree is complete: Storm acks the spout's message id, which ends its span.
+    spout
+        .spout_command("ack", emitted.message_id.clone(), T)
+        .unwrap();
+
+    for h in [spout, b1, b2] {
+        assert!(h.close(T).unwrap().unwrap().success());
+    }
+    let spans: Vec<serde_json::Value> = files
+        .iter()
+        .map(|f| {
+            let s = read_spans(f);
+            let _ = std::fs::remove_file(f);
+            assert_eq!(s.len(), 1, "{s:?}");
+            s[0].clone()
+        })
+        .collect();
+    assert_eq!(spans[0]["kind"], "PRODUCER");
+    assert_eq!(spans[0]["name"], "numbers");
+    assert!(
+        spans[0].get("parentId").is_none(),
+        "the spout starts the trace"
+    );
+    assert_eq!(spans[1]["parentId"], spans[0]["id"]);
+    assert_eq!(spans[2]["parentId"], spans[1]["id"]);
+    assert!(spans.iter().all(|s| s["traceId"] == spans[0]["traceId"]));
+}
+
+#[test]
+fn traced_spout_marks_failed_tuples() {
+    use support::{read_spans, span_file};
+    let f = span_file("spout-fail");
+    let mut cmd = storm_example("counter_spout");
+    cmd.arg("--traced")
+        .env("TDIST_FILE", &f)
+        .env_remove("TDIST_TRANSPORT");
+    let spout = Harness::spawn(cmd, HarnessConfig::spout("numbers")).unwrap();
+    let e = spout.next(T).unwrap().remove(0).emit;
+    spout
+        .spout_command("fail", e.message_id.clone(), T)
+        .unwrap();
+    let replay = spout.next(T).unwrap().remove(0).emit;
+    assert_eq!(replay.message_id, e.message_id);
+    assert_ne!(replay.values[1], e.values[1], "a replay is a new trace");
+    spout
+        .spout_command("ack", replay.message_id.clone(), T)
+        .unwrap();
+    spout.close(T).unwrap();
+    let spans = read_spans(&f);
+    let _ = std::fs::remove_file(&f);
+    assert_eq!(spans.len(), 2);
+    assert_eq!(spans[0]["tags"]["error"], "tuple failed or timed out");
+    assert!(spans[1]["tags"].get("error").is_none());
+}
