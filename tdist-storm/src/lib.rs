@@ -34,7 +34,7 @@
 //! let emit = Emit::new(vec!["word".into()]).anchor_id("-7");
 //! assert_eq!(
 //!     emit.to_json_string(),
-//!     r#"{"anchors":["-7"],"command":"emit","need_task_ids":false,"tuple":["word"]}"#
+//!     r#"{"command":"emit","tuple":["word"],"anchors":["-7"],"need_task_ids":false}"#
 //! );
 //! ```
 #![forbid(unsafe_code)]

@@ -516,26 +516,40 @@ impl Emit {
         self.need_task_ids && self.direct_task.is_none()
     }
 
-    /// The command's JSON text.
+    /// The command's JSON text (written directly, without copying the values).
     pub fn to_json_string(&self) -> String {
-        let mut m = Map::new();
-        m.insert("command".into(), Value::from("emit"));
-        m.insert("tuple".into(), Value::Array(self.values.clone()));
+        let mut out = Vec::with_capacity(96);
+        out.extend_from_slice(br#"{"command":"emit","tuple":"#);
+        write_json(&mut out, &self.values);
         if let Some(s) = &self.stream {
-            m.insert("stream".into(), Value::from(s.as_str()));
+            out.extend_from_slice(br#","stream":"#);
+            write_json(&mut out, s);
         }
         if !self.anchors.is_empty() {
-            m.insert("anchors".into(), Value::from(self.anchors.clone()));
+            out.extend_from_slice(br#","anchors":"#);
+            write_json(&mut out, &self.anchors);
         }
         if let Some(id) = &self.message_id {
-            m.insert("id".into(), id.clone());
+            out.extend_from_slice(br#","id":"#);
+            write_json(&mut out, id);
         }
         if let Some(t) = self.direct_task {
-            m.insert("task".into(), Value::from(t));
+            out.extend_from_slice(br#","task":"#);
+            write_json(&mut out, &t);
         }
-        m.insert("need_task_ids".into(), Value::Bool(self.need_task_ids));
-        Value::Object(m).to_string()
+        out.extend_from_slice(if self.need_task_ids {
+            br#","need_task_ids":true}"#.as_slice()
+        } else {
+            br#","need_task_ids":false}"#.as_slice()
+        });
+        // serde_json writes only UTF-8.
+        String::from_utf8(out).unwrap_or_default()
     }
+}
+
+fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    // Serializing strings, numbers and `Value`s into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, v);
 }
 
 /// A command sent by a component, as ShellBolt/ShellSpout read it (strict about types, like
