@@ -194,7 +194,8 @@ async fn recovers_after_the_broker_comes_back() {
     use tdist_core::export::Transport;
     let broker = Broker::start();
     let support::Broker::Mock(cluster) = &broker else {
-        return; // needs the mock cluster's fault injection
+        eprintln!("skipped: needs the mock cluster's fault injection");
+        return;
     };
     let topic = broker.topic("zipkin-down").await;
     let t = KafkaTransport::builder(broker.bootstrap())
