@@ -9,9 +9,9 @@ const T: Duration = Duration::from_secs(20);
 /// A child that completes the handshake, reads one tuple into `$id`, then runs `action`.
 fn child(action: &str) -> Command {
     let script = format!(
-        r#"read hs; read e
+        r#"read -r hs; read -r e
 printf '{{"pid": %d}}\nend\n' $$
-read t; read e
+read -r t; read -r e
 id=$(printf '%s' "$t" | sed 's/.*"id":"\([^"]*\)".*/\1/')
 {action}
 sleep 10"#
@@ -129,7 +129,7 @@ fn bad_handshake_replies_fail_spawn() {
     ] {
         let mut c = Command::new("sh");
         c.arg("-c")
-            .arg(format!("read hs; read e; {reply}; sleep 5"));
+            .arg(format!("read -r hs; read -r e; {reply}; sleep 5"));
         let err = Harness::spawn(c, quiet_bolt()).unwrap_err();
         assert!(matches!(err, HarnessError::Died { .. }), "{reply}: {err}");
     }
@@ -148,9 +148,9 @@ fn spout_unknown_command_and_ack_are_fatal() {
         ),
     ] {
         let script = format!(
-            r#"read hs; read e
+            r#"read -r hs; read -r e
 printf '{{"pid": %d}}\nend\n' $$
-read c; read e
+read -r c; read -r e
 {action}
 sleep 10"#
         );
@@ -172,7 +172,7 @@ fn spout_that_never_syncs_times_out() {
     config.heartbeat_interval = Some(Duration::from_millis(100));
     let mut c = Command::new("sh");
     c.arg("-c")
-        .arg("read hs; read e; printf '{\"pid\": %d}\\nend\\n' $$; sleep 10");
+        .arg("read -r hs; read -r e; printf '{\"pid\": %d}\\nend\\n' $$; sleep 10");
     let h = Harness::spawn(c, config).unwrap();
     std::thread::sleep(Duration::from_millis(800)); // idle between commands: not a timeout
     let err = h.next(T).unwrap_err();

@@ -1,0 +1,85 @@
+//! What the harness writes, byte for byte, and its ShellBolt-like back-pressure.
+mod support;
+
+use serde_json::{json, Value};
+use std::process::Command;
+use std::time::Duration;
+use tdist_storm::harness::{Harness, HarnessConfig};
+
+const T: Duration = Duration::from_secs(20);
+
+/// A child that copies the handshake and the next message to stderr.
+fn recorder() -> Command {
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(
+        r#"read -r hs; read -r e; printf '%s\n' "$hs" >&2
+printf '{"pid": %d}\nend\n' $$
+read -r m; read -r e; printf '%s\n' "$m" >&2
+printf '{"command":"sync"}\nend\n'
+sleep 10"#,
+    );
+    c
+}
+
+#[test]
+fn handshake_and_heartbeat_are_written_as_storm_writes_them() {
+    let mut config = HarnessConfig::bolt("split").input("spout", "default", &["line"]);
+    config.heartbeat_interval = Some(Duration::from_millis(50));
+    let h = Harness::spawn(recorder(), config).unwrap();
+    h.wait_for(|r| r.syncs >= 1, T, "sync").unwrap();
+    let stderr = h.stderr();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].contains(r#"\/"#),
+        "json-smart escapes '/': {}",
+        lines[0]
+    );
+    let hs: Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(
+        hs["pidDir"].as_str().unwrap(),
+        h.pid_dir().to_str().unwrap()
+    );
+    assert_eq!(hs["context"]["taskid"], 3);
+    assert_eq!(hs["context"]["componentid"], "split");
+    assert_eq!(
+        hs["context"]["task->component"]["3"], "split",
+        "string task keys"
+    );
+    assert_eq!(
+        hs["context"]["source->stream->fields"]["spout"]["default"],
+        json!(["line"])
+    );
+    assert_eq!(hs["conf"]["topology.shellbolt.max.pending"], 100);
+    let hb: Value = serde_json::from_str(lines[1]).unwrap();
+    let obj = hb.as_object().unwrap();
+    assert_eq!(obj.len(), 5);
+    assert!(
+        obj["id"].as_str().unwrap().parse::<i64>().is_ok(),
+        "a Long as a string"
+    );
+    assert_eq!(obj["comp"], Value::Null);
+    assert_eq!(obj["stream"], "__heartbeat");
+    assert_eq!(obj["task"], -1);
+    assert_eq!(obj["tuple"], json!([]));
+}
+
+#[test]
+fn send_blocks_at_max_pending_like_shellbolt() {
+    let mut config = HarnessConfig::bolt("slow");
+    config.max_pending = 2;
+    let mut cmd = support::storm_example("relay");
+    cmd.args(["--untraced", "--sleep-ms", "200"]);
+    let h = Harness::spawn(cmd, config).unwrap();
+    let tuples: Vec<_> = (0..3).map(|i| h.tuple("spout", vec![json!(i)])).collect();
+    h.send_tuple(&tuples[0]).unwrap();
+    h.send_tuple(&tuples[1]).unwrap();
+    assert!(h.records().acks.is_empty());
+    h.send_tuple(&tuples[2]).unwrap(); // waits for room
+    assert!(
+        !h.records().acks.is_empty(),
+        "the third tuple went out only after an ack"
+    );
+    h.wait_settled(&tuples[2].id, T).unwrap();
+    assert_eq!(h.records().acks.len(), 3);
+}
