@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tdist-storm against third-party multilang libraries: our ShellBolt/ShellSpout-side harness
-# drives a PyPI pystorm bolt and spout and an npm node-storm bolt (tdist-storm/tests/peers/),
+# drives a PyPI pystorm bolt and spout and an npm node-storm bolt and spout (tdist-storm/tests/peers/),
 # and our traced Rust bolt joins the trace field those bolts forward.
 # Needs: python3 with venv, node + npm, network access to PyPI and npm (once; cached in
 # $HOME/.cache/tdist).

@@ -213,3 +213,38 @@ fn node_storm_bolt() {
         "node-storm keeps running: {err}"
     );
 }
+
+#[test]
+fn node_storm_spout() {
+    if !enabled() {
+        return;
+    }
+    let h = Harness::spawn(node("node_spout.js"), HarnessConfig::spout("nodespout")).unwrap();
+    h.wait_pid_file(T).unwrap();
+    let one = h.next(T).unwrap();
+    assert_eq!(one[0].emit.values, [json!(1)]);
+    assert_eq!(one[0].emit.message_id, Some(json!(1)));
+    assert_eq!(
+        one[0].task_ids,
+        Some(vec![4]),
+        "need_task_ids left to Storm's default"
+    );
+    h.spout_command("ack", Some(json!(1)), T).unwrap();
+    h.spout_command("fail", Some(json!(1)), T).unwrap();
+    let logs: Vec<String> = h.records().logs.into_iter().map(|(_, m)| m).collect();
+    assert_eq!(logs, ["acked 1", "failed 1"]);
+
+    // Without a sync after ack, ShellSpout waits until the subprocess timeout kills it.
+    let mut config = HarnessConfig::spout("nodespout");
+    config.subprocess_timeout = Duration::from_secs(1);
+    config.heartbeat_interval = Some(Duration::from_millis(100));
+    let mut cmd = node("node_spout.js");
+    cmd.env("NODE_SPOUT_NO_SYNC", "1");
+    let h = Harness::spawn(cmd, config).unwrap();
+    h.next(T).unwrap();
+    let err = h.spout_command("ack", Some(json!(1)), T).unwrap_err();
+    assert!(
+        err.to_string().contains("subprocess heartbeat timeout"),
+        "{err}"
+    );
+}
