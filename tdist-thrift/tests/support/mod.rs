@@ -31,6 +31,7 @@ pub fn tracer(sink: &InMemory, service: &'static str) -> Tracer {
         .service_name(service)
         .sampler(tdist_core::Sampler::always())
         .transport(sink.clone())
+        .configure_reporter(|r| r.schedule_delay = Duration::from_millis(20))
         .build()
         .unwrap()
 }

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Cross-language check for tdist-thrift against Apache Thrift's own Python library (Debian
+# thrift-compiler and python3-thrift, 0.17): a plain Python client calls our traced server, and
+# our negotiating client calls a plain Python server, for framed/buffered x binary/compact.
+# Idempotent, non-interactive; exits non-zero on any failure; kills everything it started.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/tdist/thrift"
+PY=/usr/bin/python3   # Debian's python3-thrift is importable only by the system python
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+step() { printf '\n==> %s\n' "$*"; }
+
+step "install thrift-compiler and python3-thrift"
+if ! command -v thrift >/dev/null || ! "$PY" -c 'import thrift' 2>/dev/null; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq thrift-compiler python3-thrift >/dev/null
+fi
+thrift --version
+
+step "check the committed Rust matches the compiler's output"
+rm -rf "$CACHE/rs" && mkdir -p "$CACHE/rs"
+thrift --gen rs -out "$CACHE/rs" "$ROOT/examples/idl/comments.thrift"
+diff -u "$ROOT/examples/src/thrift_gen/comments.rs" "$CACHE/rs/comments.rs"
+
+step "generate the Python side from the same IDL"
+rm -rf "$CACHE/py" && mkdir -p "$CACHE/py"
+thrift --gen py -out "$CACHE/py" "$ROOT/examples/idl/comments.thrift"
+
+cat > "$CACHE/py/peer.py" <<'PYEOF'
+import sys
+sys.path.insert(0, sys.path[0])
+from thrift.transport import TSocket, TTransport
+from thrift.protocol import TBinaryProtocol, TCompactProtocol
+from thrift.server import TServer
+from tdist_comments import SpamCheck
+from tdist_comments.ttypes import Comment, SpamScore, Verdict, InvalidComment
+
+role, port, framing, protocol = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+tf = TTransport.TFramedTransportFactory() if framing == "framed" else TTransport.TBufferedTransportFactory()
+pf = TBinaryProtocol.TBinaryProtocolFactory() if protocol == "binary" else TCompactProtocol.TCompactProtocolFactory()
+
+class Handler:
+    def check(self, comment):
+        if not comment.text:
+            raise InvalidComment(message="empty comment")
+        spam = "spam" in comment.text.lower() or "BUY" in comment.text
+        return SpamScore(score=0.9 if spam else 0.1, verdict=Verdict.SPAM if spam else Verdict.HAM)
+    def report(self, comment_id, verdict):
+        pass
+
+if role == "server":
+    sock = TSocket.TServerSocket(host="127.0.0.1", port=port)
+    server = TServer.TThreadedServer(SpamCheck.Processor(Handler()), sock, tf, pf, daemon=True)
+    print("listening", flush=True)
+    server.serve()
+else:
+    sock = TSocket.TSocket("127.0.0.1", port)
+    sock.setTimeout(10000)
+    trans = tf.getTransport(sock)
+    client = SpamCheck.Client(pf.getProtocol(trans))
+    trans.open()
+    for n in range(20):
+        s = client.check(Comment(id="c%d" % n, author="py", text="spam offer" if n % 2 else "hello"))
+        want = Verdict.HAM if n % 2 == 0 else None
+        assert s.verdict in (Verdict.HAM, Verdict.SPAM, Verdict.UNSURE), s
+        if want is not None:
+            assert s.verdict == want, s
+    client.report("c1", Verdict.SPAM)
+    try:
+        client.check(Comment(id="e", author="py", text=""))
+        raise SystemExit("expected InvalidComment")
+    except InvalidComment:
+        pass
+    trans.close()
+    print("python client: 21 calls ok")
+PYEOF
+
+step "build the Rust example"
+cd "$ROOT"
+cargo build -q -p tdist-examples --example thrift_service
+BIN="$ROOT/target/debug/examples/thrift_service"
+
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 1 100); do
+    if "$PY" -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "port $1 never opened" >&2; return 1
+}
+stop_last() { local p="${PIDS[-1]}"; kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; unset 'PIDS[-1]'; }
+
+for framing in framed buffered; do
+  for protocol in binary compact; do
+    step "$framing/$protocol: plain Python client -> traced Rust server"
+    port=$(free_port)
+    "$BIN" --listen "127.0.0.1:$port" --framing "$framing" --protocol "$protocol" &
+    PIDS+=($!)
+    wait_port "$port"
+    "$PY" "$CACHE/py/peer.py" client "$port" "$framing" "$protocol"
+    stop_last
+
+    step "$framing/$protocol: negotiating Rust client -> plain Python server"
+    port=$(free_port)
+    "$PY" "$CACHE/py/peer.py" server "$port" "$framing" "$protocol" &
+    PIDS+=($!)
+    wait_port "$port"
+    "$BIN" --connect "127.0.0.1:$port" --framing "$framing" --protocol "$protocol" --count 20 --expect-traced no
+    stop_last
+  done
+done
+
+step "thrift cross-language: all calls succeeded"
