@@ -117,7 +117,10 @@ fn silent_child_dies_of_heartbeat_timeout() {
     config.heartbeat_interval = Some(Duration::from_millis(100));
     let h = Harness::spawn(child(""), config).unwrap();
     assert_eq!(h.wait_died(T).unwrap(), "subprocess heartbeat timeout");
-    assert!(h.records().heartbeats_sent >= 1, "heartbeats went out before the timeout");
+    assert!(
+        h.records().heartbeats_sent >= 1,
+        "heartbeats went out before the timeout"
+    );
 }
 
 #[test]

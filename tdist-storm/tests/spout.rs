@@ -141,3 +141,41 @@ fn traced_spout_marks_failed_tuples() {
     assert_eq!(spans[0]["tags"]["error"], "tuple failed or timed out");
     assert!(spans[1]["tags"].get("error").is_none());
 }
+
+#[test]
+fn spout_reports_malformed_input_and_keeps_going() {
+    let h = Harness::spawn(
+        storm_example("counter_spout"),
+        HarnessConfig::spout("numbers"),
+    )
+    .unwrap();
+    h.send_raw(b"{\"command\":\n\"next\"\nend\n").unwrap(); // truncated JSON inside a frame
+    h.wait_for(
+        |r| r.syncs == 1 && !r.errors.is_empty(),
+        T,
+        "error and sync",
+    )
+    .unwrap();
+    assert!(
+        h.records().errors[0].contains("malformed JSON"),
+        "{:?}",
+        h.records().errors
+    );
+    h.send_raw(
+        b"{\"id\":\"1\",\"comp\":\"x\",\"stream\":\"default\",\"task\":1,\"tuple\":[]}\nend\n",
+    )
+    .unwrap();
+    h.wait_for(|r| r.syncs == 2 && r.errors.len() == 2, T, "second error")
+        .unwrap();
+    assert!(h.records().errors[1].contains("non-command"));
+    assert_eq!(
+        h.next(T).unwrap()[0].emit.values,
+        [json!(1)],
+        "still working"
+    );
+    assert!(
+        h.send_tuple(&h.tuple("x", vec![])).is_err(),
+        "tuples go to bolts"
+    );
+    assert!(h.close(T).unwrap().unwrap().success());
+}
