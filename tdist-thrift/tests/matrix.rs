@@ -82,7 +82,11 @@ fn traced_client_to_traced_server_is_one_trace_continued_downstream() {
             .iter()
             .find(|s| s.kind() == Some(Kind::Client) && s.name() == "check")
             .unwrap();
-        assert_eq!(cli_check.parent_id(), Some(srv_post.id()), "handler's call continues");
+        assert_eq!(
+            cli_check.parent_id(),
+            Some(srv_post.id()),
+            "handler's call continues"
+        );
         let srv_check = same
             .iter()
             .find(|s| s.kind() == Some(Kind::Server) && s.name() == "check")
@@ -132,9 +136,9 @@ fn plain_request(stack: (Framing, Protocol), text: &str) -> Vec<u8> {
                 TFramedWriteTransport::new(&mut buf),
                 true,
             )),
-            (Framing::Framed, Protocol::Compact) => {
-                Box::new(TCompactOutputProtocol::new(TFramedWriteTransport::new(&mut buf)))
-            }
+            (Framing::Framed, Protocol::Compact) => Box::new(TCompactOutputProtocol::new(
+                TFramedWriteTransport::new(&mut buf),
+            )),
             (Framing::Buffered, Protocol::Binary) => Box::new(TBinaryOutputProtocol::new(
                 TBufferedWriteTransport::new(&mut buf),
                 true,
@@ -147,7 +151,8 @@ fn plain_request(stack: (Framing, Protocol), text: &str) -> Vec<u8> {
         use thrift::protocol::{TStructIdentifier, TType};
         o.write_message_begin(&TMessageIdentifier::new("check", TMessageType::Call, 1))
             .unwrap();
-        o.write_struct_begin(&TStructIdentifier::new("args")).unwrap();
+        o.write_struct_begin(&TStructIdentifier::new("args"))
+            .unwrap();
         o.write_field_begin(&TFieldIdentifier::new("comment", TType::Struct, 1))
             .unwrap();
         comment("c1", text).write_to_out_protocol(&mut *o).unwrap();
@@ -181,14 +186,17 @@ fn untraced_client_to_traced_server_gets_byte_identical_replies() {
             let a = raw_exchange(traced.local_addr(), &req);
             let b = raw_exchange(plain.local_addr(), &req);
             assert!(!a.is_empty(), "{stack:?} {text:?}");
-            assert_eq!(a, b, "{stack:?} {text:?}: reply differs from a plain server's");
+            assert_eq!(
+                a, b,
+                "{stack:?} {text:?}: reply differs from a plain server's"
+            );
             assert!(!has_prefix(&a));
         }
         let spans = wait(&sink, 4);
         assert_eq!(spans.len(), 4);
-        assert!(spans.iter().all(|s| s.kind() == Some(Kind::Server)
-            && s.parent_id().is_none()
-            && !s.shared()));
+        assert!(spans
+            .iter()
+            .all(|s| s.kind() == Some(Kind::Server) && s.parent_id().is_none() && !s.shared()));
         // Declared and application exceptions are tagged as errors.
         let errors: Vec<_> = spans.iter().filter_map(|s| s.tag("error")).collect();
         assert_eq!(errors.len(), 2, "{spans:#?}");
@@ -210,7 +218,9 @@ fn generated_plain_client_calls_traced_server() {
         }
         client.report("c1".into(), Verdict::HAM).unwrap();
         let err = client.check(comment("c9", "")).unwrap_err();
-        assert!(matches!(err, thrift::Error::User(ref e) if e.downcast_ref::<InvalidComment>().is_some()));
+        assert!(
+            matches!(err, thrift::Error::User(ref e) if e.downcast_ref::<InvalidComment>().is_some())
+        );
         wait(&sink, 7);
     }
 }
@@ -246,7 +256,10 @@ fn negotiating_client_to_untraced_server_sends_no_prefix_after_probe() {
             assert_eq!(conns.len(), 3, "probe, then two plain connections");
             assert!(contains(&conns[0], tdist_thrift::PROBE_METHOD.as_bytes()));
             for later in &conns[1..] {
-                assert!(!has_prefix(later), "{stack:?}: prefix sent to a plain server");
+                assert!(
+                    !has_prefix(later),
+                    "{stack:?}: prefix sent to a plain server"
+                );
                 assert!(!contains(later, tdist_thrift::PROBE_METHOD.as_bytes()));
             }
             // CLIENT spans are still recorded; the oneway report too.
@@ -276,9 +289,18 @@ fn traced_client_through_proxy_to_traced_server_sends_prefixes() {
     drop(client);
     let conns = proxy.connections();
     assert_eq!(conns.len(), 1, "probe and calls share the connection");
-    assert_eq!(conns[0].windows(3).filter(|w| *w == [0xC1, 0xB3, 0x01]).count(), 3);
+    assert_eq!(
+        conns[0]
+            .windows(3)
+            .filter(|w| *w == [0xC1, 0xB3, 0x01])
+            .count(),
+        3
+    );
     let report = find(&spans, "spam", Kind::Server, "report");
-    assert_eq!(report.id(), find(&spans, "web", Kind::Client, "report").id());
+    assert_eq!(
+        report.id(),
+        find(&spans, "web", Kind::Client, "report").id()
+    );
 }
 
 #[test]
@@ -295,9 +317,13 @@ fn untraced_client_to_untraced_server() {
         // And a connector that never upgrades talks to it the same way.
         let sink = InMemory::new();
         let t = tracer(&sink, "web");
-        let (mut c, traced) = spam_client(&connector(&t, stack, Upgrade::Never), plain.local_addr());
+        let (mut c, traced) =
+            spam_client(&connector(&t, stack, Upgrade::Never), plain.local_addr());
         assert!(!traced);
-        assert_eq!(c.check(comment("c", "ok")).unwrap().verdict, Some(Verdict::HAM));
+        assert_eq!(
+            c.check(comment("c", "ok")).unwrap().verdict,
+            Some(Verdict::HAM)
+        );
     }
 }
 

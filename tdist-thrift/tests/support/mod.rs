@@ -1,5 +1,10 @@
 //! Shared test support: the demo's generated services, handlers, servers, a recording proxy.
-#![allow(dead_code, unreachable_pub, missing_docs, missing_debug_implementations)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    missing_docs,
+    missing_debug_implementations
+)]
 
 #[path = "../../../examples/src/thrift_gen/comments.rs"]
 #[allow(clippy::all, rust_2018_idioms)]
