@@ -38,7 +38,10 @@ struct SplitSentence;
 impl Bolt for SplitSentence {
     fn execute(&mut self, tuple: Tuple, out: &mut dyn Collector) -> Result<(), BoltError> {
         let Some(sentence) = tuple.values.first().and_then(|v| v.as_str()) else {
-            out.log(LogLevel::Warn, &format!("tuple {} has no sentence", tuple.id))?;
+            out.log(
+                LogLevel::Warn,
+                &format!("tuple {} has no sentence", tuple.id),
+            )?;
             out.fail(&tuple.id)?;
             return Ok(());
         };
