@@ -85,7 +85,9 @@ fn parse() -> Result<Args, String> {
 }
 
 fn tracer(service: &'static str, spans: &Option<String>) -> Result<Tracer, String> {
-    let b = Tracer::builder().service_name(service);
+    let b = Tracer::builder()
+        .service_name(service)
+        .configure_reporter(|r| r.schedule_delay = std::time::Duration::from_millis(200));
     let b = match spans {
         Some(path) => b.transport(JsonLinesFile::create(path).map_err(|e| format!("{path}: {e}"))?),
         None => b.transport(NoopTransport),

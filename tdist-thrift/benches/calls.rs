@@ -4,7 +4,6 @@
 //! `cargo bench -p tdist-thrift --bench calls`
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};

@@ -146,7 +146,6 @@ fn process(request: Vec<u8>, sink: &InMemory) -> thrift::Result<Vec<u8>> {
     let mut reply = Vec::new();
     let mut o = TBinaryOutputProtocol::new(&mut reply, true);
     p.process(&mut *i, &mut o)?;
-    drop(o);
     Ok(reply)
 }
 
@@ -211,7 +210,6 @@ fn probe_is_answered_and_args_drained() {
     let mut o = TBinaryOutputProtocol::new(&mut reply, true);
     p.process(&mut *i, &mut o).unwrap();
     p.process(&mut *i, &mut o).unwrap();
-    drop(o);
     let mut r = TBinaryInputProtocol::new(&reply[..], true);
     let m = r.read_message_begin().unwrap();
     assert_eq!(m.name, tdist_thrift::PROBE_METHOD);
