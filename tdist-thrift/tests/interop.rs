@@ -1,0 +1,120 @@
+//! Interop beyond the matrix: thrift's own `TServer` with the tracing factory, a server that
+//! never answers the probe, many connections to a mixed fleet.
+
+mod support;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+use support::comments::*;
+use support::*;
+use tdist_core::export::InMemory;
+use tdist_core::Kind;
+use tdist_thrift::{Framing, Protocol, TracedProcessor, TracingInputProtocolFactory, Upgrade};
+use thrift::protocol::{TBinaryInputProtocolFactory, TBinaryOutputProtocolFactory};
+use thrift::server::TServer;
+use thrift::transport::{TFramedReadTransportFactory, TFramedWriteTransportFactory};
+
+#[test]
+fn thrift_tserver_with_tracing_factory_is_traced() {
+    let sink = InMemory::new();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let t = tracer(&sink, "spam");
+    std::thread::spawn(move || {
+        let mut server = TServer::new(
+            TFramedReadTransportFactory::new(),
+            TracingInputProtocolFactory::new(TBinaryInputProtocolFactory::new()),
+            TFramedWriteTransportFactory::new(),
+            TBinaryOutputProtocolFactory::new(),
+            TracedProcessor::new(t, SpamCheckSyncProcessor::new(Spam::default())),
+            2,
+        );
+        let _ = server.listen(("127.0.0.1", port));
+    });
+    let addr = ([127, 0, 0, 1], port).into();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "TServer never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let web = tracer(&sink, "web");
+    let stack = (Framing::Framed, Protocol::Binary);
+    let (mut c, traced) = spam_client(&connector(&web, stack, Upgrade::Negotiate), addr);
+    assert!(traced);
+    c.check(comment("c", "spam")).unwrap();
+    sink.wait_for(2, Duration::from_secs(5));
+    let spans = sink.spans();
+    let cli = spans
+        .iter()
+        .find(|s| s.kind() == Some(Kind::Client))
+        .unwrap();
+    let srv = spans
+        .iter()
+        .find(|s| s.kind() == Some(Kind::Server))
+        .unwrap();
+    assert_eq!((srv.trace_id(), srv.id()), (cli.trace_id(), cli.id()));
+}
+
+#[test]
+fn silent_server_times_out_the_probe_as_untraced() {
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let held = std::thread::spawn(move || {
+        // Accept and hold two connections without answering.
+        let a = silent.accept();
+        let b = silent.accept();
+        std::thread::sleep(Duration::from_millis(300));
+        drop((a, b));
+    });
+    let sink = InMemory::new();
+    let t = tracer(&sink, "web");
+    let c = connector(
+        &t,
+        (Framing::Buffered, Protocol::Binary),
+        Upgrade::Negotiate,
+    )
+    .probe_timeout(Duration::from_millis(100));
+    let start = Instant::now();
+    let conn = c.connect(addr).unwrap();
+    assert!(!conn.is_traced());
+    assert!(c.is_known_untraced(addr));
+    assert!(start.elapsed() < Duration::from_secs(5));
+    drop(conn);
+    held.join().unwrap();
+}
+
+#[test]
+fn one_connector_many_servers_mixed_fleet() {
+    for stack in STACKS {
+        let sink = InMemory::new();
+        let traced = spam_server(Some(tracer(&sink, "spam")), stack, Spam::default());
+        let plain = spam_server(None, stack, Spam::default());
+        let web = tracer(&sink, "web");
+        let c = connector(&web, stack, Upgrade::Negotiate);
+        for round in 0..3 {
+            for (srv, want) in [(&traced, true), (&plain, false)] {
+                let (mut client, is) = spam_client(&c, srv.local_addr());
+                assert_eq!(is, want, "{stack:?} round {round}");
+                for n in 0..3 {
+                    client
+                        .check(comment(&format!("r{round}c{n}"), "x"))
+                        .unwrap();
+                }
+            }
+        }
+        // 18 CLIENT spans; 9 SERVER spans from the traced server, all joined.
+        sink.wait_for(27, Duration::from_secs(5));
+        let spans = sink.spans();
+        assert_eq!(spans.len(), 27);
+        let servers: Vec<_> = spans
+            .iter()
+            .filter(|s| s.kind() == Some(Kind::Server))
+            .collect();
+        assert_eq!(servers.len(), 9);
+        assert!(servers.iter().all(|s| s.shared()));
+        assert!(sink.orphans().is_empty());
+    }
+}
