@@ -54,6 +54,19 @@ fn calls(c: &mut Criterion) {
             b.iter(|| client.check(comment("c1", "hello world")).unwrap())
         });
     }
+    // A plain client against the traced server (prefix detection, unprefixed replies).
+    let srv = spam_server(
+        Some(tracer("spam", Sampler::always())),
+        stack,
+        Spam::default(),
+    );
+    let s = TcpStream::connect(srv.local_addr()).unwrap();
+    s.set_nodelay(true).unwrap();
+    let (i, _, o) = protocols(&s, stack.0, stack.1, false).unwrap();
+    let mut client = SpamCheckSyncClient::new(i, o);
+    g.bench_function("plain_client_traced_server", |b| {
+        b.iter(|| client.check(comment("c1", "hello world")).unwrap())
+    });
     g.finish();
 }
 
