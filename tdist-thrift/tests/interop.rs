@@ -118,3 +118,62 @@ fn one_connector_many_servers_mixed_fleet() {
         assert!(sink.orphans().is_empty());
     }
 }
+
+#[test]
+fn multiplexed_services_under_one_traced_processor() {
+    use tdist_thrift::{Server, ServerOptions};
+    use thrift::protocol::TMultiplexedOutputProtocol;
+    use thrift::server::TMultiplexedProcessor;
+    for stack in STACKS {
+        let sink = InMemory::new();
+        let mut mux = TMultiplexedProcessor::new();
+        mux.register(
+            "SpamCheck",
+            Box::new(SpamCheckSyncProcessor::new(Spam::default())),
+            false,
+        )
+        .unwrap();
+        let srv = Server::spawn(
+            listener(),
+            TracedProcessor::new(tracer(&sink, "spam"), mux),
+            ServerOptions::traced(stack.0, stack.1),
+        )
+        .unwrap();
+        let web = tracer(&sink, "web");
+        let conn = connector(&web, stack, Upgrade::Negotiate)
+            .connect(srv.local_addr())
+            .unwrap();
+        assert!(conn.is_traced());
+        let (i, o) = conn.into_protocols();
+        let mut c = SpamCheckSyncClient::new(i, TMultiplexedOutputProtocol::new("SpamCheck", o));
+        assert_eq!(
+            c.check(comment("c", "spam")).unwrap().verdict,
+            Some(Verdict::SPAM)
+        );
+        sink.wait_for(2, Duration::from_secs(5));
+        let spans = sink.spans();
+        assert_eq!(spans.len(), 2);
+        assert!(spans.iter().all(|s| s.name() == "SpamCheck:check"));
+        assert_eq!(spans[0].id(), spans[1].id());
+    }
+}
+
+#[test]
+fn always_mode_against_a_plain_server_fails_loudly_not_silently() {
+    for stack in STACKS {
+        let sink = InMemory::new();
+        let plain = spam_server(None, stack, Spam::default());
+        let web = tracer(&sink, "web");
+        let (mut c, traced) =
+            spam_client(&connector(&web, stack, Upgrade::Always), plain.local_addr());
+        assert!(traced);
+        assert!(
+            c.check(comment("c", "x")).is_err(),
+            "{stack:?}: a plain server must reject the prefix"
+        );
+        sink.wait_for(1, Duration::from_secs(5));
+        let spans = sink.spans();
+        assert_eq!(spans.len(), 1);
+        assert!(spans[0].tag("error").is_some());
+    }
+}
