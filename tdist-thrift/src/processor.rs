@@ -4,12 +4,25 @@
 use crate::input::take_inbound;
 use crate::prefix::write_prefix;
 use crate::PROBE_METHOD;
-use tdist_core::{Extracted, Kind, SpanContext, Tracer};
+use std::cell::Cell;
+use std::net::SocketAddr;
+use tdist_core::{Endpoint, Extracted, Kind, SpanContext, Tracer};
 use thrift::protocol::{
     TFieldIdentifier, TInputProtocol, TMessageIdentifier, TMessageType, TOutputProtocol,
     TStructIdentifier, TType,
 };
 use thrift::server::TProcessor;
+
+thread_local! {
+    /// The client address of the connection this thread serves (set by [`Server`](crate::Server)).
+    static PEER: Cell<Option<SocketAddr>> = const { Cell::new(None) };
+}
+
+/// Records the client address of the connection served on this thread, for SERVER spans'
+/// remote endpoint.
+pub(crate) fn set_connection_peer(peer: SocketAddr) {
+    PEER.with(|p| p.set(Some(peer)));
+}
 
 /// Wraps any [`TProcessor`] (a generated `…SyncProcessor`, a multiplexed processor, ...).
 ///
@@ -22,7 +35,8 @@ use thrift::server::TProcessor;
 ///
 /// The reply carries a prefix only when the request did, so a client that sent plain Thrift gets
 /// exactly the bytes a plain server would send. Application exceptions, declared exceptions and
-/// processor errors tag the span as an error. The upgrade probe ([`PROBE_METHOD`]) is answered
+/// processor errors tag the span as an error. Under [`Server`](crate::Server) the span's remote
+/// endpoint is the client's address. The upgrade probe ([`PROBE_METHOD`]) is answered
 /// here, after its arguments are drained, and never reaches the wrapped processor.
 #[derive(Debug)]
 pub struct TracedProcessor<P> {
@@ -71,6 +85,9 @@ impl<P: TProcessor> TProcessor for TracedProcessor<P> {
             None => self.tracer.span(name),
         };
         span.set_kind(Kind::Server);
+        if let Some(peer) = PEER.with(Cell::get) {
+            span.set_remote_endpoint(Endpoint::addr(peer));
+        }
         let mut reply = ReplyOut::new(o, inbound.map(|_| span.context()));
         let res = {
             let _current = span.enter();

@@ -151,6 +151,9 @@ fn serve<P: TProcessor>(stream: TcpStream, processor: &P, options: ServerOptions
     ) else {
         return;
     };
+    if let Ok(peer) = stream.peer_addr() {
+        crate::processor::set_connection_peer(peer);
+    }
     let mut i: BoxedInput = match handle {
         Some(h) => Box::new(TracingInputProtocol::server(i, h)),
         None => i,

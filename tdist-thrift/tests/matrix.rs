@@ -78,6 +78,11 @@ fn traced_client_to_traced_server_is_one_trace_continued_downstream() {
             .unwrap();
         assert_eq!(srv_post.id(), web_post.id(), "server joins the client span");
         assert!(srv_post.shared());
+        let peer = srv_post
+            .remote_endpoint()
+            .expect("server span has the client's address");
+        assert_eq!(peer.ipv4(), Some(std::net::Ipv4Addr::LOCALHOST));
+        assert!(peer.port().is_some());
         let cli_check = same
             .iter()
             .find(|s| s.kind() == Some(Kind::Client) && s.name() == "check")
