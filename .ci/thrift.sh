@@ -82,6 +82,30 @@ else:
     print("python client: 21 calls ok")
 PYEOF
 
+# Checks a Zipkin v2 JSON-lines span file: spans.py FILE KIND MIN_COUNT [one-trace]
+cat > "$CACHE/py/spans.py" <<'PYEOF'
+import json, sys, time
+path, kind, want, one = sys.argv[1], sys.argv[2], int(sys.argv[3]), len(sys.argv) > 4
+for _ in range(50):
+    try:
+        spans = [json.loads(l) for l in open(path) if l.strip()]
+    except FileNotFoundError:
+        spans = []
+    of_kind = [s for s in spans if s.get("kind") == kind]
+    if len(of_kind) >= want:
+        break
+    time.sleep(0.1)
+assert len(of_kind) >= want, "%s: %d %s spans, want %d" % (path, len(of_kind), kind, want)
+for s in of_kind:
+    assert len(s["traceId"]) in (16, 32) and len(s["id"]) == 16, s
+if one:
+    assert len({s["traceId"] for s in spans}) == 1, "spans in several traces"
+    root = [s for s in spans if "parentId" not in s]
+    assert len(root) == 1, root
+    assert all(s.get("parentId") == root[0]["id"] for s in of_kind), "CLIENT spans not children of the root"
+print("%s: %d %s spans ok" % (path, len(of_kind), kind))
+PYEOF
+
 step "build the Rust example"
 cd "$ROOT"
 cargo build -q -p tdist-examples --example thrift_service
@@ -101,10 +125,12 @@ for framing in framed buffered; do
   for protocol in binary compact; do
     step "$framing/$protocol: plain Python client -> traced Rust server"
     port=$(free_port)
-    "$BIN" --listen "127.0.0.1:$port" --framing "$framing" --protocol "$protocol" &
+    spans="$CACHE/spans-server-$framing-$protocol.jsonl"; rm -f "$spans"
+    "$BIN" --listen "127.0.0.1:$port" --framing "$framing" --protocol "$protocol" --spans "$spans" &
     PIDS+=($!)
     wait_port "$port"
     "$PY" "$CACHE/py/peer.py" client "$port" "$framing" "$protocol"
+    "$PY" "$CACHE/py/spans.py" "$spans" SERVER 22
     stop_last
 
     step "$framing/$protocol: negotiating Rust client -> plain Python server"
@@ -112,7 +138,9 @@ for framing in framed buffered; do
     "$PY" "$CACHE/py/peer.py" server "$port" "$framing" "$protocol" &
     PIDS+=($!)
     wait_port "$port"
-    "$BIN" --connect "127.0.0.1:$port" --framing "$framing" --protocol "$protocol" --count 20 --expect-traced no
+    spans="$CACHE/spans-client-$framing-$protocol.jsonl"; rm -f "$spans"
+    "$BIN" --connect "127.0.0.1:$port" --framing "$framing" --protocol "$protocol" --count 20 --expect-traced no --spans "$spans"
+    "$PY" "$CACHE/py/spans.py" "$spans" CLIENT 22 one-trace
     stop_last
   done
 done
