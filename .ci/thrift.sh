@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Cross-language check for tdist-thrift against Apache Thrift's own Python library (Debian
 # thrift-compiler and python3-thrift, 0.17): a plain Python client calls our traced server, and
-# our negotiating client calls a plain Python server, for framed/buffered x binary/compact.
+# our negotiating client calls a plain Python server, for framed/buffered x binary/compact; the
+# same with Go peers (github.com/apache/thrift v0.17.0 from the Go module proxy) when go is installed.
 # Idempotent, non-interactive; exits non-zero on any failure; kills everything it started.
 set -euo pipefail
 
@@ -144,5 +145,88 @@ for framing in framed buffered; do
     stop_last
   done
 done
+
+if command -v go >/dev/null; then
+  step "build the Go peers (github.com/apache/thrift v0.17.0, thrift --gen go)"
+  GODIR="$CACHE/go"
+  rm -rf "$GODIR/gen" && mkdir -p "$GODIR/gen" "$GODIR/server"
+  thrift --gen go:package_prefix=gopeer/gen/ -out "$GODIR/gen" "$ROOT/examples/idl/comments.thrift"
+  printf 'module gopeer\n\ngo 1.21\n\nrequire github.com/apache/thrift v0.17.0\n' > "$GODIR/go.mod"
+  cat > "$GODIR/server/main.go" <<'GOEOF'
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/apache/thrift/lib/go/thrift"
+	"gopeer/gen/comments"
+)
+
+type handler struct{}
+
+func (handler) Check(ctx context.Context, c *comments.Comment) (*comments.SpamScore, error) {
+	if c.Text == "" {
+		return nil, &comments.InvalidComment{Message: "empty comment"}
+	}
+	if strings.Contains(strings.ToLower(c.Text), "spam") || strings.Contains(c.Text, "BUY") {
+		return &comments.SpamScore{Score: 0.9, Verdict: comments.Verdict_SPAM}, nil
+	}
+	return &comments.SpamScore{Score: 0.1, Verdict: comments.Verdict_HAM}, nil
+}
+
+func (handler) Report(ctx context.Context, id string, v comments.Verdict) error { return nil }
+
+func main() {
+	addr, framing, protocol := os.Args[1], os.Args[2], os.Args[3]
+	sock, err := thrift.NewTServerSocket(addr)
+	if err != nil {
+		panic(err)
+	}
+	var tf thrift.TTransportFactory = thrift.NewTBufferedTransportFactory(8192)
+	if framing == "framed" {
+		tf = thrift.NewTFramedTransportFactoryConf(thrift.NewTTransportFactory(), nil)
+	}
+	var pf thrift.TProtocolFactory = thrift.NewTBinaryProtocolFactoryConf(nil)
+	if protocol == "compact" {
+		pf = thrift.NewTCompactProtocolFactoryConf(nil)
+	}
+	srv := thrift.NewTSimpleServer4(comments.NewSpamCheckProcessor(handler{}), sock, tf, pf)
+	fmt.Println("listening")
+	if err := srv.Serve(); err != nil {
+		panic(err)
+	}
+}
+GOEOF
+  (cd "$GODIR" && GOFLAGS=-mod=mod go build -o gosrv ./server && GOFLAGS=-mod=mod go build -o gocli ./gen/comments/spam_check-remote)
+
+  for framing in framed buffered; do
+    for protocol in binary compact; do
+      step "$framing/$protocol: plain Go client -> traced Rust server"
+      port=$(free_port)
+      "$BIN" --listen "127.0.0.1:$port" --framing "$framing" --protocol "$protocol" &
+      PIDS+=($!)
+      wait_port "$port"
+      F=(); [ "$framing" = framed ] && F=(-framed)
+      out=$("$GODIR/gocli" -h 127.0.0.1 -p "$port" -P "$protocol" "${F[@]}" check '{"1":{"str":"c1"},"2":{"str":"go"},"3":{"str":"hello"}}')
+      echo "$out"; [[ "$out" == SpamScore* ]]
+      out=$("$GODIR/gocli" -h 127.0.0.1 -p "$port" -P "$protocol" "${F[@]}" check '{"1":{"str":"c2"},"2":{"str":"go"},"3":{"str":""}}')
+      echo "$out"; [[ "$out" == *InvalidComment* ]]
+      stop_last
+
+      step "$framing/$protocol: negotiating Rust client -> plain Go server"
+      port=$(free_port)
+      "$GODIR/gosrv" "127.0.0.1:$port" "$framing" "$protocol" &
+      PIDS+=($!)
+      wait_port "$port"
+      "$BIN" --connect "127.0.0.1:$port" --framing "$framing" --protocol "$protocol" --count 10 --expect-traced no
+      stop_last
+    done
+  done
+else
+  step "go not found: skipping the Go peers"
+fi
 
 step "thrift cross-language: all calls succeeded"
