@@ -35,7 +35,8 @@ pub(crate) fn set_connection_peer(peer: SocketAddr) {
 ///
 /// The reply carries a prefix only when the request did, so a client that sent plain Thrift gets
 /// exactly the bytes a plain server would send. Application exceptions, declared exceptions and
-/// processor errors tag the span as an error. Under [`Server`](crate::Server) the span's remote
+/// processor errors tag the span as an error. Finagle's `__can__finagle__trace__v3__` probe is
+/// refused with `UNKNOWN_METHOD` (args drained), so Finagle clients fall back to plain Thrift. Under [`Server`](crate::Server) the span's remote
 /// endpoint is the client's address. The upgrade probe ([`PROBE_METHOD`]) is answered
 /// here, after its arguments are drained, and never reaches the wrapped processor.
 #[derive(Debug)]
@@ -75,8 +76,13 @@ impl<P: TProcessor> TProcessor for TracedProcessor<P> {
     ) -> thrift::Result<()> {
         let ident = i.read_message_begin()?;
         let inbound = take_inbound();
-        if ident.name == PROBE_METHOD && ident.message_type == TMessageType::Call {
-            return answer_probe(i, o, &ident);
+        if ident.message_type == TMessageType::Call {
+            if ident.name == PROBE_METHOD {
+                return answer_probe(i, o, &ident);
+            }
+            if ident.name == FINAGLE_PROBE {
+                return refuse_probe(i, o, &ident);
+            }
         }
         let name = ident.name.clone();
         let mut span = match inbound {
@@ -105,6 +111,33 @@ impl<P: TProcessor> TProcessor for TracedProcessor<P> {
         span.finish();
         res
     }
+}
+
+/// Finagle's TTwitter upgrade probe. We do not speak TTwitter, so it is refused as a plain server
+/// would refuse it, but with its arguments drained: generated Rust processors leave them unread,
+/// which would corrupt the next request on the connection.
+const FINAGLE_PROBE: &str = "__can__finagle__trace__v3__";
+
+fn refuse_probe(
+    i: &mut dyn TInputProtocol,
+    o: &mut dyn TOutputProtocol,
+    ident: &TMessageIdentifier,
+) -> thrift::Result<()> {
+    i.skip(TType::Struct)?;
+    i.read_message_end()?;
+    let reply = TMessageIdentifier::new(
+        ident.name.clone(),
+        TMessageType::Exception,
+        ident.sequence_number,
+    );
+    let e = thrift::ApplicationError::new(
+        thrift::ApplicationErrorKind::UnknownMethod,
+        format!("unknown method {}", ident.name),
+    );
+    o.write_message_begin(&reply)?;
+    thrift::Error::write_application_error_to_out_protocol(&e, o)?;
+    o.write_message_end()?;
+    o.flush()
 }
 
 fn answer_probe(

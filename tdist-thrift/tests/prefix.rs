@@ -282,3 +282,45 @@ proptest! {
         prop_assert_eq!(out, message(KINDS[kind], "m", TMessageType::Call));
     }
 }
+
+#[test]
+fn finagle_probe_is_refused_with_args_drained() {
+    let sink = InMemory::new();
+    let mut req = message("strict", "__can__finagle__trace__v3__", TMessageType::Call);
+    req.extend(client_request(false, &sink));
+    let p = TracedProcessor::new(
+        tracer(&sink, "spam"),
+        SpamCheckSyncProcessor::new(Spam::default()),
+    );
+    let mut i = server_input(req, "strict");
+    let mut reply = Vec::new();
+    let mut o = TBinaryOutputProtocol::new(&mut reply, true);
+    p.process(&mut *i, &mut o).unwrap();
+    p.process(&mut *i, &mut o).unwrap();
+    let mut r = TBinaryInputProtocol::new(&reply[..], true);
+    let m = r.read_message_begin().unwrap();
+    assert_eq!(m.message_type, TMessageType::Exception);
+    let e = thrift::Error::read_application_error_from_in_protocol(&mut r).unwrap();
+    assert_eq!(e.kind, thrift::ApplicationErrorKind::UnknownMethod);
+    r.read_message_end().unwrap();
+    let m = r.read_message_begin().unwrap();
+    assert_eq!(
+        (m.name.as_str(), m.message_type),
+        ("check", TMessageType::Reply)
+    );
+}
+
+/// Why the refusal above drains: the generated Rust processor leaves an unknown method's
+/// arguments unread, so the next request on the connection is misread (reference 5.4).
+#[test]
+fn generated_rust_processor_leaves_unknown_args_unread() {
+    let sink = InMemory::new();
+    let mut req = message("strict", "__can__finagle__trace__v3__", TMessageType::Call);
+    req.extend(client_request(false, &sink));
+    let p = SpamCheckSyncProcessor::new(Spam::default());
+    let mut i = TBinaryInputProtocol::new(&req[..], false);
+    let mut reply = Vec::new();
+    let mut o = TBinaryOutputProtocol::new(&mut reply, true);
+    p.process(&mut i, &mut o).unwrap();
+    assert!(p.process(&mut i, &mut o).is_err(), "second request misread");
+}
