@@ -134,8 +134,12 @@ impl std::fmt::Debug for Reporter {
     }
 }
 
-fn registry() -> &'static Mutex<Vec<(u64, Weak<Shared>)>> {
-    static REG: OnceLock<Mutex<Vec<(u64, Weak<Shared>)>>> = OnceLock::new();
+/// Every live reporter by id, so a thread can find the queue registry of the reporter a span
+/// names without the span holding a reference count.
+type Registry = Mutex<Vec<(u64, Weak<Shared>)>>;
+
+fn registry() -> &'static Registry {
+    static REG: OnceLock<Registry> = OnceLock::new();
     REG.get_or_init(Default::default)
 }
 

@@ -1,0 +1,252 @@
+//! The publishing pipeline: counted drops, a hanging transport that cannot slow the caller,
+//! flush that delivers everything, retries, and the Zipkin JSON it produces.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::{tracer, Flaky, Hanging};
+use tdist_core::export::InMemory;
+use tdist_core::{Endpoint, Kind, Sampler, SamplingState, Tracer};
+
+#[test]
+fn flush_delivers_every_span_from_every_thread() {
+    let (tracer, sink) = tracer("flush");
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let tracer = tracer.clone();
+            std::thread::spawn(move || {
+                for i in 0..300 {
+                    let mut s = tracer.root_span("work");
+                    s.tag("thread", t);
+                    s.tag("i", i);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    // The threads have exited: their queues must still be drained.
+    let stats = tracer.flush().unwrap();
+    assert_eq!(sink.spans().len(), 1200);
+    assert_eq!(stats.accepted, 1200);
+    assert_eq!(stats.sent, 1200);
+    assert_eq!(stats.dropped, 0);
+}
+
+#[test]
+fn a_full_queue_drops_and_counts() {
+    let hanging = Hanging::default();
+    let tracer = Tracer::builder()
+        .transport(hanging.clone())
+        .configure_reporter(|c| {
+            c.local_queue_size = 64;
+            c.max_queue_size = 64;
+            c.max_export_batch_size = 64;
+            c.schedule_delay = Duration::from_millis(5);
+            c.shutdown_timeout = Duration::from_millis(100);
+        })
+        .build()
+        .unwrap();
+    for _ in 0..10_000 {
+        tracer.root_span("overload").finish();
+    }
+    let s = tracer.stats();
+    assert_eq!(s.accepted + s.dropped, 10_000);
+    assert!(s.dropped >= 10_000 - 2 * 64 - 64, "{s:?}");
+    // Memory stayed bounded: at most the thread queue plus the worker's batch are held.
+    assert!(s.accepted <= 64 + 64 + 64, "{s:?}");
+    hanging.release();
+    let s = tracer.flush().unwrap();
+    assert_eq!(s.sent, s.accepted);
+}
+
+#[test]
+fn a_hanging_transport_does_not_slow_the_caller_and_flush_has_a_deadline() {
+    let hanging = Hanging::default();
+    let tracer = Tracer::builder()
+        .transport(hanging.clone())
+        .configure_reporter(|c| {
+            c.schedule_delay = Duration::from_millis(1);
+            c.shutdown_timeout = Duration::from_millis(200);
+        })
+        .build()
+        .unwrap();
+    tracer.root_span("first").finish();
+    // Wait until the worker is stuck inside the transport.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while hanging.calls.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(hanging.calls.load(Ordering::SeqCst), 1);
+    // The application keeps going: 50k spans while the transport hangs. Not a timing
+    // assertion: the loop finishing at all proves no call blocked on the transport.
+    for _ in 0..50_000 {
+        tracer.root_span("during outage").finish();
+    }
+    let s = tracer.stats();
+    assert_eq!(s.accepted + s.dropped, 50_001);
+    assert!(s.dropped > 0);
+    let started = Instant::now();
+    let err = tracer.flush().unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(err.pending > 0);
+    hanging.release();
+    let s = tracer.flush().unwrap();
+    assert_eq!(s.sent + s.failed, s.accepted);
+}
+
+#[test]
+fn retryable_failures_are_retried_and_fatal_ones_are_not() {
+    let sink = InMemory::new();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let tracer = Tracer::builder()
+        .transport(Flaky {
+            failures: AtomicUsize::new(2),
+            retryable: true,
+            sink: sink.clone(),
+            calls: calls.clone(),
+        })
+        .build()
+        .unwrap();
+    tracer.root_span("retried").finish();
+    let s = tracer.flush().unwrap();
+    assert_eq!((s.sent, s.failed), (1, 0));
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(sink.spans().len(), 1);
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let tracer = Tracer::builder()
+        .transport(Flaky {
+            failures: AtomicUsize::new(1),
+            retryable: false,
+            sink: InMemory::new(),
+            calls: calls.clone(),
+        })
+        .build()
+        .unwrap();
+    tracer.root_span("rejected").finish();
+    let s = tracer.flush().unwrap();
+    assert_eq!((s.sent, s.failed), (0, 1));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn unsampled_spans_propagate_but_record_nothing() {
+    let sink = InMemory::new();
+    let tracer = Tracer::builder()
+        .sampler(Sampler::never())
+        .transport(sink.clone())
+        .build()
+        .unwrap();
+    let mut root = tracer.root_span("ignored");
+    root.tag("k", "v");
+    assert!(!root.is_recording());
+    assert_eq!(root.context().sampling(), SamplingState::Deny);
+    let child = tracer.child_span(&root.context(), "child");
+    assert_eq!(child.context().parent_id(), Some(root.context().span_id()));
+    drop(child);
+    drop(root);
+    assert_eq!(tracer.flush().unwrap().accepted, 0);
+    assert!(sink.spans().is_empty());
+}
+
+#[test]
+fn encoded_json_is_the_zipkin_v2_model() {
+    let (tracer, sink) = tracer("Frontend");
+    let mut s = tracer.root_span("GET /Users");
+    s.set_kind(Kind::Server);
+    s.tag("http.method", "GET");
+    s.tag("http.status_code", 200);
+    s.annotate("wire send");
+    s.set_remote_endpoint(
+        Endpoint::addr("127.0.0.1:8080".parse().unwrap()).with_service_name("Backend"),
+    );
+    let ctx = s.context();
+    s.finish();
+    tracer.flush().unwrap();
+    let json = tdist_core::encode::json_list(&sink.spans());
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    let span = &v[0];
+    assert_eq!(span["traceId"], ctx.trace_id().to_string());
+    assert_eq!(span["id"], ctx.span_id().to_string());
+    assert!(span.get("parentId").is_none());
+    assert_eq!(span["kind"], "SERVER");
+    assert_eq!(span["name"], "get /users");
+    assert!(span["timestamp"].as_u64().unwrap() > 1_600_000_000_000_000);
+    assert!(span["duration"].as_u64().unwrap() >= 1);
+    assert_eq!(span["localEndpoint"]["serviceName"], "frontend");
+    assert_eq!(
+        span["remoteEndpoint"],
+        serde_json::json!({"serviceName":"backend","ipv4":"127.0.0.1","port":8080})
+    );
+    assert_eq!(span["tags"]["http.status_code"], "200");
+    assert_eq!(span["annotations"][0]["value"], "wire send");
+    assert!(span.get("debug").is_none() && span.get("shared").is_none());
+    // Key order matches Zipkin's own writer.
+    let text = String::from_utf8(json).unwrap();
+    let order = [
+        "\"traceId\"",
+        "\"id\"",
+        "\"kind\"",
+        "\"name\"",
+        "\"timestamp\"",
+        "\"duration\"",
+        "\"localEndpoint\"",
+        "\"remoteEndpoint\"",
+        "\"annotations\"",
+        "\"tags\"",
+    ];
+    let pos: Vec<usize> = order.iter().map(|k| text.find(k).unwrap()).collect();
+    assert!(pos.windows(2).all(|w| w[0] < w[1]), "{text}");
+}
+
+#[test]
+fn debug_and_shared_reach_the_encoder() {
+    let (tracer, sink) = tracer("server");
+    let remote = tdist_core::propagation::b3::parse_single(
+        "463ac35c9f6413ad48485a3953bb6124-a2fb4a1d1a96d312-d",
+    )
+    .unwrap();
+    let s = tracer.join_span(remote, "get");
+    s.finish();
+    tracer.flush().unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&tdist_core::encode::json_list(&sink.spans())).unwrap();
+    assert_eq!(v[0]["debug"], true);
+    assert_eq!(v[0]["shared"], true);
+    assert_eq!(v[0]["id"], "a2fb4a1d1a96d312");
+}
+
+#[test]
+fn dropping_the_last_handle_delivers_what_was_finished() {
+    let sink = InMemory::new();
+    {
+        let tracer = Tracer::builder()
+            .transport(sink.clone())
+            .configure_reporter(|c| c.schedule_delay = Duration::from_secs(60))
+            .build()
+            .unwrap();
+        for _ in 0..10 {
+            tracer.root_span("late").finish();
+        }
+    }
+    assert_eq!(sink.spans().len(), 10);
+}
+
+#[test]
+fn installed_guard_sets_and_clears_the_global_tracer() {
+    let sink = InMemory::new();
+    {
+        let _guard = Tracer::builder()
+            .service_name("global")
+            .transport(sink.clone())
+            .install()
+            .unwrap();
+        Tracer::global().root_span("via global").finish();
+    }
+    assert_eq!(sink.spans().len(), 1);
+    assert!(!Tracer::global().root_span("after").is_recording());
+}
