@@ -1,0 +1,182 @@
+//! `http::HeaderMap` as a propagation carrier, and injection for clients that are not tower
+//! services.
+//!
+//! Reading is case-insensitive (a `HeaderMap` stores names lower-case), takes the first value of
+//! a repeated header, and ignores values that are not visible ASCII or longer than
+//! [`MAX_VALUE_LEN`]: such a header counts as malformed and the next form is tried, so a hostile
+//! caller can never make the server parse an unbounded value. Writing replaces every tracing
+//! header a request already had, so a stale `b3` (which would win over fresh `X-B3-*`) never
+//! survives.
+//!
+//! Any client can carry the trace, for example reqwest (whose `RequestBuilder::headers` takes a
+//! `HeaderMap`):
+//!
+//! ```
+//! use http::HeaderMap;
+//! use tdist_core::export::InMemory;
+//! use tdist_core::{Kind, Tracer};
+//!
+//! let tracer = Tracer::builder().transport(InMemory::new()).build().unwrap();
+//! let mut call = tracer.span("get /stock");
+//! call.set_kind(Kind::Client);
+//! let mut headers = HeaderMap::new();
+//! tdist_http::inject(&tracer, &call.context(), &mut headers);
+//! // reqwest::Client::new().get(url).headers(headers).send().await
+//! assert_eq!(headers["x-b3-spanid"], call.context().span_id().to_string());
+//! ```
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use tdist_core::propagation::{Extractor, Injector};
+use tdist_core::{SpanContext, Tracer};
+
+/// The longest header value read from an untrusted caller. The longest valid value of any
+/// supported form is far shorter (`b3` is at most 68 characters, `traceparent` 55 for version
+/// `00`); a future `traceparent` version may be longer, so some room is left.
+pub const MAX_VALUE_LEN: usize = 512;
+
+/// Every header tdist writes; all are removed before injecting.
+pub const PROPAGATION_HEADERS: [&str; 7] = [
+    "b3",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+    "x-b3-flags",
+    "traceparent",
+];
+
+/// Reads propagation fields from request headers.
+#[derive(Debug, Clone, Copy)]
+pub struct HeaderExtractor<'a>(pub &'a HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        let value = self.0.get(key)?;
+        if value.len() > MAX_VALUE_LEN {
+            return None;
+        }
+        value.to_str().ok()
+    }
+
+    fn count(&self, key: &str) -> usize {
+        self.0.get_all(key).iter().count()
+    }
+}
+
+/// Writes propagation fields into request headers, replacing what was there.
+#[derive(Debug)]
+pub struct HeaderInjector<'a>(pub &'a mut HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &'static str, value: &str) {
+        // Values produced by the codecs are lower-hex and `-`; they are always valid.
+        if let Ok(v) = HeaderValue::from_str(value) {
+            self.0.insert(HeaderName::from_static(key), v);
+        }
+    }
+}
+
+/// Removes every B3 and W3C `traceparent` header.
+pub fn clear(headers: &mut HeaderMap) {
+    for name in PROPAGATION_HEADERS {
+        headers.remove(name);
+    }
+}
+
+/// Writes `ctx` into `headers` in the formats `tracer` injects (`OTEL_PROPAGATORS`; B3 multi by
+/// default), after removing any tracing headers already present.
+pub fn inject(tracer: &Tracer, ctx: &SpanContext, headers: &mut HeaderMap) {
+    clear(headers);
+    tracer
+        .propagation()
+        .inject(ctx, &mut HeaderInjector(headers));
+}
+
+/// Writes the current context (see [`tdist_core::current`]) into `headers`; leaves them
+/// untouched when there is none.
+pub fn inject_current(tracer: &Tracer, headers: &mut HeaderMap) {
+    if let Some(ctx) = tdist_core::current() {
+        inject(tracer, &ctx, headers);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tdist_core::propagation::{extract, Format, Propagation, Source};
+    use tdist_core::{Extracted, SamplingState, SpanId, TraceId};
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn names_are_case_insensitive_on_read() {
+        let h = headers(&[
+            ("X-B3-TraceId", "463ac35c9f6413ad"),
+            ("X-B3-SPANID", "a2fb4a1d1a96d312"),
+            ("X-B3-Sampled", "1"),
+        ]);
+        let (e, src) = extract(&HeaderExtractor(&h));
+        assert_eq!(src, Some(Source::B3Multi));
+        let ctx = e.context().unwrap();
+        assert_eq!(ctx.span_id().get(), 0xa2fb4a1d1a96d312);
+        assert_eq!(ctx.sampling(), SamplingState::Accept);
+    }
+
+    #[test]
+    fn first_value_wins_and_repeated_traceparent_is_rejected() {
+        let h = headers(&[
+            ("x-b3-traceid", "463ac35c9f6413ad"),
+            ("x-b3-traceid", "0000000000000001"),
+            ("x-b3-spanid", "a2fb4a1d1a96d312"),
+        ]);
+        let ctx = extract(&HeaderExtractor(&h)).0.context().unwrap();
+        assert_eq!(ctx.trace_id().to_string(), "463ac35c9f6413ad");
+
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let h = headers(&[("traceparent", tp), ("traceparent", tp)]);
+        assert_eq!(extract(&HeaderExtractor(&h)), (Extracted::Empty, None));
+    }
+
+    #[test]
+    fn oversized_and_non_ascii_values_are_ignored() {
+        let long = format!("{}-a2fb4a1d1a96d312", "4".repeat(MAX_VALUE_LEN));
+        let mut h = headers(&[("b3", &long)]);
+        h.insert(
+            "x-b3-traceid",
+            HeaderValue::from_bytes(b"\xff\xfe").unwrap(),
+        );
+        h.insert("x-b3-spanid", HeaderValue::from_static("a2fb4a1d1a96d312"));
+        assert_eq!(extract(&HeaderExtractor(&h)), (Extracted::Empty, None));
+    }
+
+    #[test]
+    fn inject_replaces_stale_headers() {
+        let tracer = Tracer::builder()
+            .propagation(Propagation::new([Format::B3Multi, Format::TraceContext]))
+            .build()
+            .unwrap();
+        let mut h = headers(&[
+            ("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"),
+            ("x-b3-parentspanid", "05e3ac9a4f6e3b90"),
+            ("accept", "*/*"),
+        ]);
+        let ctx = SpanContext::new(TraceId::random_128(), SpanId::random())
+            .with_sampling(SamplingState::Accept);
+        inject(&tracer, &ctx, &mut h);
+        assert!(h.get("b3").is_none() && h.get("x-b3-parentspanid").is_none());
+        assert_eq!(h["accept"], "*/*");
+        assert!(h.contains_key("traceparent"));
+        let (back, src) = extract(&HeaderExtractor(&h));
+        assert_eq!(src, Some(Source::B3Multi));
+        assert_eq!(back, Extracted::Context(ctx));
+    }
+}

@@ -1,0 +1,168 @@
+//! The client side: a CLIENT span per request, its context injected into the request headers.
+//!
+//! Wrap any `Service<http::Request<_>>`, for example hyper-util's legacy client:
+//!
+//! ```no_run
+//! use http_body_util::Empty;
+//! use hyper_util::client::legacy::Client;
+//! use hyper_util::rt::TokioExecutor;
+//! use tdist_core::Tracer;
+//! use tdist_http::ClientLayer;
+//! use tower_layer::Layer;
+//! use tower_service::Service;
+//!
+//! # async fn run(tracer: Tracer) {
+//! let hyper_client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
+//! let mut client = ClientLayer::new(tracer).layer(hyper_client);
+//! let req = http::Request::get("http://127.0.0.1:8080/stock").body(Empty::new()).unwrap();
+//! let response = client.call(req).await.unwrap();
+//! // The CLIENT span ends when `response`'s body has been read (or dropped).
+//! # }
+//! ```
+
+use crate::carrier::inject;
+use crate::future::ResponseFuture;
+use crate::server::method_name;
+use http::{Request, Response, Uri};
+use std::fmt;
+use std::net::IpAddr;
+use std::task::{Context, Poll};
+use tdist_core::{set_current, Endpoint, FutureExt, Kind, Span, Tracer};
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// Makes a [`TraceClient`] around a service.
+#[derive(Debug, Clone)]
+pub struct ClientLayer {
+    tracer: Tracer,
+}
+
+impl ClientLayer {
+    /// Client spans from `tracer`.
+    pub fn new(tracer: Tracer) -> ClientLayer {
+        ClientLayer { tracer }
+    }
+}
+
+impl<S> Layer<S> for ClientLayer {
+    type Service = TraceClient<S>;
+
+    fn layer(&self, inner: S) -> TraceClient<S> {
+        TraceClient {
+            inner,
+            tracer: self.tracer.clone(),
+        }
+    }
+}
+
+/// Traces every request sent through `S`: a CLIENT span, child of the current context (or a new
+/// trace), with `http.method`, `http.path`, `http.status_code` and the server as remote
+/// endpoint; responses with status 400 and above and transport errors are marked as errors.
+/// The span ends when the response body ends.
+#[derive(Debug, Clone)]
+pub struct TraceClient<S> {
+    inner: S,
+    tracer: Tracer,
+}
+
+impl<S> TraceClient<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, tracer: Tracer) -> TraceClient<S> {
+        TraceClient { inner, tracer }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    fn start<B>(&self, req: &mut Request<B>) -> Span {
+        let mut span = self.tracer.span(method_name(req.method()));
+        if span.is_recording() {
+            span.set_kind(Kind::Client);
+            span.tag("http.method", method_name(req.method()));
+            span.tag("http.path", req.uri().path().to_owned());
+            if let Some(remote) = remote_endpoint(req.uri()) {
+                span.set_remote_endpoint(remote);
+            }
+        }
+        inject(&self.tracer, &span.context(), req.headers_mut());
+        span
+    }
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for TraceClient<S>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    S::Error: fmt::Display,
+{
+    type Response = Response<crate::TracedBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+        let span = self.start(&mut req);
+        let ctx = Some(span.context());
+        let fut = {
+            let _current = set_current(ctx);
+            self.inner.call(req)
+        };
+        ResponseFuture::new(fut.with_context(ctx), span, 400)
+    }
+}
+
+/// The server a request goes to: its address when the host is an IP literal, else the host
+/// name as the remote service name; the port given or the scheme's default.
+pub fn remote_endpoint(uri: &Uri) -> Option<Endpoint> {
+    let host = uri.host()?;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let endpoint = match bare.parse::<IpAddr>() {
+        Ok(ip) => Endpoint::default().with_ip(ip),
+        Err(_) => Endpoint::service(bare.to_owned()),
+    };
+    let port = uri.port_u16().or(match uri.scheme_str() {
+        Some("https") => Some(443),
+        Some("http") => Some(80),
+        _ => None,
+    });
+    Some(match port {
+        Some(p) => endpoint.with_port(p),
+        None => endpoint,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_endpoint_from_uri() {
+        let e = remote_endpoint(&"http://127.0.0.1:9411/x".parse().unwrap()).unwrap();
+        assert_eq!(
+            (e.ipv4().unwrap().to_string(), e.port()),
+            ("127.0.0.1".into(), Some(9411))
+        );
+        let e = remote_endpoint(&"https://[::1]/x".parse().unwrap()).unwrap();
+        assert_eq!((e.ipv6().is_some(), e.port()), (true, Some(443)));
+        let e = remote_endpoint(&"http://Stock.Internal/x".parse().unwrap()).unwrap();
+        assert_eq!(
+            (e.service_name(), e.port()),
+            (Some("stock.internal"), Some(80))
+        );
+        assert!(remote_endpoint(&"/relative".parse().unwrap()).is_none());
+    }
+}

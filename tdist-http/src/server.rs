@@ -1,0 +1,198 @@
+//! The server side: a SERVER span per request, joined to the caller's trace.
+//!
+//! ```
+//! use http::{Request, Response};
+//! use std::convert::Infallible;
+//! use tdist_core::export::InMemory;
+//! use tdist_core::{Kind, Tracer};
+//! use tdist_http::ServerLayer;
+//! use tower_layer::Layer;
+//! use tower_service::Service;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let sink = InMemory::new();
+//! let tracer = Tracer::builder().service_name("api").transport(sink.clone()).build().unwrap();
+//! let hello = tower_service_fn(|_req: Request<String>| async {
+//!     // The SERVER span is current here, and in everything spawned with tdist_core::spawn.
+//!     assert!(tdist_core::current().is_some());
+//!     Ok::<_, Infallible>(Response::new(String::from("hello")))
+//! });
+//! let mut svc = ServerLayer::new(tracer.clone()).layer(hello);
+//! let req = Request::get("/hello")
+//!     .header("X-B3-TraceId", "463ac35c9f6413ad")
+//!     .header("X-B3-SpanId", "a2fb4a1d1a96d312")
+//!     .body(String::new())
+//!     .unwrap();
+//! let response = svc.call(req).await.unwrap();
+//! drop(response); // the span ends with the response body
+//! tracer.flush().unwrap();
+//! let span = &sink.spans()[0];
+//! assert_eq!((span.kind(), span.shared()), (Some(Kind::Server), true));
+//! assert_eq!(span.id().to_string(), "a2fb4a1d1a96d312");
+//! # }
+//! # fn tower_service_fn<F, Fut>(f: F) -> Fn_<F> where F: FnMut(Request<String>) -> Fut { Fn_(f) }
+//! # struct Fn_<F>(F);
+//! # impl<F, Fut> Service<Request<String>> for Fn_<F>
+//! # where F: FnMut(Request<String>) -> Fut, Fut: std::future::Future<Output = Result<Response<String>, Infallible>> {
+//! #     type Response = Response<String>; type Error = Infallible; type Future = Fut;
+//! #     fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> { std::task::Poll::Ready(Ok(())) }
+//! #     fn call(&mut self, r: Request<String>) -> Fut { (self.0)(r) }
+//! # }
+//! ```
+
+use crate::carrier::HeaderExtractor;
+use crate::future::ResponseFuture;
+use http::{Method, Request, Response};
+use std::borrow::Cow;
+use std::fmt;
+use std::task::{Context, Poll};
+use tdist_core::propagation::extract;
+use tdist_core::{set_current, FutureExt, Kind, Span, Tracer};
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// The route a request matched (such as `/users/{id}`), for span names. Routers that know it
+/// can insert it into the request's extensions before the [`TraceServer`] sees the request;
+/// with the `axum` feature, axum's `MatchedPath` is used as well.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route(pub Cow<'static, str>);
+
+/// Makes a [`TraceServer`] around a service.
+#[derive(Debug, Clone)]
+pub struct ServerLayer {
+    tracer: Tracer,
+}
+
+impl ServerLayer {
+    /// Server spans from `tracer`.
+    pub fn new(tracer: Tracer) -> ServerLayer {
+        ServerLayer { tracer }
+    }
+}
+
+impl<S> Layer<S> for ServerLayer {
+    type Service = TraceServer<S>;
+
+    fn layer(&self, inner: S) -> TraceServer<S> {
+        TraceServer {
+            inner,
+            tracer: self.tracer.clone(),
+        }
+    }
+}
+
+/// Traces every request `S` handles: extracts the caller's context (`b3`, `X-B3-*`, then
+/// `traceparent`), starts a SERVER span (sharing the caller's span id for B3 callers, a child
+/// for W3C callers, a new trace otherwise), runs `S` inside it and ends it with the response
+/// body.
+#[derive(Debug, Clone)]
+pub struct TraceServer<S> {
+    inner: S,
+    tracer: Tracer,
+}
+
+impl<S> TraceServer<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, tracer: Tracer) -> TraceServer<S> {
+        TraceServer { inner, tracer }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    fn start<B>(&self, req: &Request<B>) -> Span {
+        let (extracted, source) = extract(&HeaderExtractor(req.headers()));
+        let name = method_name(req.method());
+        let mut span = match source {
+            Some(s) if s.shares_span_id() => self.tracer.join_span(extracted, name),
+            _ => self.tracer.child_of_remote(extracted, name),
+        };
+        if span.is_recording() {
+            span.set_kind(Kind::Server);
+            if let Some(route) = route(req) {
+                span.set_name(format!("{} {}", req.method(), route));
+            }
+            span.tag("http.method", method_name(req.method()));
+            span.tag("http.path", req.uri().path().to_owned());
+            if let Some(peer) = peer(req) {
+                span.set_remote_endpoint(tdist_core::Endpoint::addr(peer));
+            }
+        }
+        span
+    }
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for TraceServer<S>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    S::Error: fmt::Display,
+{
+    type Response = Response<crate::TracedBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        let span = self.start(&req);
+        let ctx = Some(span.context());
+        let fut = {
+            let _current = set_current(ctx);
+            self.inner.call(req)
+        };
+        ResponseFuture::new(fut.with_context(ctx), span, 500)
+    }
+}
+
+/// The method as a `'static` string for the common methods (no allocation), else owned.
+pub(crate) fn method_name(m: &Method) -> Cow<'static, str> {
+    Cow::Borrowed(match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => return Cow::Owned(m.as_str().to_owned()),
+    })
+}
+
+fn route<B>(req: &Request<B>) -> Option<&str> {
+    if let Some(Route(r)) = req.extensions().get::<Route>() {
+        return Some(r);
+    }
+    #[cfg(feature = "axum")]
+    if let Some(m) = req.extensions().get::<axum::extract::MatchedPath>() {
+        return Some(m.as_str());
+    }
+    None
+}
+
+fn peer<B>(req: &Request<B>) -> Option<std::net::SocketAddr> {
+    #[cfg(feature = "axum")]
+    if let Some(c) = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+    {
+        return Some(c.0);
+    }
+    req.extensions().get::<std::net::SocketAddr>().copied()
+}

@@ -1,0 +1,429 @@
+//! A [`Transport`] that POSTs spans to any Zipkin-compatible collector (Zipkin, Jaeger, the
+//! OpenTelemetry collector) at `/api/v2/spans`.
+//!
+//! It runs on the reporter's background thread, with its own single-threaded tokio runtime and
+//! hyper-util's pooled client, so the application's runtime never does span I/O. Each request is
+//! bounded by a connect timeout and a whole-request timeout. Connection errors, timeouts, 408,
+//! 429 and 5xx are retryable (the reporter retries a bounded number of times with backoff);
+//! other 4xx, such as 400 for data the collector rejects, are not. Its own requests carry
+//! `b3: 0` so that a tracing proxy in between does not trace them, and it never creates spans.
+//!
+//! | Variable | Meaning | Default |
+//! |---|---|---|
+//! | `OTEL_EXPORTER_ZIPKIN_ENDPOINT` | collector URL (selects this transport) | `http://localhost:9411/api/v2/spans` with `TDIST_TRANSPORT=zipkin` |
+//! | `OTEL_EXPORTER_ZIPKIN_TIMEOUT` | ms per request | 10000 |
+//! | `TDIST_ZIPKIN_ENCODING` | `json` or `proto3` | `json` |
+//! | `TDIST_ZIPKIN_GZIP` | `true` to gzip bodies | `false` |
+//!
+//! ```
+//! use tdist_http::zipkin::ZipkinTransport;
+//!
+//! let env = |k: &str| match k {
+//!     "OTEL_EXPORTER_ZIPKIN_ENDPOINT" => Some("http://127.0.0.1:9411/api/v2/spans".to_string()),
+//!     _ => None,
+//! };
+//! let builder = ZipkinTransport::configure_with(tdist_core::Tracer::builder(), env).unwrap();
+//! assert!(builder.has_transport());
+//! ```
+
+use bytes::Bytes;
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
+use http::{Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::time::Duration;
+use tdist_core::config::ConfigError;
+use tdist_core::encode::{json_list, proto3_list};
+use tdist_core::export::{Transport, TransportError};
+use tdist_core::{FinishedSpan, TracerBuilder};
+
+/// The usual collector address.
+pub const DEFAULT_ENDPOINT: &str = "http://localhost:9411/api/v2/spans";
+
+/// How spans are encoded in the request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Encoding {
+    /// Zipkin v2 JSON (`application/json`); every collector accepts it.
+    #[default]
+    Json,
+    /// proto3 `ListOfSpans` (`application/x-protobuf`), smaller; Zipkin 2.8+.
+    Proto3,
+}
+
+/// Why a transport could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ZipkinError {
+    /// The endpoint is not an absolute URL.
+    #[error("invalid collector endpoint: {0}")]
+    InvalidEndpoint(String),
+    /// Only `http://` is supported (put a TLS-terminating proxy or a local agent in front).
+    #[error("unsupported scheme in collector endpoint (only http): {0}")]
+    UnsupportedScheme(String),
+    /// Gzip was asked for but the `gzip` feature is off.
+    #[error("gzip requested but tdist-http was built without the gzip feature")]
+    GzipUnavailable,
+    /// The transport's runtime could not start.
+    #[error("cannot start the transport's runtime: {0}")]
+    Runtime(#[from] std::io::Error),
+}
+
+/// Settings for a [`ZipkinTransport`].
+#[derive(Debug, Clone)]
+pub struct ZipkinTransportBuilder {
+    endpoint: String,
+    encoding: Encoding,
+    gzip: bool,
+    timeout: Duration,
+    connect_timeout: Duration,
+}
+
+impl ZipkinTransportBuilder {
+    /// JSON or proto3 (default JSON).
+    pub fn encoding(mut self, encoding: Encoding) -> Self {
+        self.encoding = encoding;
+        self
+    }
+
+    /// Gzip request bodies (default off).
+    pub fn gzip(mut self, on: bool) -> Self {
+        self.gzip = on;
+        self
+    }
+
+    /// Limit on one whole request, connect included (default 10 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Limit on establishing a connection (default the smaller of 2 s and the timeout).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Checks the endpoint and starts the transport's runtime.
+    pub fn build(self) -> Result<ZipkinTransport, ZipkinError> {
+        let endpoint: Uri = self
+            .endpoint
+            .trim()
+            .parse()
+            .map_err(|_| ZipkinError::InvalidEndpoint(self.endpoint.clone()))?;
+        match endpoint.scheme_str() {
+            Some("http") if endpoint.host().is_some() => {}
+            Some("http") | None => return Err(ZipkinError::InvalidEndpoint(self.endpoint)),
+            Some(_) => return Err(ZipkinError::UnsupportedScheme(self.endpoint)),
+        }
+        if self.gzip && !cfg!(feature = "gzip") {
+            return Err(ZipkinError::GzipUnavailable);
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()?;
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(self.connect_timeout.min(self.timeout)));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(1)
+            .build(connector);
+        Ok(ZipkinTransport {
+            endpoint,
+            encoding: self.encoding,
+            gzip: self.gzip,
+            timeout: self.timeout,
+            runtime,
+            client,
+        })
+    }
+}
+
+/// Sends spans to a Zipkin collector over HTTP. See the [module docs](self).
+pub struct ZipkinTransport {
+    endpoint: Uri,
+    encoding: Encoding,
+    gzip: bool,
+    timeout: Duration,
+    runtime: tokio::runtime::Runtime,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl std::fmt::Debug for ZipkinTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZipkinTransport")
+            .field("endpoint", &self.endpoint)
+            .field("encoding", &self.encoding)
+            .field("gzip", &self.gzip)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ZipkinTransport {
+    /// Settings for `endpoint` (such as `http://zipkin:9411/api/v2/spans`): JSON, no gzip,
+    /// 10 s timeout.
+    pub fn builder(endpoint: impl Into<String>) -> ZipkinTransportBuilder {
+        ZipkinTransportBuilder {
+            endpoint: endpoint.into(),
+            encoding: Encoding::Json,
+            gzip: false,
+            timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(2),
+        }
+    }
+
+    /// A transport from the environment (see the module docs); `None` when
+    /// `OTEL_EXPORTER_ZIPKIN_ENDPOINT` is unset.
+    pub fn from_env() -> Result<Option<ZipkinTransport>, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// [`from_env`](Self::from_env) with a custom variable lookup.
+    pub fn from_lookup(
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<ZipkinTransport>, ConfigError> {
+        let Some(endpoint) = get("OTEL_EXPORTER_ZIPKIN_ENDPOINT").filter(|s| !s.trim().is_empty())
+        else {
+            return Ok(None);
+        };
+        Self::from_settings(endpoint, &get).map(Some)
+    }
+
+    fn from_settings(
+        endpoint: String,
+        get: &impl Fn(&str) -> Option<String>,
+    ) -> Result<ZipkinTransport, ConfigError> {
+        let mut b = ZipkinTransport::builder(endpoint.clone());
+        if let Some(v) = get("OTEL_EXPORTER_ZIPKIN_TIMEOUT") {
+            let ms = v.trim().parse::<u64>().ok().filter(|n| *n > 0);
+            let ms = ms.ok_or_else(|| {
+                ConfigError::new("OTEL_EXPORTER_ZIPKIN_TIMEOUT", v.clone(), "expected ms > 0")
+            })?;
+            b = b.timeout(Duration::from_millis(ms));
+        }
+        if let Some(v) = get("TDIST_ZIPKIN_ENCODING") {
+            b = b.encoding(match v.trim().to_ascii_lowercase().as_str() {
+                "json" => Encoding::Json,
+                "proto3" | "proto" | "protobuf" => Encoding::Proto3,
+                _ => {
+                    let e = ConfigError::new("TDIST_ZIPKIN_ENCODING", v, "expected json or proto3");
+                    return Err(e);
+                }
+            });
+        }
+        if let Some(v) = get("TDIST_ZIPKIN_GZIP") {
+            b = b.gzip(match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" => true,
+                "false" | "0" | "" => false,
+                _ => {
+                    return Err(ConfigError::new(
+                        "TDIST_ZIPKIN_GZIP",
+                        v,
+                        "expected true/false",
+                    ))
+                }
+            });
+        }
+        b.build()
+            .map_err(|e| ConfigError::new("OTEL_EXPORTER_ZIPKIN_ENDPOINT", endpoint, e.to_string()))
+    }
+
+    /// Selects this transport on `builder` when `OTEL_EXPORTER_ZIPKIN_ENDPOINT` is set, or with
+    /// the default endpoint when `TDIST_TRANSPORT=zipkin` (unless a transport was already
+    /// chosen in code or by `TDIST_TRANSPORT`).
+    pub fn configure(builder: TracerBuilder) -> Result<TracerBuilder, ConfigError> {
+        Self::configure_with(builder, |k| std::env::var(k).ok())
+    }
+
+    /// [`configure`](Self::configure) with a custom variable lookup.
+    pub fn configure_with(
+        builder: TracerBuilder,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<TracerBuilder, ConfigError> {
+        if builder.has_transport() {
+            return Ok(builder);
+        }
+        let wanted = get("TDIST_TRANSPORT").is_some_and(|t| t.trim() == "zipkin");
+        match Self::from_lookup(&get)? {
+            Some(t) => Ok(builder.transport_if_unset(t)),
+            None if wanted => {
+                let t = Self::from_settings(DEFAULT_ENDPOINT.to_owned(), &get)?;
+                Ok(builder.transport_if_unset(t))
+            }
+            None => Ok(builder),
+        }
+    }
+
+    /// The collector URL.
+    pub fn endpoint(&self) -> &Uri {
+        &self.endpoint
+    }
+
+    /// The request a batch becomes (also useful to see exactly what is sent).
+    pub fn request(&self, spans: &[FinishedSpan]) -> Request<Full<Bytes>> {
+        let (body, content_type) = match self.encoding {
+            Encoding::Json => (json_list(spans), "application/json"),
+            Encoding::Proto3 => (proto3_list(spans), "application/x-protobuf"),
+        };
+        let mut req = Request::post(self.endpoint.clone())
+            .header(CONTENT_TYPE, content_type)
+            .header("b3", "0");
+        let body = if self.gzip {
+            req = req.header(CONTENT_ENCODING, "gzip");
+            gzip(&body)
+        } else {
+            body
+        };
+        req.body(Full::new(Bytes::from(body)))
+            .unwrap_or_else(|_| Request::new(Full::new(Bytes::new())))
+    }
+
+    fn post(&self, spans: &[FinishedSpan]) -> Result<(), TransportError> {
+        let req = self.request(spans);
+        let exchange = async {
+            let response = self.client.request(req).await?;
+            let status = response.status();
+            // The collector explains rejections in the body; read a bounded amount of it.
+            let text = Limited::new(response.into_body(), 1024)
+                .collect()
+                .await
+                .map(|c| String::from_utf8_lossy(&c.to_bytes()).into_owned())
+                .unwrap_or_default();
+            Ok::<_, hyper_util::client::legacy::Error>((status, text))
+        };
+        match self
+            .runtime
+            .block_on(tokio::time::timeout(self.timeout, exchange))
+        {
+            Err(_) => Err(TransportError::retryable(format!(
+                "zipkin collector {} did not answer within {:?}",
+                self.endpoint, self.timeout
+            ))),
+            Ok(Err(e)) => Err(TransportError::retryable(format!(
+                "zipkin collector {}: {}",
+                self.endpoint,
+                error_chain(&e)
+            ))),
+            Ok(Ok((status, text))) => classify(status, &text),
+        }
+    }
+}
+
+fn classify(status: StatusCode, text: &str) -> Result<(), TransportError> {
+    if status.is_success() {
+        return Ok(());
+    }
+    let message = format!("zipkin collector answered {status}: {}", text.trim());
+    if status.is_server_error()
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS
+    {
+        Err(TransportError::retryable(message))
+    } else {
+        Err(TransportError::fatal(message))
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+#[cfg(feature = "gzip")]
+fn gzip(body: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4 + 64),
+        flate2::Compression::fast(),
+    );
+    // Writing into a Vec cannot fail.
+    let _ = enc.write_all(body);
+    enc.finish().unwrap_or_default()
+}
+
+#[cfg(not(feature = "gzip"))]
+fn gzip(body: &[u8]) -> Vec<u8> {
+    body.to_vec()
+}
+
+impl Transport for ZipkinTransport {
+    fn send(&self, spans: &[FinishedSpan]) -> Result<(), TransportError> {
+        if spans.is_empty() {
+            return Ok(());
+        }
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // Called from inside someone's runtime (not the reporter thread): block_on would
+            // panic there, so do the I/O on a scoped thread.
+            return std::thread::scope(|s| {
+                s.spawn(|| self.post(spans))
+                    .join()
+                    .unwrap_or_else(|_| Err(TransportError::fatal("zipkin transport panicked")))
+            });
+        }
+        self.post(spans)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_classes() {
+        assert!(classify(StatusCode::ACCEPTED, "").is_ok());
+        assert!(classify(StatusCode::SERVICE_UNAVAILABLE, "")
+            .unwrap_err()
+            .is_retryable());
+        assert!(classify(StatusCode::TOO_MANY_REQUESTS, "")
+            .unwrap_err()
+            .is_retryable());
+        let e = classify(StatusCode::BAD_REQUEST, "Expected a JSON_V2 encoded list").unwrap_err();
+        assert!(!e.is_retryable());
+        assert!(e.to_string().contains("JSON_V2"));
+    }
+
+    #[test]
+    fn endpoints_are_checked() {
+        assert!(matches!(
+            ZipkinTransport::builder("not a url").build(),
+            Err(ZipkinError::InvalidEndpoint(_))
+        ));
+        assert!(matches!(
+            ZipkinTransport::builder("https://zipkin/api/v2/spans").build(),
+            Err(ZipkinError::UnsupportedScheme(_))
+        ));
+        assert!(
+            ZipkinTransport::builder("http://127.0.0.1:9411/api/v2/spans")
+                .build()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn env_selection() {
+        let none = |_: &str| None;
+        let b = ZipkinTransport::configure_with(TracerBuilder::default(), none).unwrap();
+        assert!(!b.has_transport());
+        let wanted = |k: &str| (k == "TDIST_TRANSPORT").then(|| "zipkin".to_string());
+        let b = ZipkinTransport::configure_with(TracerBuilder::default(), wanted).unwrap();
+        assert!(b.has_transport());
+        let bad = |k: &str| match k {
+            "OTEL_EXPORTER_ZIPKIN_ENDPOINT" => Some("http://127.0.0.1:9411/api/v2/spans".into()),
+            "OTEL_EXPORTER_ZIPKIN_TIMEOUT" => Some("soon".into()),
+            _ => None,
+        };
+        let err = ZipkinTransport::from_lookup(bad).unwrap_err();
+        assert_eq!(err.variable(), "OTEL_EXPORTER_ZIPKIN_TIMEOUT");
+    }
+}
