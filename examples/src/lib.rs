@@ -3,3 +3,6 @@
 // thrift_service (tdist-thrift): generated comments.thrift code and the spam-check handler.
 pub mod spam_check;
 pub mod thrift_gen;
+
+// trace_report: Zipkin v2 JSON spans -> trace trees, critical path, contributors, percentiles.
+pub mod report;
