@@ -1,0 +1,383 @@
+//! Server and client layers over real sockets on 127.0.0.1, with hyper 1 (hyper-util).
+
+mod support;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use support::{get, one, plain_client, serve, spans, tag, tracer};
+use tdist_core::export::InMemory;
+use tdist_core::{FutureExt, Kind, SpanId, TraceId, Tracer};
+use tdist_http::{ClientLayer, ServerLayer};
+use tower::{Layer, Service};
+
+/// A traced hello-world server whose handler also does work in a spawned task.
+async fn hello_server(t: &Tracer) -> std::net::SocketAddr {
+    let t2 = t.clone();
+    let handler = tower::service_fn(move |_req: Request<Incoming>| {
+        let t = t2.clone();
+        async move {
+            tdist_core::spawn(async move {
+                let _lookup = t.span("lookup");
+                tokio::task::yield_now().await;
+            })
+            .await
+            .unwrap();
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"hello"))))
+        }
+    });
+    serve(ServerLayer::new(t.clone()).layer(handler)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_and_server_share_trace_and_span_id() {
+    let sink = InMemory::new();
+    let backend = tracer(&sink, "backend");
+    let frontend = backend.with_service_name("frontend");
+    let addr = hello_server(&backend).await;
+    let mut client = ClientLayer::new(frontend.clone()).layer(plain_client());
+
+    let root = frontend.root_span("checkout");
+    let root_id = root.context().span_id();
+    let body = async {
+        let req = Request::get(format!("http://{addr}/orders/7"))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let resp = client.call(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.into_body().collect().await.unwrap().to_bytes()
+    }
+    .in_span(root)
+    .await;
+    assert_eq!(&body[..], b"hello");
+
+    let all = spans(&sink, 4).await;
+    let client_span = one(&all, Kind::Client);
+    let server_span = one(&all, Kind::Server);
+    let lookup = all.iter().find(|s| s.name() == "lookup").unwrap();
+
+    assert_eq!(client_span.trace_id(), server_span.trace_id());
+    assert_eq!(client_span.id(), server_span.id(), "B3 shares the span id");
+    assert!(server_span.shared() && !client_span.shared());
+    assert_eq!(client_span.parent_id(), Some(root_id));
+    assert_eq!(server_span.parent_id(), Some(root_id));
+    assert_eq!(lookup.trace_id(), server_span.trace_id());
+    assert_eq!(
+        lookup.parent_id(),
+        Some(server_span.id()),
+        "spawned work joins"
+    );
+    assert_eq!(server_span.local_endpoint().service_name(), Some("backend"));
+    assert_eq!(
+        client_span.local_endpoint().service_name(),
+        Some("frontend")
+    );
+    for s in [&client_span, &server_span] {
+        assert_eq!(tag(s, "http.method").as_deref(), Some("GET"));
+        assert_eq!(tag(s, "http.path").as_deref(), Some("/orders/7"));
+        assert_eq!(tag(s, "http.status_code").as_deref(), Some("200"));
+        assert_eq!(tag(s, "error"), None);
+    }
+    let remote = client_span.remote_endpoint().unwrap();
+    assert_eq!(remote.ipv4(), Some(std::net::Ipv4Addr::LOCALHOST));
+    assert_eq!(remote.port(), Some(addr.port()));
+    assert!(sink.orphans().is_empty(), "{:?}", sink.orphans());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_without_headers_starts_a_new_trace() {
+    let sink = InMemory::new();
+    let t = tracer(&sink, "backend");
+    let addr = hello_server(&t).await;
+    let (status, body) = get(addr, "/", &[]).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "hello"));
+    let server_span = one(&spans(&sink, 2).await, Kind::Server);
+    assert_eq!(server_span.parent_id(), None);
+    assert!(!server_span.shared());
+    assert_eq!(server_span.name().to_ascii_lowercase(), "get");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn w3c_only_caller_is_joined_as_child() {
+    let sink = InMemory::new();
+    let t = tracer(&sink, "backend");
+    let addr = hello_server(&t).await;
+    let tp = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let (status, _) = get(addr, "/", &[("TraceParent", tp)]).await;
+    assert_eq!(status, StatusCode::OK);
+    let s = one(&spans(&sink, 2).await, Kind::Server);
+    assert_eq!(
+        s.trace_id(),
+        TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap()
+    );
+    assert_eq!(
+        s.parent_id(),
+        Some(SpanId::from_hex("00f067aa0ba902b7").unwrap())
+    );
+    assert_ne!(s.id(), SpanId::from_hex("00f067aa0ba902b7").unwrap());
+    assert!(!s.shared());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b3_single_and_sampling_only_callers() {
+    let sink = InMemory::new();
+    let t = tracer(&sink, "backend");
+    let addr = hello_server(&t).await;
+    let b3 = b"80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-d-05e3ac9a4f6e3b90";
+    assert_eq!(get(addr, "/", &[("B3", b3)]).await.0, StatusCode::OK);
+    let s = one(&spans(&sink, 2).await, Kind::Server);
+    assert_eq!(s.id(), SpanId::from_hex("e457b5a2e4d86bd1").unwrap());
+    assert_eq!(
+        s.parent_id(),
+        Some(SpanId::from_hex("05e3ac9a4f6e3b90").unwrap())
+    );
+    assert!(s.shared() && s.debug());
+
+    // `b3: 0` (what span uploads carry): the request is served, nothing is recorded.
+    sink.clear();
+    assert_eq!(get(addr, "/", &[("b3", b"0")]).await.0, StatusCode::OK);
+    t.flush().unwrap();
+    assert!(sink.spans().is_empty(), "{:?}", sink.spans());
+}
+
+/// Every malformed form from the reference (B3 single, B3 multi, W3C): the request succeeds and
+/// the server starts a new trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_headers_start_a_new_trace_and_the_request_succeeds() {
+    const T: &str = "463ac35c9f6413ad";
+    const S: &str = "a2fb4a1d1a96d312";
+    let long = format!("{T}{T}-{S}-1-{S}-{}", "a".repeat(600));
+    let cases: Vec<Vec<(&str, Vec<u8>)>> = vec![
+        vec![("b3", b"".to_vec())],
+        vec![("b3", b"-".to_vec())],
+        vec![("b3", b"x".to_vec())],
+        vec![("b3", long.clone().into_bytes())],
+        vec![("b3", b"463AC35C9F6413AD-A2FB4A1D1A96D312-1".to_vec())],
+        vec![("b3", format!("{T}-{S}-").into_bytes())],
+        vec![("b3", format!("{T}-{S}--{S}").into_bytes())],
+        vec![("b3", format!("-{S}").into_bytes())],
+        vec![("b3", format!("{T}-{S}-1-{S}-1").into_bytes())],
+        vec![("b3", format!("{T}-{S}-x").into_bytes())],
+        vec![("b3", format!("0000000000000000-{S}-1").into_bytes())],
+        vec![("b3", format!("{T}-0000000000000000").into_bytes())],
+        vec![("b3", format!("{T}-{S}-1-00").into_bytes())],
+        vec![("b3", format!("{}-{S}", "4".repeat(17)).into_bytes())],
+        vec![("b3", b"\x80\xff-caf\xe9".to_vec())],
+        vec![
+            ("x-b3-traceid", T.into()),
+            ("x-b3-spanid", S.into()),
+            ("x-b3-sampled", b"".to_vec()),
+        ],
+        vec![
+            ("x-b3-traceid", T.into()),
+            ("x-b3-spanid", S.into()),
+            ("x-b3-sampled", b"d".to_vec()),
+        ],
+        vec![
+            ("x-b3-traceid", T.into()),
+            ("x-b3-spanid", S.into()),
+            ("x-b3-sampled", b"yes".to_vec()),
+        ],
+        vec![
+            ("x-b3-traceid", T.to_uppercase().into_bytes()),
+            ("x-b3-spanid", S.into()),
+        ],
+        vec![
+            ("x-b3-traceid", b"0000000000000000".to_vec()),
+            ("x-b3-spanid", S.into()),
+        ],
+        vec![
+            ("x-b3-traceid", "a".repeat(33).into_bytes()),
+            ("x-b3-spanid", S.into()),
+        ],
+        vec![
+            ("x-b3-traceid", T.into()),
+            ("x-b3-spanid", b"0000000000000000".to_vec()),
+        ],
+        vec![
+            ("x-b3-traceid", T.into()),
+            ("x-b3-spanid", "b".repeat(17).into_bytes()),
+        ],
+        vec![("x-b3-traceid", T.into())],
+        vec![("x-b3-spanid", S.into())],
+        vec![
+            ("x-b3-traceid", T.into()),
+            ("x-b3-spanid", S.into()),
+            ("x-b3-parentspanid", b"-".to_vec()),
+        ],
+        vec![
+            ("x-b3-traceid", T.into()),
+            ("x-b3-spanid", S.into()),
+            ("x-b3-parentspanid", b"0000000000000000".to_vec()),
+        ],
+        vec![
+            ("x-b3-traceid", b"g63ac35c9f6413ad".to_vec()),
+            ("x-b3-spanid", S.into()),
+        ],
+        vec![("traceparent", format!("ff-{T}{T}-{S}-01").into_bytes())],
+        vec![("traceparent", format!("00-{T}{T}-{S}-01.").into_bytes())],
+        vec![(
+            "traceparent",
+            format!("00-{T}{T}-{S}-01-what-the-future-will-be-like").into_bytes(),
+        )],
+        vec![("traceparent", format!("0-{T}{T}-{S}-01").into_bytes())],
+        vec![("traceparent", format!("000-{T}{T}-{S}-01").into_bytes())],
+        vec![("traceparent", format!("00-{T}-{S}-01").into_bytes())],
+        vec![(
+            "traceparent",
+            format!("00-{}-{S}-01", "0".repeat(32)).into_bytes(),
+        )],
+        vec![(
+            "traceparent",
+            format!("00-{T}{T}-0000000000000000-01").into_bytes(),
+        )],
+        vec![(
+            "traceparent",
+            format!("00-{}-{S}-01", T.repeat(2).to_uppercase()).into_bytes(),
+        )],
+        vec![("traceparent", format!("00-{T}{T}-{S}-1").into_bytes())],
+        vec![("traceparent", format!("00-{T}{T}-{S}-0g").into_bytes())],
+        vec![("traceparent", format!("01-{T}{T}-{S}").into_bytes())],
+        vec![
+            ("traceparent", format!("00-{T}{T}-{S}-01").into_bytes()),
+            ("traceparent", format!("00-{T}{T}-{S}-01").into_bytes()),
+        ],
+        vec![("trace-parent", format!("00-{T}{T}-{S}-01").into_bytes())],
+        vec![("traceparent", long.into_bytes())],
+    ];
+    let sink = InMemory::new();
+    let t = tracer(&sink, "backend");
+    let addr = hello_server(&t).await;
+    for (i, case) in cases.iter().enumerate() {
+        sink.clear();
+        let headers: Vec<(&str, &[u8])> = case.iter().map(|(k, v)| (*k, &v[..])).collect();
+        let (status, body) = get(addr, "/", &headers).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, "hello"),
+            "case {i}"
+        );
+        let s = one(&spans(&sink, 2).await, Kind::Server);
+        assert_eq!(s.parent_id(), None, "case {i}: {case:?}");
+        assert!(!s.shared(), "case {i}");
+        let trace = s.trace_id().to_string();
+        assert!(
+            !trace.contains(T) && !trace.contains("aaaaaaaaaaaaaaaa"),
+            "case {i}"
+        );
+        assert!(s.id() != SpanId::from_hex(S).unwrap(), "case {i}");
+    }
+}
+
+#[derive(Debug)]
+struct Boom;
+impl std::fmt::Display for Boom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("database unavailable")
+    }
+}
+impl std::error::Error for Boom {}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inner_errors_and_5xx_are_tagged() {
+    let sink = InMemory::new();
+    let t = tracer(&sink, "backend");
+    let handler = tower::service_fn(|req: Request<Incoming>| async move {
+        match req.uri().path() {
+            "/fail" => Err(Boom),
+            "/503" => Ok(Response::builder()
+                .status(503)
+                .body(Full::new(Bytes::new()))
+                .unwrap()),
+            _ => Ok(Response::new(Full::new(Bytes::from_static(b"ok")))),
+        }
+    });
+    let addr = serve(ServerLayer::new(t.clone()).layer(handler)).await;
+
+    // hyper aborts the connection when the service fails; the client sees an error.
+    let req = Request::get(format!("http://{addr}/fail"))
+        .body(Empty::new())
+        .unwrap();
+    assert!(plain_client().request(req).await.is_err());
+    let s = one(&spans(&sink, 1).await, Kind::Server);
+    assert_eq!(tag(&s, "error").as_deref(), Some("database unavailable"));
+    assert_eq!(tag(&s, "http.status_code"), None);
+
+    sink.clear();
+    let mut client = ClientLayer::new(t.clone()).layer(plain_client());
+    let req = Request::get(format!("http://{addr}/503"))
+        .body(Empty::new())
+        .unwrap();
+    let resp = client.call(req).await.unwrap();
+    assert_eq!(resp.status(), 503);
+    drop(resp);
+    let all = spans(&sink, 2).await;
+    for kind in [Kind::Client, Kind::Server] {
+        let s = one(&all, kind);
+        assert_eq!(tag(&s, "error").as_deref(), Some("503"), "{kind:?}");
+        assert_eq!(tag(&s, "http.status_code").as_deref(), Some("503"));
+    }
+
+    // A client whose connection fails: the CLIENT span carries the error.
+    sink.clear();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let req = Request::get(format!("http://{closed}/"))
+        .body(Empty::new())
+        .unwrap();
+    assert!(client.call(req).await.is_err());
+    let s = one(&spans(&sink, 1).await, Kind::Client);
+    assert!(tag(&s, "error").is_some_and(|e| !e.is_empty()));
+}
+
+/// The SERVER span stays open while the response body streams, and ends with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_span_ends_when_the_body_ends() {
+    let sink = InMemory::new();
+    let t = tracer(&sink, "backend");
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let release_rx = std::sync::Arc::new(std::sync::Mutex::new(Some(release_rx)));
+    let handler = tower::service_fn(move |_req: Request<Incoming>| {
+        let release = release_rx.lock().unwrap().take();
+        async move {
+            let (mut tx, body) = http_body_util::channel::Channel::<Bytes, Infallible>::new(1);
+            tokio::spawn(async move {
+                tx.send_data(Bytes::from_static(b"first ")).await.unwrap();
+                if let Some(r) = release {
+                    let _ = r.await;
+                }
+                tx.send_data(Bytes::from_static(b"last")).await.unwrap();
+            });
+            Ok::<_, Infallible>(Response::new(body))
+        }
+    });
+    let addr = serve(ServerLayer::new(t.clone()).layer(handler)).await;
+    let req = Request::get(format!("http://{addr}/stream"))
+        .body(Empty::new())
+        .unwrap();
+    let mut body = plain_client().request(req).await.unwrap().into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(&first[..], b"first ");
+
+    // Headers and a first chunk are out, the body is not finished: no span yet.
+    let flushed = tokio::task::spawn_blocking({
+        let t = t.clone();
+        move || t.flush()
+    });
+    flushed.await.unwrap().unwrap();
+    assert!(
+        sink.spans().is_empty(),
+        "span ended before its body: {:?}",
+        sink.spans()
+    );
+
+    release_tx.send(()).unwrap();
+    let rest = body.collect().await.unwrap().to_bytes();
+    assert_eq!(&rest[..], b"last");
+    let s = one(&spans(&sink, 1).await, Kind::Server);
+    assert_eq!(tag(&s, "http.status_code").as_deref(), Some("200"));
+}
