@@ -200,6 +200,8 @@ pub struct FinishedSpan {
     pub(crate) context: SpanContext,
     pub(crate) name: Cow<'static, str>,
     pub(crate) kind: Option<Kind>,
+    /// Start in epoch nanoseconds while recording; `timestamp_us` is set from it at finish.
+    pub(crate) start_ns: u64,
     pub(crate) timestamp_us: u64,
     pub(crate) duration_us: u64,
     pub(crate) local: &'static Endpoint,

@@ -33,19 +33,11 @@ use std::borrow::Cow;
 #[derive(Debug)]
 pub struct Span {
     context: SpanContext,
-    recording: Option<Recording>,
-}
-
-#[derive(Debug)]
-struct Recording {
     reporter: u64,
-    local: &'static Endpoint,
-    name: Cow<'static, str>,
-    kind: Option<Kind>,
-    start_ns: u64,
-    remote: Option<Box<Endpoint>>,
-    tags: Tags,
-    annotations: Vec<Annotation>,
+    /// The record, boxed and filled in place: the span is a small handle to move around (into
+    /// futures, across calls), an unsampled span never touches a record, and finishing hands
+    /// the box itself to the reporter's queue instead of copying the record.
+    recording: Option<Box<FinishedSpan>>,
 }
 
 impl Span {
@@ -53,6 +45,7 @@ impl Span {
     pub fn noop(context: SpanContext) -> Span {
         Span {
             context,
+            reporter: 0,
             recording: None,
         }
     }
@@ -65,16 +58,19 @@ impl Span {
     ) -> Span {
         Span {
             context,
-            recording: Some(Recording {
-                reporter,
-                local,
+            reporter,
+            recording: Some(Box::new(FinishedSpan {
+                context,
                 name,
                 kind: None,
                 start_ns: now_ns(),
+                timestamp_us: 0,
+                duration_us: 0,
+                local,
                 remote: None,
                 tags: Tags::new(),
                 annotations: Vec::new(),
-            }),
+            })),
         }
     }
 
@@ -166,26 +162,16 @@ impl Span {
     }
 
     fn end(&mut self, end_ns: u64) {
-        let Some(r) = self.recording.take() else {
+        let Some(mut r) = self.recording.take() else {
             return;
         };
-        let duration_us = (end_ns.saturating_sub(r.start_ns) / 1_000).max(1);
-        let finished = FinishedSpan {
-            context: self.context,
-            name: r.name,
-            kind: r.kind,
-            timestamp_us: r.start_ns / 1_000,
-            duration_us,
-            local: r.local,
-            remote: r.remote,
-            tags: r.tags,
-            annotations: r.annotations,
-        };
-        crate::export::submit(r.reporter, finished);
+        r.timestamp_us = r.start_ns / 1_000;
+        r.duration_us = (end_ns.saturating_sub(r.start_ns) / 1_000).max(1);
+        crate::export::submit(self.reporter, r);
     }
 }
 
-fn now_ns_if(r: &Option<Recording>) -> u64 {
+fn now_ns_if(r: &Option<Box<FinishedSpan>>) -> u64 {
     if r.is_some() {
         now_ns()
     } else {

@@ -30,7 +30,7 @@ pub struct ReporterConfig {
     pub max_export_batch_size: usize,
     /// Time budget for one batch, retries included (`OTEL_BSP_EXPORT_TIMEOUT`, 30 s).
     pub export_timeout: Duration,
-    /// Spans each thread may buffer before the worker drains them (`TDIST_LOCAL_QUEUE_SIZE`, 512).
+    /// Spans each thread may buffer before the worker drains them (`TDIST_LOCAL_QUEUE_SIZE`, 2048).
     pub local_queue_size: usize,
     /// Retries of a retryable failure within the export timeout (`TDIST_EXPORT_RETRIES`, 3).
     pub max_retries: u32,
@@ -46,7 +46,7 @@ impl Default for ReporterConfig {
             schedule_delay: Duration::from_millis(5000),
             max_export_batch_size: 512,
             export_timeout: Duration::from_millis(30_000),
-            local_queue_size: 512,
+            local_queue_size: 2048,
             max_retries: 3,
             shutdown_timeout: Duration::from_secs(5),
         }
@@ -85,7 +85,7 @@ pub struct FlushError {
 
 /// One thread's queue, shared with the worker.
 struct LocalQueue {
-    queue: ArrayQueue<FinishedSpan>,
+    queue: ArrayQueue<Box<FinishedSpan>>,
     /// Written by the owning thread only; read by anyone.
     accepted: AtomicU64,
     dropped: AtomicU64,
@@ -329,7 +329,7 @@ fn drain(shared: &Shared, batch: &mut Vec<FinishedSpan>) {
     for q in queues.iter() {
         while batch.len() < cap {
             match q.queue.pop() {
-                Some(s) => batch.push(s),
+                Some(s) => batch.push(*s),
                 None => break,
             }
         }
@@ -396,7 +396,7 @@ thread_local! {
 }
 
 /// Hands a finished span to reporter `id` from the current thread. Never blocks.
-pub(crate) fn submit(reporter: u64, span: FinishedSpan) {
+pub(crate) fn submit(reporter: u64, span: Box<FinishedSpan>) {
     let _ = LOCAL.try_with(|local| {
         let Ok(mut local) = local.try_borrow_mut() else {
             return;
@@ -426,7 +426,7 @@ pub(crate) fn submit(reporter: u64, span: FinishedSpan) {
                 entry.since_wake = usize::MAX / 2;
             }
         }
-        if entry.since_wake >= q.queue.capacity() / 2 {
+        if entry.since_wake >= q.queue.capacity() / 4 {
             entry.since_wake = 0;
             match entry.shared.upgrade() {
                 Some(s) => s.wake(),
