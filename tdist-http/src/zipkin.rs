@@ -137,7 +137,7 @@ impl ZipkinTransportBuilder {
             encoding: self.encoding,
             gzip: self.gzip,
             timeout: self.timeout,
-            runtime,
+            runtime: Some(runtime),
             client,
         })
     }
@@ -149,7 +149,7 @@ pub struct ZipkinTransport {
     encoding: Encoding,
     gzip: bool,
     timeout: Duration,
-    runtime: tokio::runtime::Runtime,
+    runtime: Option<tokio::runtime::Runtime>,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
@@ -296,10 +296,12 @@ impl ZipkinTransport {
                 .unwrap_or_default();
             Ok::<_, hyper_util::client::legacy::Error>((status, text))
         };
-        match self
-            .runtime
-            .block_on(tokio::time::timeout(self.timeout, exchange))
-        {
+        let Some(runtime) = self.runtime.as_ref() else {
+            return Err(TransportError::fatal("zipkin transport is shut down"));
+        };
+        // The timer must be created inside the runtime.
+        let bounded = async { tokio::time::timeout(self.timeout, exchange).await };
+        match runtime.block_on(bounded) {
             Err(_) => Err(TransportError::retryable(format!(
                 "zipkin collector {} did not answer within {:?}",
                 self.endpoint, self.timeout
@@ -355,6 +357,16 @@ fn gzip(body: &[u8]) -> Vec<u8> {
 #[cfg(not(feature = "gzip"))]
 fn gzip(body: &[u8]) -> Vec<u8> {
     body.to_vec()
+}
+
+impl Drop for ZipkinTransport {
+    fn drop(&mut self) {
+        // The last tracer handle may be dropped inside an async context, where dropping a
+        // runtime normally would panic.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl Transport for ZipkinTransport {
