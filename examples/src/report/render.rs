@@ -40,7 +40,8 @@ impl Default for TreeOptions {
 /// One header line, then one line per span in depth-first order (children by start time; orphan
 /// subtrees after the main tree): offset from the trace start, duration, a bar (`-` the span,
 /// `#` its sections on the critical path), `*` when the span is on the critical path, indented
-/// `service: name [KIND]`, then flags: `shared`, `error`, `!skew <shift>`, `!before-parent`,
+/// `service: name [KIND]`, then flags: `shared`, `error`, `!skew <shift>` (moved by the
+/// clock-skew rule), `~skew <shift>` (moved with a same-service ancestor), `!before-parent`,
 /// `!orphan parent=<id>`, `!no-timestamp`, `!no-duration`.
 pub fn tree(t: &Trace, opts: &TreeOptions) -> String {
     let mut out = String::new();
@@ -60,6 +61,14 @@ pub fn tree(t: &Trace, opts: &TreeOptions) -> String {
         t.orphans,
         skewed,
         t.duplicates
+    );
+    let _ = writeln!(
+        out,
+        "{:>10} {:>10} |{:w$}|   service: name [KIND] flags",
+        "offset",
+        "duration",
+        "",
+        w = opts.bar_width
     );
     for n in t.preorder() {
         line(&mut out, &t.nodes[n], t0, total, opts);
@@ -111,6 +120,14 @@ fn flags(out: &mut String, n: &Node) {
         let _ = write!(
             out,
             " !skew {}{}",
+            if n.skew > 0 { "+" } else { "" },
+            format_micros(n.skew)
+        );
+    }
+    if n.skew != 0 && !n.skew_adjusted {
+        let _ = write!(
+            out,
+            " ~skew {}{}",
             if n.skew > 0 { "+" } else { "" },
             format_micros(n.skew)
         );
