@@ -6,3 +6,6 @@ pub mod thrift_gen;
 
 // trace_report: Zipkin v2 JSON spans -> trace trees, critical path, contributors, percentiles.
 pub mod report;
+
+// comment_pipeline: HTTP → Kafka → Storm bolts → Thrift, one trace per comment.
+pub mod pipeline;

@@ -1,0 +1,121 @@
+//! The comment pipeline: one trace per comment across HTTP → Kafka → Storm → Thrift.
+//!
+//! ```text
+//! cargo run -p tdist-examples --example comment_pipeline -- [--comments N] [--clients N] [--out PATH]
+//! ```
+//!
+//! An HTTP API accepts `POST /comments` and produces each comment to Kafka (librdkafka's mock
+//! cluster, or `TDIST_KAFKA_BOOTSTRAP_SERVERS`); a consumer feeds a topology of Rust multilang
+//! bolts (this program again, run with `--bolt NAME` as child processes under tdist-storm's
+//! harness); the spam bolt calls a traced Thrift service. Every span of every process ends up in
+//! one JSON-lines file, and the terminal shows one trace as a tree, the contributors (self time
+//! per service and operation), latency percentiles and repeated calls.
+//!
+//! Spans also go to `OTEL_EXPORTER_ZIPKIN_ENDPOINT` when set, and to Kafka's `zipkin` topic
+//! with `TDIST_TRANSPORT=kafka` and `TDIST_KAFKA_BOOTSTRAP_SERVERS`.
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+use tdist_examples::pipeline::{self, bolts, Config};
+use tdist_examples::report::{Report, ReportOptions};
+
+const USAGE: &str =
+    "usage: comment_pipeline [--comments N] [--clients N] [--out PATH] | --bolt NAME";
+
+fn parse() -> Result<(Config, bool), String> {
+    let mut config = Config {
+        comments: 40,
+        clients: 4,
+        out: PathBuf::from("comment_pipeline_spans.jsonl"),
+        bolt_command: Box::new(|_| Command::new("unset")),
+        progress: true,
+        settle_timeout: Duration::from_secs(90),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or(format!("{flag} needs a value\n{USAGE}"));
+        match flag.as_str() {
+            "--comments" => {
+                config.comments = value()?.parse().map_err(|e| format!("--comments: {e}"))?
+            }
+            "--clients" => {
+                config.clients = value()?.parse().map_err(|e| format!("--clients: {e}"))?
+            }
+            "--out" => config.out = PathBuf::from(value()?),
+            "--quiet" => config.progress = false,
+            _ => return Err(format!("unknown argument {flag}\n{USAGE}")),
+        }
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
+    config.bolt_command = Box::new(move |name| {
+        let mut c = Command::new(&exe);
+        c.args(["--bolt", name]);
+        c
+    });
+    let valid = config_is_valid(&config);
+    Ok((config, valid))
+}
+
+fn config_is_valid(c: &Config) -> bool {
+    c.comments > 0 && c.clients > 0
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, flag, name] = args.as_slice() {
+        if flag == "--bolt" {
+            return bolts::run(name);
+        }
+    }
+    let config = match parse() {
+        Ok((c, true)) => c,
+        Ok(_) => {
+            eprintln!("--comments and --clients must be at least 1");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    eprintln!(
+        "posting {} comments from {} clients through HTTP → Kafka → Storm → Thrift ...",
+        config.comments, config.clients
+    );
+    let outcome = match pipeline::run(&config) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = match Report::from_path(&outcome.spans_file) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{}: {e}", outcome.spans_file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    match report.render(&ReportOptions::default()) {
+        Ok(text) => println!("{text}"),
+        Err(e) => {
+            eprintln!("report: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    println!(
+        "{} comments posted, {} consumed, {} spans from every process in {} (kafka: {}), {:.1}s",
+        outcome.posted,
+        outcome.consumed,
+        outcome.spans,
+        outcome.spans_file.display(),
+        if outcome.mock_kafka {
+            "mock cluster"
+        } else {
+            "broker"
+        },
+        outcome.elapsed.as_secs_f64()
+    );
+    ExitCode::SUCCESS
+}

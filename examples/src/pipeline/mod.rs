@@ -1,0 +1,263 @@
+//! The comment pipeline: one trace per comment across HTTP → Kafka → Storm → Thrift.
+//!
+//! - [`http`]: the comments API (`POST /comments`, a SERVER span per request) produces each
+//!   comment to Kafka with a traced producer (PRODUCER span, context in header and frame).
+//! - [`kafka`]: the mock cluster or a real broker, and the consumer loop (CONSUMER span per
+//!   record) feeding the topology with the context as the tuple's last field.
+//! - [`topology`], [`bolts`]: Rust multilang bolts as child processes under tdist-storm's
+//!   harness: `spam` (calls the traced Thrift `SpamCheck` server, CLIENT and SERVER spans),
+//!   then `notify`, `index`, `store` and a chatty `statistics`.
+//! - [`spans`]: every process writes JSON lines of its own; [`run`] merges them into one file.
+//!
+//! [`run`] starts all of it in this process (plus the bolt processes), posts the comments from
+//! several concurrent clients, waits until every bolt has settled every tuple, stops the bolts
+//! so they flush, and returns where the spans are.
+
+pub mod bolts;
+pub mod comments;
+pub mod http;
+pub mod kafka;
+pub mod spans;
+pub mod topology;
+
+use crate::spam_check::SpamChecker;
+use crate::thrift_gen::comments::SpamCheckSyncProcessor;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tdist_kafka::KafkaTracing;
+use tdist_thrift::{Framing, Protocol, Server, ServerOptions, TracedProcessor};
+use topology::Topology;
+
+/// The Kafka topic comments go through.
+pub const TOPIC: &str = "comments";
+
+/// How to run the pipeline.
+pub struct Config {
+    /// How many comments to post.
+    pub comments: usize,
+    /// How many concurrent HTTP clients post them.
+    pub clients: usize,
+    /// The JSON-lines file receiving every span of every process.
+    pub out: PathBuf,
+    /// The command that runs bolt `name` (this program with `--bolt name`, in the demo).
+    pub bolt_command: Box<dyn Fn(&str) -> Command + Send + Sync>,
+    /// Print a progress line on stderr while the load runs.
+    pub progress: bool,
+    /// How long to wait for the topology to process everything once posted.
+    pub settle_timeout: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("comments", &self.comments)
+            .field("clients", &self.clients)
+            .field("out", &self.out)
+            .field("progress", &self.progress)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The merged span file.
+    pub spans_file: PathBuf,
+    /// Spans in it.
+    pub spans: usize,
+    /// Comments accepted by the API.
+    pub posted: u64,
+    /// Records the consumer delivered to the topology.
+    pub consumed: u64,
+    /// Whether librdkafka's mock cluster was used.
+    pub mock_kafka: bool,
+    /// Wall time of the whole run.
+    pub elapsed: Duration,
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+#[error("comment pipeline: {0}")]
+pub struct PipelineError(pub String);
+
+fn err(e: impl std::fmt::Display) -> PipelineError {
+    PipelineError(e.to_string())
+}
+
+fn work_dir() -> Result<PathBuf, PipelineError> {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "tdist-pipeline-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
+    Ok(dir)
+}
+
+/// Counters the load and the consumer update, shown by the progress line.
+#[derive(Debug, Default)]
+struct Progress {
+    posted: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// Posts `n` comments from `clients` concurrent connections to the API at `addr`.
+async fn load(
+    addr: std::net::SocketAddr,
+    n: usize,
+    clients: usize,
+    progress: Arc<Progress>,
+) -> Result<(), PipelineError> {
+    let clients = clients.clamp(1, n.max(1));
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let progress = progress.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut client = http::Client::connect(addr).await?;
+            for i in (c..n).step_by(clients) {
+                match client.post(&comments::sample(i)).await {
+                    Ok(_) => progress.posted.fetch_add(1, Ordering::Relaxed),
+                    Err(e) => {
+                        progress.failed.fetch_add(1, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                };
+            }
+            Ok::<_, http::PostError>(())
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(err)?.map_err(err)?;
+    }
+    Ok(())
+}
+
+fn show_progress(total: usize, progress: &Progress, topology: &Topology) {
+    if !std::io::stderr().is_terminal() {
+        return;
+    }
+    eprint!(
+        "\r  posted {:>4}/{total}   through the topology {:>4}/{total}",
+        progress.posted.load(Ordering::Relaxed),
+        topology.min_settled()
+    );
+    let _ = std::io::stderr().flush();
+}
+
+/// Runs the whole pipeline once; see the module docs.
+pub fn run(config: &Config) -> Result<Outcome, PipelineError> {
+    let started = Instant::now();
+    let dir = work_dir()?;
+    let broker = kafka::Broker::from_env(TOPIC).map_err(err)?;
+    let demo_file = dir.join("demo.jsonl");
+    let tracer = spans::tracer("comments-api", &demo_file).map_err(err)?;
+
+    let thrift_listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(err)?;
+    let thrift_addr = thrift_listener.local_addr().map_err(err)?;
+    let processor = TracedProcessor::new(
+        tracer.with_service_name("spam-check"),
+        SpamCheckSyncProcessor::new(SpamChecker::default()),
+    );
+    let options = ServerOptions::traced(Framing::Framed, Protocol::Binary);
+    let thrift = Server::spawn(thrift_listener, processor, options).map_err(err)?;
+
+    let topology = Topology::start(&*config.bolt_command, &dir, &thrift_addr.to_string())
+        .map_err(|e| err(format!("starting the bolts: {e}")))?;
+    let consumer_tracing = KafkaTracing::new(tracer.with_service_name("moderation"));
+    let consumer = broker.consumer(TOPIC).map_err(err)?;
+    let producer = broker
+        .producer(KafkaTracing::new(tracer.clone()))
+        .map_err(err)?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(err)?;
+    let api = Arc::new(http::Api::new(tracer.clone(), producer, TOPIC));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .map_err(err)?;
+    let api_addr = listener.local_addr().map_err(err)?;
+    let server = rt.spawn(http::serve(listener, api));
+
+    let progress = Arc::new(Progress::default());
+    let stop = AtomicBool::new(false);
+    let n = config.comments;
+    let (loaded, consumed, settled) = std::thread::scope(|s| {
+        let consumer_thread = s.spawn(|| {
+            kafka::consume_loop(
+                &consumer,
+                &consumer_tracing,
+                || stop.load(Ordering::Relaxed),
+                |values| topology.submit(values),
+            )
+        });
+        let load = rt.spawn(load(api_addr, n, config.clients, progress.clone()));
+        while !load.is_finished() && topology.error().is_none() {
+            if config.progress {
+                show_progress(n, &progress, &topology);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let loaded = rt.block_on(load).map_err(err).and_then(|r| r);
+        let settled = match &loaded {
+            Ok(()) => {
+                let deadline = Instant::now() + config.settle_timeout;
+                loop {
+                    if config.progress {
+                        show_progress(n, &progress, &topology);
+                    }
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match topology.wait_settled(n as u64, left.min(Duration::from_millis(200))) {
+                        Ok(()) => break Ok(()),
+                        Err(e) if left.is_zero() || topology.error().is_some() => break Err(e),
+                        Err(_) => {}
+                    }
+                }
+            }
+            Err(_) => Ok(()),
+        };
+        if config.progress {
+            show_progress(n, &progress, &topology);
+            if std::io::stderr().is_terminal() {
+                eprintln!();
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let consumed = consumer_thread.join();
+        (loaded, consumed, settled)
+    });
+    server.abort();
+    drop(rt);
+    let consumed = match consumed {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return Err(err(format!("feeding the topology: {e}"))),
+        Err(_) => return Err(err("the consumer thread panicked")),
+    };
+    let bolt_files = topology.shutdown(Duration::from_secs(30));
+    thrift.shutdown();
+    let _ = tracer.flush();
+    loaded?;
+    settled.map_err(err)?;
+    let bolt_files = bolt_files.map_err(|e| err(format!("stopping the bolts: {e}")))?;
+
+    let mut parts = vec![demo_file];
+    parts.extend(bolt_files);
+    let spans = spans::merge(&parts, &config.out)
+        .map_err(|e| err(format!("{}: {e}", config.out.display())))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(Outcome {
+        spans_file: config.out.clone(),
+        spans,
+        posted: progress.posted.load(Ordering::Relaxed),
+        consumed,
+        mock_kafka: broker.is_mock(),
+        elapsed: started.elapsed(),
+    })
+}

@@ -1,0 +1,102 @@
+//! Where every process of the pipeline sends its spans: a JSON-lines file of its own, plus the
+//! collectors the environment names, and the merge of all files into one.
+//!
+//! ```
+//! let dir = std::env::temp_dir().join(format!("tdist-merge-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir).unwrap();
+//! std::fs::write(dir.join("a.jsonl"), "{\"id\":\"1\"}\n").unwrap();
+//! std::fs::write(dir.join("b.jsonl"), "{\"id\":\"2\"}").unwrap();
+//! let out = dir.join("all.jsonl");
+//! let n = tdist_examples::pipeline::spans::merge(&[dir.join("a.jsonl"), dir.join("b.jsonl")], &out).unwrap();
+//! assert_eq!(n, 2);
+//! assert_eq!(std::fs::read_to_string(&out).unwrap(), "{\"id\":\"1\"}\n{\"id\":\"2\"}\n");
+//! # std::fs::remove_dir_all(&dir).unwrap();
+//! ```
+
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tdist_core::export::{Fanout, JsonLinesFile, Transport, TransportError};
+use tdist_core::{FinishedSpan, Tracer};
+
+/// Opts in to also publishing spans to the `zipkin` topic when set to `kafka` (and
+/// `TDIST_KAFKA_BOOTSTRAP_SERVERS` is set).
+pub const TRANSPORT_VAR: &str = "TDIST_TRANSPORT";
+
+/// A transport whose failures are reported once on stderr and otherwise ignored, so that a
+/// collector that is down never makes the reporter retry a batch the span file already has.
+struct BestEffort<T> {
+    name: &'static str,
+    inner: T,
+    warned: AtomicBool,
+}
+
+impl<T: Transport> Transport for BestEffort<T> {
+    fn send(&self, spans: &[FinishedSpan]) -> Result<(), TransportError> {
+        if let Err(e) = self.inner.send(spans) {
+            if !self.warned.swap(true, Ordering::Relaxed) {
+                eprintln!("spans to {} failed (not retried): {e}", self.name);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn best_effort<T: Transport>(name: &'static str, inner: T) -> BestEffort<T> {
+    BestEffort {
+        name,
+        inner,
+        warned: AtomicBool::new(false),
+    }
+}
+
+/// A tracer for `service` writing Zipkin v2 JSON lines to `file`, and also to the Zipkin
+/// collector in `OTEL_EXPORTER_ZIPKIN_ENDPOINT` when set, and to Kafka's `zipkin` topic when `TDIST_TRANSPORT=kafka` and `TDIST_KAFKA_BOOTSTRAP_SERVERS` are set. Sampling and
+/// pipeline settings come from the standard `OTEL_*` variables.
+pub fn tracer(service: &'static str, file: &Path) -> Result<Tracer, String> {
+    let file_transport =
+        JsonLinesFile::create(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let mut fanout = Fanout::new().with(file_transport);
+    if let Some(t) = tdist_http::zipkin::ZipkinTransport::from_env().map_err(|e| e.to_string())? {
+        fanout = fanout.with(best_effort("zipkin", t));
+    }
+    let to_kafka = std::env::var(TRANSPORT_VAR).is_ok_and(|t| t.trim() == "kafka");
+    if to_kafka {
+        match tdist_kafka::KafkaTransport::from_env().map_err(|e| e.to_string())? {
+            Some(t) => fanout = fanout.with(best_effort("kafka", t)),
+            None => return Err("TDIST_TRANSPORT=kafka needs TDIST_KAFKA_BOOTSTRAP_SERVERS".into()),
+        }
+    }
+    let builder = Tracer::from_env()
+        .map_err(|e| e.to_string())?
+        .service_name(service)
+        .configure_reporter(|r| r.schedule_delay = Duration::from_millis(200))
+        .transport(fanout);
+    builder.build().map_err(|e| e.to_string())
+}
+
+/// Concatenates the JSON-lines files `parts` into `out` (replacing it), skipping blank lines
+/// and files that do not exist. Returns the number of lines written.
+pub fn merge(parts: &[PathBuf], out: &Path) -> std::io::Result<usize> {
+    let mut w = BufWriter::new(std::fs::File::create(out)?);
+    let mut n = 0;
+    for part in parts {
+        let f = match std::fs::File::open(part) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for line in BufReader::new(f).lines() {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            w.write_all(line.as_bytes())?;
+            w.write_all(b"\n")?;
+            n += 1;
+        }
+    }
+    w.flush()?;
+    Ok(n)
+}

@@ -1,0 +1,246 @@
+//! The Storm side of the pipeline, played by tdist-storm's harness: one child process per bolt,
+//! tuples into the `spam` bolt, and every emit of `spam` forwarded to each downstream bolt (as
+//! Storm's shuffle grouping would, with one task each). Acks and fails are counted per bolt.
+
+use super::bolts::{BOLTS, DOWNSTREAM, SPAM_ADDR_VAR, SPAN_FILE_VAR};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tdist_storm::harness::{Harness, HarnessConfig, HarnessError};
+
+/// How tuples a bolt received ended.
+#[derive(Debug, Default)]
+pub struct Settled {
+    /// Acked tuples.
+    pub acked: AtomicU64,
+    /// Failed tuples.
+    pub failed: AtomicU64,
+}
+
+impl Settled {
+    /// Acked plus failed.
+    pub fn total(&self) -> u64 {
+        self.acked.load(Ordering::Relaxed) + self.failed.load(Ordering::Relaxed)
+    }
+}
+
+struct Node {
+    name: &'static str,
+    harness: Arc<Harness>,
+    settled: Arc<Settled>,
+    span_file: PathBuf,
+}
+
+/// The running bolts.
+pub struct Topology {
+    nodes: Vec<Node>,
+    stop: Arc<AtomicBool>,
+    pumps: Vec<JoinHandle<()>>,
+    error: Arc<Mutex<Option<String>>>,
+}
+
+impl std::fmt::Debug for Topology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Topology")
+            .field(
+                "bolts",
+                &self.nodes.iter().map(|n| n.name).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+fn spawn_bolt(
+    bolt_cmd: &dyn Fn(&str) -> Command,
+    name: &'static str,
+    dir: &Path,
+    spam_addr: &str,
+) -> Result<Node, HarnessError> {
+    let span_file = dir.join(format!("bolt-{name}.jsonl"));
+    let mut cmd = bolt_cmd(name);
+    cmd.env(SPAN_FILE_VAR, &span_file)
+        .env(SPAM_ADDR_VAR, spam_addr)
+        .env_remove("OTEL_SERVICE_NAME");
+    let mut config = HarnessConfig::bolt(name);
+    config.max_pending = 1000;
+    config.subprocess_timeout = Duration::from_secs(60);
+    config.handshake_timeout = Duration::from_secs(60);
+    let config = if name == "spam" {
+        config.input("kafka-consumer", "default", &["comment", "_trace"])
+    } else {
+        config.input("spam", "default", &["comment", "verdict", "_trace"])
+    };
+    let harness = Harness::spawn(cmd, config)?;
+    Ok(Node {
+        name,
+        harness: Arc::new(harness),
+        settled: Arc::new(Settled::default()),
+        span_file,
+    })
+}
+
+/// Moves what a bolt sent out of its harness: counts acks and fails, forwards emits to
+/// `targets`. Ends when `stop` is set, or records the first error.
+fn pump(
+    from: Arc<Harness>,
+    settled: Arc<Settled>,
+    source: &'static str,
+    targets: Vec<Arc<Harness>>,
+    stop: Arc<AtomicBool>,
+    error: Arc<Mutex<Option<String>>>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        let waited = from.wait_for(
+            |r| !r.emits.is_empty() || !r.acks.is_empty() || !r.fails.is_empty(),
+            Duration::from_millis(100),
+            "activity",
+        );
+        if let Err(HarnessError::Died { reason, stderr }) = waited {
+            let mut e = error.lock().unwrap_or_else(|p| p.into_inner());
+            e.get_or_insert(format!("bolt {source} died: {reason}; stderr: {stderr}"));
+            return;
+        }
+        let records = from.take_records();
+        for r in &records.errors {
+            eprintln!("bolt {source} reported: {r}");
+        }
+        for emit in records.emits {
+            for t in &targets {
+                let tuple = t.tuple(source, emit.emit.values.clone());
+                if let Err(e) = t.send_tuple(&tuple) {
+                    let mut slot = error.lock().unwrap_or_else(|p| p.into_inner());
+                    slot.get_or_insert(format!("forwarding from {source}: {e}"));
+                    return;
+                }
+            }
+        }
+        settled
+            .acked
+            .fetch_add(records.acks.len() as u64, Ordering::Relaxed);
+        settled
+            .failed
+            .fetch_add(records.fails.len() as u64, Ordering::Relaxed);
+    }
+}
+
+impl Topology {
+    /// Starts every bolt with `bolt_cmd(name)` (the command running that bolt), writing its spans
+    /// under `dir`; the spam bolt calls the Thrift service at `spam_addr`.
+    pub fn start(
+        bolt_cmd: &dyn Fn(&str) -> Command,
+        dir: &Path,
+        spam_addr: &str,
+    ) -> Result<Topology, HarnessError> {
+        let mut nodes = Vec::new();
+        for (name, _) in BOLTS {
+            nodes.push(spawn_bolt(bolt_cmd, name, dir, spam_addr)?);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let error = Arc::new(Mutex::new(None));
+        let mut pumps = Vec::new();
+        for n in &nodes {
+            let targets = if n.name == "spam" {
+                nodes
+                    .iter()
+                    .filter(|d| DOWNSTREAM.contains(&d.name))
+                    .map(|d| d.harness.clone())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let (h, s, name) = (n.harness.clone(), n.settled.clone(), n.name);
+            let (stop, error) = (stop.clone(), error.clone());
+            pumps.push(std::thread::spawn(move || {
+                pump(h, s, name, targets, stop, error)
+            }));
+        }
+        Ok(Topology {
+            nodes,
+            stop,
+            pumps,
+            error,
+        })
+    }
+
+    /// Sends `[comment, trace]` to the spam bolt (waiting while too many are in flight).
+    pub fn submit(&self, values: Vec<Value>) -> Result<(), HarnessError> {
+        let spam = &self.nodes[0].harness;
+        spam.send_tuple(&spam.tuple("kafka-consumer", values))
+    }
+
+    /// How many tuples bolt `name` has settled (acked or failed).
+    pub fn settled(&self, name: &str) -> Option<&Settled> {
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .map(|n| &*n.settled)
+    }
+
+    /// The tuples settled by the bolt that settled the fewest.
+    pub fn min_settled(&self) -> u64 {
+        self.nodes
+            .iter()
+            .map(|n| n.settled.total())
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// The first error a bolt or the forwarding hit.
+    pub fn error(&self) -> Option<String> {
+        self.error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Waits until every bolt settled `n` tuples, or an error, or `timeout`.
+    pub fn wait_settled(&self, n: u64, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(e) = self.error() {
+                return Err(e);
+            }
+            if self.min_settled() >= n {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "after {timeout:?} the bolts settled {} of {n} tuples",
+                    self.min_settled()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops forwarding, closes every bolt's stdin (as Storm does on shutdown) so each flushes
+    /// its spans and exits, and returns the bolts' span files. Bolts that do not exit within
+    /// `timeout` are killed and named in the error.
+    pub fn shutdown(mut self, timeout: Duration) -> Result<Vec<PathBuf>, String> {
+        self.stop.store(true, Ordering::Relaxed);
+        for p in self.pumps.drain(..) {
+            let _ = p.join();
+        }
+        let mut files = Vec::new();
+        let mut problems = Vec::new();
+        for n in self.nodes.drain(..) {
+            files.push(n.span_file.clone());
+            let Ok(h) = Arc::try_unwrap(n.harness) else {
+                problems.push(format!("bolt {} still in use", n.name));
+                continue;
+            };
+            match h.close(timeout) {
+                Ok(Some(s)) if s.success() => {}
+                Ok(Some(s)) => problems.push(format!("bolt {} exited with {s}", n.name)),
+                Ok(None) => problems.push(format!("bolt {} had to be killed", n.name)),
+                Err(e) => problems.push(format!("bolt {}: {e}", n.name)),
+            }
+        }
+        if problems.is_empty() {
+            Ok(files)
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
