@@ -1,0 +1,206 @@
+//! The comment pipeline end to end, smaller load: the demo's own bolt processes (the
+//! `comment_pipeline` example run with `--bolt NAME`), the mock Kafka cluster, real sockets on
+//! 127.0.0.1. Every comment must be one complete trace across every process.
+
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+use tdist_examples::pipeline::{self, Config};
+use tdist_examples::report::{stats, Report};
+
+const COMMENTS: usize = 12;
+
+/// Builds the example (a no-op when cargo already did) and returns its path.
+fn example_binary(name: &str) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let mut cmd = Command::new(cargo);
+    cmd.args([
+        "build",
+        "--quiet",
+        "--message-format=json",
+        "--manifest-path",
+    ])
+    .arg(manifest)
+    .args(["-p", "tdist-examples", "--example", name]);
+    if !cfg!(debug_assertions) {
+        cmd.arg("--release");
+    }
+    let out = cmd.output().expect("run cargo build");
+    assert!(
+        out.status.success(),
+        "building example {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == name)
+        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| panic!("cargo reported no executable for example {name}"))
+}
+
+fn config(out: PathBuf) -> Config {
+    let exe = example_binary("comment_pipeline");
+    Config {
+        comments: COMMENTS,
+        clients: 3,
+        out,
+        bolt_command: Box::new(move |name| {
+            let mut c = Command::new(&exe);
+            c.args(["--bolt", name])
+                .env_remove("OTEL_EXPORTER_ZIPKIN_ENDPOINT")
+                .env_remove("TDIST_TRANSPORT");
+            c
+        }),
+        progress: false,
+        settle_timeout: Duration::from_secs(120),
+    }
+}
+
+#[derive(Debug)]
+struct S {
+    service: String,
+    name: String,
+    kind: Option<String>,
+    id: String,
+    parent: Option<String>,
+    shared: bool,
+}
+
+fn read(path: &Path) -> HashMap<String, Vec<S>> {
+    let text = std::fs::read_to_string(path).expect("span file");
+    let mut traces: HashMap<String, Vec<S>> = HashMap::new();
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let s = S {
+            service: v["localEndpoint"]["serviceName"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+            name: v["name"].as_str().unwrap_or("").to_owned(),
+            kind: v["kind"].as_str().map(str::to_owned),
+            id: v["id"].as_str().expect("id").to_owned(),
+            parent: v["parentId"].as_str().map(str::to_owned),
+            shared: v["shared"].as_bool().unwrap_or(false),
+        };
+        let trace = v["traceId"].as_str().expect("traceId").to_owned();
+        traces.entry(trace).or_default().push(s);
+    }
+    traces
+}
+
+fn has(trace: &[S], service: &str, name: &str, kind: Option<&str>) -> bool {
+    trace
+        .iter()
+        .any(|s| s.service == service && s.name == name && s.kind.as_deref() == kind)
+}
+
+/// The spans every comment's trace must contain: (service, name, kind).
+const EXPECTED: &[(&str, &str, Option<&str>)] = &[
+    ("comments-api", "post /comments", Some("SERVER")),
+    ("comments-api", "send", Some("PRODUCER")),
+    ("moderation", "poll", Some("CONSUMER")),
+    ("spam-filter", "spam", Some("CONSUMER")),
+    ("spam-filter", "check", Some("CLIENT")),
+    ("spam-check", "check", Some("SERVER")),
+    ("notifier", "notify", Some("CONSUMER")),
+    ("search-indexer", "index", Some("CONSUMER")),
+    ("comment-store", "store", Some("CONSUMER")),
+    ("comment-store", "db.insert", Some("CLIENT")),
+    ("statistics", "statistics", Some("CONSUMER")),
+    ("statistics", "db.increment", None),
+];
+
+#[test]
+fn every_comment_is_one_complete_trace_across_all_processes() {
+    let out =
+        std::env::temp_dir().join(format!("tdist-pipeline-test-{}.jsonl", std::process::id()));
+    let outcome = pipeline::run(&config(out.clone())).expect("pipeline runs");
+    assert_eq!(outcome.posted, COMMENTS as u64);
+    assert_eq!(outcome.consumed, COMMENTS as u64);
+    assert!(outcome.mock_kafka || std::env::var("TDIST_KAFKA_BOOTSTRAP_SERVERS").is_ok());
+
+    let traces = read(&out);
+    assert_eq!(
+        traces.len(),
+        COMMENTS,
+        "one trace per comment, nothing else"
+    );
+    let mut spam = 0;
+    for (id, trace) in &traces {
+        for (service, name, kind) in EXPECTED {
+            assert!(
+                has(trace, service, name, *kind),
+                "trace {id} lacks {service}: {name} [{kind:?}]: {trace:#?}"
+            );
+        }
+        let roots: Vec<&S> = trace.iter().filter(|s| s.parent.is_none()).collect();
+        assert_eq!(roots.len(), 1, "trace {id} has one root: {roots:#?}");
+        assert_eq!(
+            (roots[0].name.as_str(), roots[0].kind.as_deref()),
+            ("post /comments", Some("SERVER"))
+        );
+        let ids: HashSet<&str> = trace.iter().map(|s| s.id.as_str()).collect();
+        for s in trace {
+            if let Some(p) = &s.parent {
+                assert!(
+                    ids.contains(p.as_str()),
+                    "trace {id}: parent of {s:?} missing"
+                );
+            }
+        }
+        // The Thrift SERVER span shares the CLIENT's span id (B3 RPC).
+        let client = trace
+            .iter()
+            .find(|s| s.kind.as_deref() == Some("CLIENT") && s.name == "check");
+        let server = trace
+            .iter()
+            .find(|s| s.kind.as_deref() == Some("SERVER") && s.name == "check");
+        let (client, server) = (client.unwrap(), server.unwrap());
+        assert_eq!(client.id, server.id);
+        assert!(server.shared && !client.shared);
+        // Each bolt is a child of the one before it: spam under the CONSUMER, the others under spam.
+        let by_name = |n: &str| {
+            trace
+                .iter()
+                .find(|s| s.name == n && s.kind.as_deref() == Some("CONSUMER"))
+                .unwrap()
+        };
+        assert_eq!(
+            by_name("spam").parent.as_deref(),
+            Some(by_name("poll").id.as_str())
+        );
+        for b in ["notify", "index", "store", "statistics"] {
+            assert_eq!(
+                by_name(b).parent.as_deref(),
+                Some(by_name("spam").id.as_str()),
+                "{b}"
+            );
+        }
+        if !has(trace, "notifier", "render notification", None) {
+            spam += 1;
+        }
+    }
+    assert_eq!(
+        spam,
+        (0..COMMENTS)
+            .filter(|&n| pipeline::comments::is_spam_sample(n))
+            .count(),
+        "spam comments notify nobody"
+    );
+
+    // The report library reads the merged file: no orphans, and the chatty statistics bolt is
+    // flagged as a repeated call in every trace.
+    let report = Report::from_path(&out).unwrap();
+    assert_eq!(report.traces.len(), COMMENTS);
+    let repeated = stats::repeated_calls(&report.traces, 5);
+    assert_eq!(repeated.len(), COMMENTS, "{repeated:#?}");
+    for r in &repeated {
+        assert_eq!(r.op.to_string(), "statistics db.increment");
+        assert_eq!(r.parent.to_string(), "statistics statistics");
+    }
+    let _ = std::fs::remove_file(&out);
+}
