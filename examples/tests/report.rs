@@ -368,6 +368,32 @@ fn lenient_fields() {
 }
 
 #[test]
+fn huge_numbers_are_rejected_not_overflowed() {
+    let text = "\
+{\"traceId\":\"1\",\"id\":\"1\",\"timestamp\":9223372036854775807,\"duration\":1}
+{\"traceId\":\"1\",\"id\":\"2\",\"parentId\":\"1\",\"timestamp\":1,\"duration\":18446744073709551615}
+{\"traceId\":\"1\",\"id\":\"3\",\"parentId\":\"1\",\"timestamp\":4503599627370496,\"duration\":4503599627370496,\"kind\":\"SERVER\"}
+{\"traceId\":\"1\",\"id\":\"4\",\"parentId\":\"3\",\"timestamp\":1,\"duration\":4503599627370496,\"localEndpoint\":{\"serviceName\":\"b\"}}
+{\"traceId\":\"1\",\"id\":\"5\",\"parentId\":\"4\",\"timestamp\":1e300,\"duration\":-5}
+";
+    let r = Report::from_str(text);
+    let lines: Vec<_> = r.issues.iter().map(|i| i.location).collect();
+    assert_eq!(
+        lines,
+        [Location::Line(1), Location::Line(2), Location::Line(5)]
+    );
+    let out = r.render(&ReportOptions::default()).unwrap();
+    assert!(
+        out.starts_with("1 traces, 2 spans, 3 input problems\n"),
+        "{out}"
+    );
+    // Span 4 (another service) ended after its SERVER parent began: moved into it, no overflow.
+    let t = &r.traces[0];
+    assert_eq!(t.orphans, 1, "span 3's parent was rejected");
+    assert!(t.nodes[1].skew_adjusted);
+}
+
+#[test]
 fn garbage_never_panics() {
     let mut corpus = String::new();
     for f in [

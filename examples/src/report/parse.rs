@@ -281,8 +281,20 @@ fn id_field(map: &Map<String, Value>, key: &str) -> Result<Option<u64>, String> 
     }
 }
 
+/// Largest accepted timestamp or duration: 2^52 microseconds (about 142 years after 1970), so
+/// that sums and clock-skew shifts of any input stay far from `i64` overflow.
+pub const MAX_MICROS: i64 = 1 << 52;
+
 /// A positive integer field in microseconds; zero, negative or absent means unknown.
 fn micros_field(map: &Map<String, Value>, key: &str) -> Result<Option<i64>, String> {
+    let v = micros_value(map, key)?;
+    match v {
+        Some(v) if v > MAX_MICROS => Err(format!("{key} {v} is out of range")),
+        _ => Ok(v),
+    }
+}
+
+fn micros_value(map: &Map<String, Value>, key: &str) -> Result<Option<i64>, String> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => {

@@ -39,7 +39,7 @@ pub struct TimeShare {
 }
 
 fn ranked(map: HashMap<Operation, i64>) -> Vec<TimeShare> {
-    let total: i64 = map.values().sum();
+    let total: i64 = map.values().fold(0i64, |a, &b| a.saturating_add(b));
     let mut out: Vec<TimeShare> = map
         .into_iter()
         .map(|(op, micros)| TimeShare {
@@ -96,7 +96,8 @@ pub fn contributors(traces: &[Trace]) -> Vec<TimeShare> {
         for n in 0..t.nodes.len() {
             let st = self_time(t, n);
             if t.nodes[n].timed().is_some() {
-                *map.entry(op_of(t, n)).or_insert(0) += st;
+                let e: &mut i64 = map.entry(op_of(t, n)).or_insert(0);
+                *e = e.saturating_add(st);
             }
         }
     }
@@ -109,7 +110,8 @@ pub fn critical_path_table(traces: &[Trace]) -> Vec<TimeShare> {
     for t in traces {
         for (n, node) in t.nodes.iter().enumerate() {
             if !node.critical.is_empty() {
-                *map.entry(op_of(t, n)).or_insert(0) += node.critical_time();
+                let e: &mut i64 = map.entry(op_of(t, n)).or_insert(0);
+                *e = e.saturating_add(node.critical_time());
             }
         }
     }
@@ -211,7 +213,7 @@ pub fn repeated_calls(traces: &[Trace], threshold: usize) -> Vec<RepeatedCall> {
             for &c in &node.children {
                 let e = counts.entry(op_of(t, c)).or_default();
                 e.0 += 1;
-                e.1 += t.nodes[c].span.duration.unwrap_or(0);
+                e.1 = e.1.saturating_add(t.nodes[c].span.duration.unwrap_or(0));
             }
             for (op, (count, total)) in counts {
                 if count >= threshold.max(1) {
