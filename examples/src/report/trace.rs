@@ -117,10 +117,8 @@ pub fn build_traces(spans: Vec<SpanRecord>) -> Vec<Trace> {
 type Side = (u64, bool);
 
 impl Trace {
-    /// Builds one trace from spans that share a trace id.
-    ///
-    /// # Panics
-    /// Never on span content; `spans` must not be empty (an empty trace has no id).
+    /// Builds one trace from spans that share a trace id (an empty list gives an empty trace
+    /// with id 0). Never panics on span content.
     pub fn build(spans: Vec<SpanRecord>) -> Trace {
         let trace_id = spans.first().map_or(0, |s| s.trace_id);
         let trace_id_128 = spans.iter().any(|s| s.trace_id_128);
