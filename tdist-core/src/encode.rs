@@ -149,7 +149,14 @@ fn write_json_endpoint(e: &Endpoint, out: &mut Vec<u8>) {
     }
     if let Some(ip) = e.ipv4() {
         field(out, b"\"ipv4\":\"");
-        let _ = write!(out, "{ip}\"");
+        let mut num = itoa::Buffer::new();
+        for (i, octet) in ip.octets().iter().enumerate() {
+            if i > 0 {
+                out.push(b'.');
+            }
+            out.extend_from_slice(num.format(*octet).as_bytes());
+        }
+        out.push(b'"');
     }
     if let Some(ip) = e.ipv6() {
         field(out, b"\"ipv6\":\"");

@@ -232,19 +232,36 @@ pub(crate) fn write_hex_u64(v: u64, out: &mut [u8]) {
     }
 }
 
+/// Lower-hex digit values; 0xFF marks every other byte (upper case included).
+const UNHEX: [u8; 256] = {
+    let mut t = [0xFFu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
 /// Parses 1 to 16 lower-hex digits. Upper case and every other character is an error.
 pub(crate) fn parse_hex_u64(b: &[u8]) -> Result<u64, IdError> {
     if b.is_empty() || b.len() > 16 {
         return Err(IdError::Length(b.len(), "1 to 16"));
     }
     let mut v: u64 = 0;
+    let mut bad = 0u8;
     for &c in b {
-        let d = match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            _ => return Err(IdError::NotLowerHex),
-        };
-        v = (v << 4) | u64::from(d);
+        let d = UNHEX[c as usize];
+        bad |= d;
+        v = (v << 4) | u64::from(d & 0x0F);
+    }
+    if bad & 0xF0 != 0 {
+        return Err(IdError::NotLowerHex);
     }
     Ok(v)
 }

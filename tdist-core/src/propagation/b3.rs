@@ -126,32 +126,43 @@ pub fn parse_single(value: &str) -> Result<Extracted, MalformedError> {
         n if n > MAX_SINGLE_LEN => return Err(MalformedError::new("b3", "too long")),
         _ => {}
     }
-    let mut fields = value.split('-');
-    let trace = fields.next().unwrap_or_default();
-    let span = fields
-        .next()
-        .ok_or(MalformedError::new("b3", "missing span id"))?;
-    let third = fields.next();
-    let fourth = fields.next();
-    if fields.next().is_some() {
-        return Err(MalformedError::new("b3", "more than four fields"));
-    }
-    let trace_id = TraceId::from_hex(trace).map_err(|e| MalformedError::id("b3", "trace id", e))?;
-    let span_id = SpanId::from_hex(span).map_err(|e| MalformedError::id("b3", "span id", e))?;
-    let (sampling, parent) = match (third, fourth) {
-        (None, _) => (SamplingState::Defer, None),
-        // `{t}-{s}-{p}`: a third field longer than one character is the parent.
-        (Some(p), None) if p.len() > 1 => (SamplingState::Defer, Some(p)),
-        (Some(s), p) => {
-            let c = match s.as_bytes() {
-                [c] => *c,
-                [] => return Err(MalformedError::new("b3", "empty sampling field")),
-                _ => return Err(MalformedError::new("b3", "sampling field too long")),
-            };
-            let state = parse_sampling_field(c)
-                .ok_or(MalformedError::new("b3", "sampling field is not 0, 1 or d"))?;
-            (state, p)
+    // Positions are fixed: the trace id ends at 16 or 32, the span id 16 later.
+    let t_len = match b.iter().position(|&c| c == b'-') {
+        Some(n @ (16 | 32)) => n,
+        Some(0) => return Err(MalformedError::new("b3", "empty trace id")),
+        Some(_) => {
+            return Err(MalformedError::new(
+                "b3",
+                "trace id is not 16 or 32 characters",
+            ))
         }
+        None => return Err(MalformedError::new("b3", "missing span id")),
+    };
+    let trace_id =
+        TraceId::from_hex(&value[..t_len]).map_err(|e| MalformedError::id("b3", "trace id", e))?;
+    let rest = &b[t_len + 1..];
+    let span_end = rest.iter().position(|&c| c == b'-').unwrap_or(rest.len());
+    if span_end != 16 {
+        return Err(MalformedError::new("b3", "span id is not 16 characters"));
+    }
+    let span_id = SpanId::new(
+        parse_hex_u64(&rest[..16]).map_err(|e| MalformedError::id("b3", "span id", e))?,
+    )
+    .ok_or(MalformedError::new("b3", "span id is all zeros"))?;
+    let (sampling, parent) = match &rest[16..] {
+        [] => (SamplingState::Defer, None),
+        [b'-'] | [b'-', b'-', ..] => return Err(MalformedError::new("b3", "empty field")),
+        [b'-', c] => (sampling_field(*c)?, None),
+        // `{t}-{s}-{p}`: a third field longer than one character is the parent.
+        [b'-', p @ ..] if p.len() == 16 => (SamplingState::Defer, Some(p)),
+        [b'-', c, b'-', p @ ..] => (sampling_field(*c)?, Some(p)),
+        [b'-', ..] => {
+            return Err(MalformedError::new(
+                "b3",
+                "sampling or parent field has the wrong length",
+            ))
+        }
+        _ => return Err(MalformedError::new("b3", "span id is not 16 characters")),
     };
     let parent_id = match parent {
         None => None,
@@ -160,9 +171,7 @@ pub fn parse_single(value: &str) -> Result<Extracted, MalformedError> {
                 return Err(MalformedError::new("b3", "parent id is not 16 characters"));
             }
             // An all-zero parent in the single form means "no parent".
-            let v = parse_hex_u64(p.as_bytes())
-                .map_err(|e| MalformedError::id("b3", "parent id", e))?;
-            SpanId::new(v)
+            SpanId::new(parse_hex_u64(p).map_err(|e| MalformedError::id("b3", "parent id", e))?)
         }
     };
     Ok(Extracted::Context(
@@ -170,6 +179,10 @@ pub fn parse_single(value: &str) -> Result<Extracted, MalformedError> {
             .with_parent(parent_id)
             .with_sampling(sampling),
     ))
+}
+
+fn sampling_field(c: u8) -> Result<SamplingState, MalformedError> {
+    parse_sampling_field(c).ok_or(MalformedError::new("b3", "sampling field is not 0, 1 or d"))
 }
 
 fn parse_sampling_field(c: u8) -> Option<SamplingState> {
