@@ -1,8 +1,11 @@
 //! The comment pipeline: one trace per comment across HTTP → Kafka → Storm → Thrift.
 //!
 //! ```text
-//! cargo run -p tdist-examples --example comment_pipeline -- [--comments N] [--clients N] [--out PATH]
+//! cargo run --example comment_pipeline -- [--comments N] [--clients N] [--out PATH] [--quiet]
 //! ```
+//!
+//! Defaults: 40 comments (every fourth one spam) from 4 clients; spans in
+//! `target/<profile>/comment_pipeline_spans.jsonl`.
 //!
 //! An HTTP API accepts `POST /comments` and produces each comment to Kafka (librdkafka's mock
 //! cluster, or `TDIST_KAFKA_BOOTSTRAP_SERVERS`); a consumer feeds a topology of Rust multilang
@@ -14,23 +17,26 @@
 //! Spans also go to `OTEL_EXPORTER_ZIPKIN_ENDPOINT` when set, and to Kafka's `zipkin` topic
 //! with `TDIST_TRANSPORT=kafka` and `TDIST_KAFKA_BOOTSTRAP_SERVERS`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
-use tdist_examples::pipeline::{self, bolts, Config};
+use tdist_examples::pipeline::{self, bolts, spans, Config};
 use tdist_examples::report::{Report, ReportOptions};
 
 const USAGE: &str =
-    "usage: comment_pipeline [--comments N] [--clients N] [--out PATH] | --bolt NAME";
+    "usage: comment_pipeline [--comments N] [--clients N] [--out PATH] [--quiet] | --bolt NAME";
 
 fn parse() -> Result<(Config, bool), String> {
     let mut config = Config {
         comments: 40,
         clients: 4,
-        out: PathBuf::from("comment_pipeline_spans.jsonl"),
+        out: PathBuf::new(),
         bolt_command: Box::new(|_| Command::new("unset")),
         progress: true,
         settle_timeout: Duration::from_secs(90),
+        zipkin_endpoint: std::env::var(spans::ZIPKIN_VAR)
+            .ok()
+            .filter(|e| !e.trim().is_empty()),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -48,6 +54,14 @@ fn parse() -> Result<(Config, bool), String> {
         }
     }
     let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
+    if config.out.as_os_str().is_empty() {
+        // Beside the build output (target/<profile>/), out of the source tree.
+        let dir = exe
+            .parent()
+            .and_then(|d| d.parent())
+            .unwrap_or(Path::new("."));
+        config.out = dir.join("comment_pipeline_spans.jsonl");
+    }
     config.bolt_command = Box::new(move |name| {
         let mut c = Command::new(&exe);
         c.args(["--bolt", name]);

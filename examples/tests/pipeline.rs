@@ -2,10 +2,16 @@
 //! `comment_pipeline` example run with `--bolt NAME`), the mock Kafka cluster, real sockets on
 //! 127.0.0.1. Every comment must be one complete trace across every process.
 
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tdist_examples::pipeline::{self, Config};
 use tdist_examples::report::{stats, Report};
@@ -42,7 +48,7 @@ fn example_binary(name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("cargo reported no executable for example {name}"))
 }
 
-fn config(out: PathBuf) -> Config {
+fn config(out: PathBuf, zipkin_endpoint: Option<String>) -> Config {
     let exe = example_binary("comment_pipeline");
     Config {
         comments: COMMENTS,
@@ -50,13 +56,12 @@ fn config(out: PathBuf) -> Config {
         out,
         bolt_command: Box::new(move |name| {
             let mut c = Command::new(&exe);
-            c.args(["--bolt", name])
-                .env_remove("OTEL_EXPORTER_ZIPKIN_ENDPOINT")
-                .env_remove("TDIST_TRANSPORT");
+            c.args(["--bolt", name]).env_remove("TDIST_TRANSPORT");
             c
         }),
         progress: false,
         settle_timeout: Duration::from_secs(120),
+        zipkin_endpoint,
     }
 }
 
@@ -118,7 +123,7 @@ const EXPECTED: &[(&str, &str, Option<&str>)] = &[
 fn every_comment_is_one_complete_trace_across_all_processes() {
     let out =
         std::env::temp_dir().join(format!("tdist-pipeline-test-{}.jsonl", std::process::id()));
-    let outcome = pipeline::run(&config(out.clone())).expect("pipeline runs");
+    let outcome = pipeline::run(&config(out.clone(), None)).expect("pipeline runs");
     assert_eq!(outcome.posted, COMMENTS as u64);
     assert_eq!(outcome.consumed, COMMENTS as u64);
     assert!(outcome.mock_kafka || std::env::var("TDIST_KAFKA_BOOTSTRAP_SERVERS").is_ok());
@@ -201,6 +206,104 @@ fn every_comment_is_one_complete_trace_across_all_processes() {
     for r in &repeated {
         assert_eq!(r.op.to_string(), "statistics db.increment");
         assert_eq!(r.parent.to_string(), "statistics statistics");
+    }
+    let _ = std::fs::remove_file(&out);
+}
+
+/// A Zipkin collector on 127.0.0.1: records every span POSTed to `/api/v2/spans`.
+fn collector(rt: &tokio::runtime::Runtime) -> (String, Arc<Mutex<Vec<Value>>>) {
+    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sink = got.clone();
+    rt.spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let sink = sink.clone();
+                    async move {
+                        let ok = req.uri().path() == "/api/v2/spans";
+                        let body = req.into_body().collect().await?.to_bytes();
+                        let spans: Vec<Value> = serde_json::from_slice(&body).unwrap_or_default();
+                        let status = if ok && !spans.is_empty() { 202 } else { 400 };
+                        sink.lock().unwrap().extend(spans);
+                        let mut r = Response::new(Full::new(Bytes::new()));
+                        *r.status_mut() = StatusCode::from_u16(status).unwrap();
+                        Ok::<_, hyper::Error>(r)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (format!("http://{addr}/api/v2/spans"), got)
+}
+
+fn key(v: &Value) -> (String, String, String) {
+    let s = |k: &str| v[k].as_str().unwrap_or("").to_owned();
+    (s("traceId"), s("id"), s("kind"))
+}
+
+#[test]
+fn every_process_also_sends_its_spans_to_a_zipkin_collector() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (endpoint, got) = collector(&rt);
+    let out = std::env::temp_dir().join(format!(
+        "tdist-pipeline-zipkin-test-{}.jsonl",
+        std::process::id()
+    ));
+    let mut cfg = config(out.clone(), Some(endpoint));
+    cfg.comments = 4;
+    let outcome = pipeline::run(&cfg).expect("pipeline runs");
+    let in_file: HashSet<_> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| key(&serde_json::from_str(l).unwrap()))
+        .collect();
+    assert_eq!(in_file.len(), outcome.spans, "no duplicates in the file");
+    let services: HashSet<String> = {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let spans = got.lock().unwrap().clone();
+            let received: HashSet<_> = spans.iter().map(key).collect();
+            if received == in_file || std::time::Instant::now() > deadline {
+                assert_eq!(
+                    received, in_file,
+                    "the collector got exactly the file's spans"
+                );
+                break spans
+                    .iter()
+                    .filter_map(|s| s["localEndpoint"]["serviceName"].as_str())
+                    .map(str::to_owned)
+                    .collect();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // From the demo process and from every bolt process.
+    for s in [
+        "comments-api",
+        "moderation",
+        "spam-check",
+        "spam-filter",
+        "notifier",
+        "search-indexer",
+        "comment-store",
+        "statistics",
+    ] {
+        assert!(services.contains(s), "{s} missing from {services:?}");
     }
     let _ = std::fs::remove_file(&out);
 }

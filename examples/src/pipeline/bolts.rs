@@ -273,7 +273,8 @@ pub fn run(name: &str) -> ExitCode {
         eprintln!("{SPAN_FILE_VAR} must name the bolt's span file");
         return ExitCode::from(2);
     };
-    let tracer = match super::spans::tracer(service, &file) {
+    let zipkin = std::env::var(super::spans::ZIPKIN_VAR).ok();
+    let tracer = match super::spans::tracer(service, &file, zipkin.as_deref()) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("bolt {name}: {e}");

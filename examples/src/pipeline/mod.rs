@@ -49,6 +49,9 @@ pub struct Config {
     pub progress: bool,
     /// How long to wait for the topology to process everything once posted.
     pub settle_timeout: Duration,
+    /// A Zipkin collector's span endpoint every process also sends to (the demo takes it from
+    /// `OTEL_EXPORTER_ZIPKIN_ENDPOINT`).
+    pub zipkin_endpoint: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -58,6 +61,7 @@ impl std::fmt::Debug for Config {
             .field("clients", &self.clients)
             .field("out", &self.out)
             .field("progress", &self.progress)
+            .field("zipkin_endpoint", &self.zipkin_endpoint)
             .finish_non_exhaustive()
     }
 }
@@ -155,7 +159,8 @@ pub fn run(config: &Config) -> Result<Outcome, PipelineError> {
     let dir = work_dir()?;
     let broker = kafka::Broker::from_env(TOPIC).map_err(err)?;
     let demo_file = dir.join("demo.jsonl");
-    let tracer = spans::tracer("comments-api", &demo_file).map_err(err)?;
+    let zipkin = config.zipkin_endpoint.as_deref();
+    let tracer = spans::tracer("comments-api", &demo_file, zipkin).map_err(err)?;
 
     let thrift_listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(err)?;
     let thrift_addr = thrift_listener.local_addr().map_err(err)?;
@@ -166,7 +171,8 @@ pub fn run(config: &Config) -> Result<Outcome, PipelineError> {
     let options = ServerOptions::traced(Framing::Framed, Protocol::Binary);
     let thrift = Server::spawn(thrift_listener, processor, options).map_err(err)?;
 
-    let topology = Topology::start(&*config.bolt_command, &dir, &thrift_addr.to_string())
+    let spam_addr = thrift_addr.to_string();
+    let topology = Topology::start(&*config.bolt_command, &dir, &spam_addr, zipkin)
         .map_err(|e| err(format!("starting the bolts: {e}")))?;
     let consumer_tracing = KafkaTracing::new(tracer.with_service_name("moderation"));
     let consumer = broker.consumer(TOPIC).map_err(err)?;

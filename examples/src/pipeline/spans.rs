@@ -51,14 +51,26 @@ fn best_effort<T: Transport>(name: &'static str, inner: T) -> BestEffort<T> {
     }
 }
 
+/// The standard variable naming a Zipkin collector's span endpoint.
+pub const ZIPKIN_VAR: &str = "OTEL_EXPORTER_ZIPKIN_ENDPOINT";
+
 /// A tracer for `service` writing Zipkin v2 JSON lines to `file`, and also to the Zipkin
-/// collector in `OTEL_EXPORTER_ZIPKIN_ENDPOINT` when set, and to Kafka's `zipkin` topic when `TDIST_TRANSPORT=kafka` and `TDIST_KAFKA_BOOTSTRAP_SERVERS` are set. Sampling and
+/// collector at `zipkin_endpoint` when given (other `OTEL_EXPORTER_ZIPKIN_*`/`TDIST_ZIPKIN_*`
+/// settings from the environment), and to Kafka's `zipkin` topic when `TDIST_TRANSPORT=kafka` and `TDIST_KAFKA_BOOTSTRAP_SERVERS` are set. Sampling and
 /// pipeline settings come from the standard `OTEL_*` variables.
-pub fn tracer(service: &'static str, file: &Path) -> Result<Tracer, String> {
+pub fn tracer(
+    service: &'static str,
+    file: &Path,
+    zipkin_endpoint: Option<&str>,
+) -> Result<Tracer, String> {
     let file_transport =
         JsonLinesFile::create(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let mut fanout = Fanout::new().with(file_transport);
-    if let Some(t) = tdist_http::zipkin::ZipkinTransport::from_env().map_err(|e| e.to_string())? {
+    let zipkin = tdist_http::zipkin::ZipkinTransport::from_lookup(|k| match k {
+        ZIPKIN_VAR => zipkin_endpoint.map(str::to_owned),
+        _ => std::env::var(k).ok(),
+    });
+    if let Some(t) = zipkin.map_err(|e| e.to_string())? {
         fanout = fanout.with(best_effort("zipkin", t));
     }
     let to_kafka = std::env::var(TRANSPORT_VAR).is_ok_and(|t| t.trim() == "kafka");

@@ -3,6 +3,7 @@
 //! Storm's shuffle grouping would, with one task each). Acks and fails are counted per bolt.
 
 use super::bolts::{BOLTS, DOWNSTREAM, SPAM_ADDR_VAR, SPAN_FILE_VAR};
+use super::spans::ZIPKIN_VAR;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -59,12 +60,17 @@ fn spawn_bolt(
     name: &'static str,
     dir: &Path,
     spam_addr: &str,
+    zipkin: Option<&str>,
 ) -> Result<Node, HarnessError> {
     let span_file = dir.join(format!("bolt-{name}.jsonl"));
     let mut cmd = bolt_cmd(name);
     cmd.env(SPAN_FILE_VAR, &span_file)
         .env(SPAM_ADDR_VAR, spam_addr)
         .env_remove("OTEL_SERVICE_NAME");
+    match zipkin {
+        Some(z) => cmd.env(ZIPKIN_VAR, z),
+        None => cmd.env_remove(ZIPKIN_VAR),
+    };
     let mut config = HarnessConfig::bolt(name);
     config.max_pending = 1000;
     config.subprocess_timeout = Duration::from_secs(60);
@@ -127,17 +133,30 @@ fn pump(
     }
 }
 
+impl Drop for Topology {
+    /// Without [`Topology::shutdown`] (an error path): stops forwarding; the harnesses then kill
+    /// the bolts.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for p in self.pumps.drain(..) {
+            let _ = p.join();
+        }
+    }
+}
+
 impl Topology {
     /// Starts every bolt with `bolt_cmd(name)` (the command running that bolt), writing its spans
-    /// under `dir`; the spam bolt calls the Thrift service at `spam_addr`.
+    /// under `dir` (and to the Zipkin collector at `zipkin`); the spam bolt calls the Thrift
+    /// service at `spam_addr`.
     pub fn start(
         bolt_cmd: &dyn Fn(&str) -> Command,
         dir: &Path,
         spam_addr: &str,
+        zipkin: Option<&str>,
     ) -> Result<Topology, HarnessError> {
         let mut nodes = Vec::new();
         for (name, _) in BOLTS {
-            nodes.push(spawn_bolt(bolt_cmd, name, dir, spam_addr)?);
+            nodes.push(spawn_bolt(bolt_cmd, name, dir, spam_addr, zipkin)?);
         }
         let stop = Arc::new(AtomicBool::new(false));
         let error = Arc::new(Mutex::new(None));
