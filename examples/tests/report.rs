@@ -198,6 +198,7 @@ fn async_trace_critical_path_starts_at_last_ending_span() {
             p("process", 9000, 10_300),
         ]
     );
+    assert_eq!(t.critical_gaps(), [(T + 1500, T + 6000)]);
     let text = tree_text(t);
     assert!(
         text.contains(
@@ -551,6 +552,13 @@ fn critical_path_matches_reference_on_random_trees() {
             assert!(w[0].2 <= w[1].1, "round {round}: {got:?}");
         }
         assert_eq!(got.last().unwrap().2, t.end().unwrap() - T);
+        let covered: i64 = got.iter().map(|&(_, s, e)| e - s).sum();
+        let gaps: i64 = t.critical_gaps().iter().map(|&(s, e)| e - s).sum();
+        assert_eq!(
+            covered + gaps,
+            got.last().unwrap().2 - got[0].1,
+            "round {round}"
+        );
     }
 }
 

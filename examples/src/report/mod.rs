@@ -39,6 +39,9 @@
 //!
 //! Children that overlap the chosen one but end later than `point` are off the path (they ran in
 //! parallel and were not waited for). Spans without timestamp or duration are never on the path.
+//! Time between two consecutive sections that no span covers (a message waiting in a broker
+//! between a PRODUCER's end and its CONSUMER's start) is reported as a gap
+//! ([`Trace::critical_gaps`]), not charged to any operation.
 //! Each step is a binary search over children ordered by end, so the walk is O(n log n).
 //!
 //! # Percentiles
@@ -191,6 +194,9 @@ impl Report {
                 "Critical path time (all traces)",
                 &stats::critical_path_table(&self.traces),
                 opts.top,
+            ) + &format!(
+                "{:>12}          on the path but in no span (async hops, untraced work)\n",
+                render::format_micros(stats::critical_gap_total(&self.traces))
             ),
             render::aggregates(&stats::aggregates(&self.traces), opts.top),
         ];

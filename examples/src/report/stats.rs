@@ -118,6 +118,15 @@ pub fn critical_path_table(traces: &[Trace]) -> Vec<TimeShare> {
     ranked(map)
 }
 
+/// Total critical-path time not covered by any span (see [`Trace::critical_gaps`]) over all
+/// traces, microseconds.
+pub fn critical_gap_total(traces: &[Trace]) -> i64 {
+    traces
+        .iter()
+        .flat_map(|t| t.critical_gaps())
+        .fold(0i64, |a, (s, e)| a.saturating_add(e - s))
+}
+
 /// Latency distribution of one operation over all traces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Aggregate {

@@ -185,6 +185,16 @@ impl Trace {
         out
     }
 
+    /// Gaps between consecutive critical-path sections: time on the way to the trace's end that
+    /// no span on the path covers (a message waiting in a broker, untraced work).
+    pub fn critical_gaps(&self) -> Vec<(i64, i64)> {
+        self.critical_path()
+            .windows(2)
+            .filter(|w| w[1].1 > w[0].2)
+            .map(|w| (w[0].2, w[1].1))
+            .collect()
+    }
+
     fn link(&mut self, index: &HashMap<Side, usize>) {
         for i in 0..self.nodes.len() {
             let (id, shared, parent_id) = {
