@@ -109,7 +109,8 @@ fn server(c: &mut Criterion) {
     ];
     let mut g = c.benchmark_group("hyper_hello_loopback");
     g.throughput(Throughput::Elements(1));
-    let variants: [(&str, Option<Tracer>, &[(&str, &str)]); 4] = [
+    type Headers<'a> = &'a [(&'a str, &'a str)];
+    let variants: [(&str, Option<Tracer>, Headers<'_>); 4] = [
         ("plain", None, &[]),
         ("server_layer", Some(tracer.clone()), &[]),
         ("plain_b3_headers", None, &b3),
