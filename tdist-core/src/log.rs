@@ -206,7 +206,7 @@ pub fn format() -> TraceIdFormat<Format<Full>> {
     TraceIdFormat::default()
 }
 
-/// The default field formatter, re-exported for symmetry with [`format`].
+/// The default field formatter, for use beside [`format()`].
 pub fn fields() -> DefaultFields {
     DefaultFields::new()
 }
