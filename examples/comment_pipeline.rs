@@ -30,6 +30,7 @@ fn parse() -> Result<(Config, bool), String> {
     let mut config = Config {
         comments: 40,
         clients: 4,
+        topic: pipeline::TOPIC.to_owned(),
         out: PathBuf::new(),
         bolt_command: Box::new(|_| Command::new("unset")),
         progress: true,
@@ -117,6 +118,12 @@ fn main() -> ExitCode {
             eprintln!("report: {e}");
             return ExitCode::FAILURE;
         }
+    }
+    if outcome.failed > 0 {
+        println!(
+            "{} tuples failed in the topology (see above)",
+            outcome.failed
+        );
     }
     println!(
         "{} comments posted, {} consumed, {} spans from every process in {} (kafka: {}), {:.1}s",

@@ -53,6 +53,12 @@ fn config(out: PathBuf, zipkin_endpoint: Option<String>) -> Config {
     Config {
         comments: COMMENTS,
         clients: 3,
+        // Unique, so that the tests can share a real broker.
+        topic: format!(
+            "comments-{}-{}",
+            std::process::id(),
+            tdist_core::random_u64()
+        ),
         out,
         bolt_command: Box::new(move |name| {
             let mut c = Command::new(&exe);
@@ -126,6 +132,7 @@ fn every_comment_is_one_complete_trace_across_all_processes() {
     let outcome = pipeline::run(&config(out.clone(), None)).expect("pipeline runs");
     assert_eq!(outcome.posted, COMMENTS as u64);
     assert_eq!(outcome.consumed, COMMENTS as u64);
+    assert_eq!(outcome.failed, 0);
     assert!(outcome.mock_kafka || std::env::var("TDIST_KAFKA_BOOTSTRAP_SERVERS").is_ok());
 
     let traces = read(&out);

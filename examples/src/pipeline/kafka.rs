@@ -2,8 +2,11 @@
 //! `TDIST_KAFKA_BOOTSTRAP_SERVERS`; the comments API's traced producer; and the consumer loop
 //! that turns each record into a CONSUMER span and a tuple for the topology.
 
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{DefaultProducerContext, FutureProducer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -60,6 +63,31 @@ impl Broker {
     /// Whether this is librdkafka's mock cluster.
     pub fn is_mock(&self) -> bool {
         self.mock.is_some()
+    }
+
+    /// Creates `topic` (one partition) on a real broker unless it exists; the mock cluster has
+    /// it already.
+    pub async fn ensure_topic(&self, topic: &str) -> Result<(), String> {
+        if self.is_mock() {
+            return Ok(());
+        }
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .map_err(|e| format!("admin client: {e}"))?;
+        let new = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let results = admin
+            .create_topics([&new], &opts)
+            .await
+            .map_err(|e| format!("creating {topic}: {e}"))?;
+        for r in results {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((t, code)) => return Err(format!("creating {t}: {code}")),
+            }
+        }
+        Ok(())
     }
 
     /// A traced producer: each record's context in the `b3` header and in a payload frame.

@@ -32,7 +32,7 @@ use tdist_kafka::KafkaTracing;
 use tdist_thrift::{Framing, Protocol, Server, ServerOptions, TracedProcessor};
 use topology::Topology;
 
-/// The Kafka topic comments go through.
+/// The Kafka topic comments go through by default.
 pub const TOPIC: &str = "comments";
 
 /// How to run the pipeline.
@@ -41,6 +41,9 @@ pub struct Config {
     pub comments: usize,
     /// How many concurrent HTTP clients post them.
     pub clients: usize,
+    /// The Kafka topic (created on a real broker if missing; give concurrent runs against one
+    /// broker different topics).
+    pub topic: String,
     /// The JSON-lines file receiving every span of every process.
     pub out: PathBuf,
     /// The command that runs bolt `name` (this program with `--bolt name`, in the demo).
@@ -59,6 +62,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("comments", &self.comments)
             .field("clients", &self.clients)
+            .field("topic", &self.topic)
             .field("out", &self.out)
             .field("progress", &self.progress)
             .field("zipkin_endpoint", &self.zipkin_endpoint)
@@ -77,6 +81,8 @@ pub struct Outcome {
     pub posted: u64,
     /// Records the consumer delivered to the topology.
     pub consumed: u64,
+    /// Tuples a bolt failed (their traces stop at that bolt; the bolt's error is on stderr).
+    pub failed: u64,
     /// Whether librdkafka's mock cluster was used.
     pub mock_kafka: bool,
     /// Wall time of the whole run.
@@ -157,7 +163,7 @@ fn show_progress(total: usize, progress: &Progress, topology: &Topology) {
 pub fn run(config: &Config) -> Result<Outcome, PipelineError> {
     let started = Instant::now();
     let dir = work_dir()?;
-    let broker = kafka::Broker::from_env(TOPIC).map_err(err)?;
+    let broker = kafka::Broker::from_env(&config.topic).map_err(err)?;
     let demo_file = dir.join("demo.jsonl");
     let zipkin = config.zipkin_endpoint.as_deref();
     let tracer = spans::tracer("comments-api", &demo_file, zipkin).map_err(err)?;
@@ -174,18 +180,27 @@ pub fn run(config: &Config) -> Result<Outcome, PipelineError> {
     let spam_addr = thrift_addr.to_string();
     let topology = Topology::start(&*config.bolt_command, &dir, &spam_addr, zipkin)
         .map_err(|e| err(format!("starting the bolts: {e}")))?;
-    let consumer_tracing = KafkaTracing::new(tracer.with_service_name("moderation"));
-    let consumer = broker.consumer(TOPIC).map_err(err)?;
-    let producer = broker
-        .producer(KafkaTracing::new(tracer.clone()))
-        .map_err(err)?;
-
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(err)?;
-    let api = Arc::new(http::Api::new(tracer.clone(), producer, TOPIC));
+    rt.block_on(broker.ensure_topic(&config.topic))
+        .map_err(err)?;
+    if spans::to_kafka() {
+        rt.block_on(broker.ensure_topic(&spans::kafka_topic()))
+            .map_err(err)?;
+    }
+    let consumer_tracing = KafkaTracing::new(tracer.with_service_name("moderation"));
+    let consumer = broker.consumer(&config.topic).map_err(err)?;
+    let producer = broker
+        .producer(KafkaTracing::new(tracer.clone()))
+        .map_err(err)?;
+    let api = Arc::new(http::Api::new(
+        tracer.clone(),
+        producer,
+        config.topic.as_str(),
+    ));
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .map_err(err)?;
@@ -246,6 +261,7 @@ pub fn run(config: &Config) -> Result<Outcome, PipelineError> {
         Ok(Err(e)) => return Err(err(format!("feeding the topology: {e}"))),
         Err(_) => return Err(err("the consumer thread panicked")),
     };
+    let failed = topology.failed();
     let bolt_files = topology.shutdown(Duration::from_secs(30));
     thrift.shutdown();
     let _ = tracer.flush();
@@ -263,6 +279,7 @@ pub fn run(config: &Config) -> Result<Outcome, PipelineError> {
         spans,
         posted: progress.posted.load(Ordering::Relaxed),
         consumed,
+        failed,
         mock_kafka: broker.is_mock(),
         elapsed: started.elapsed(),
     })

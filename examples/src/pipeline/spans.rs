@@ -73,8 +73,7 @@ pub fn tracer(
     if let Some(t) = zipkin.map_err(|e| e.to_string())? {
         fanout = fanout.with(best_effort("zipkin", t));
     }
-    let to_kafka = std::env::var(TRANSPORT_VAR).is_ok_and(|t| t.trim() == "kafka");
-    if to_kafka {
+    if to_kafka() {
         match tdist_kafka::KafkaTransport::from_env().map_err(|e| e.to_string())? {
             Some(t) => fanout = fanout.with(best_effort("kafka", t)),
             None => return Err("TDIST_TRANSPORT=kafka needs TDIST_KAFKA_BOOTSTRAP_SERVERS".into()),
@@ -86,6 +85,20 @@ pub fn tracer(
         .configure_reporter(|r| r.schedule_delay = Duration::from_millis(200))
         .transport(fanout);
     builder.build().map_err(|e| e.to_string())
+}
+
+/// Whether spans also go to Kafka (`TDIST_TRANSPORT=kafka`).
+pub fn to_kafka() -> bool {
+    std::env::var(TRANSPORT_VAR).is_ok_and(|t| t.trim() == "kafka")
+}
+
+/// The topic spans go to on Kafka (`TDIST_KAFKA_TOPIC`, default `zipkin`).
+pub fn kafka_topic() -> String {
+    std::env::var("TDIST_KAFKA_TOPIC")
+        .ok()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "zipkin".to_owned())
 }
 
 /// Concatenates the JSON-lines files `parts` into `out` (replacing it), skipping blank lines

@@ -213,14 +213,30 @@ impl Topology {
         self.error.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Waits until every bolt settled `n` tuples, or an error, or `timeout`.
+    /// Whether all of `n` submitted tuples went through: the spam bolt settled `n`, and every
+    /// downstream bolt settled as many as the spam bolt acked (a failed tuple emits nothing).
+    pub fn is_done(&self, n: u64) -> bool {
+        let spam = &self.nodes[0].settled;
+        let acked = spam.acked.load(Ordering::Relaxed);
+        spam.total() >= n && self.nodes[1..].iter().all(|d| d.settled.total() >= acked)
+    }
+
+    /// Tuples failed by any bolt.
+    pub fn failed(&self) -> u64 {
+        self.nodes
+            .iter()
+            .map(|n| n.settled.failed.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Waits until [`Topology::is_done`] for `n`, or an error, or `timeout`.
     pub fn wait_settled(&self, n: u64, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(e) = self.error() {
                 return Err(e);
             }
-            if self.min_settled() >= n {
+            if self.is_done(n) {
                 return Ok(());
             }
             if Instant::now() > deadline {
