@@ -190,31 +190,22 @@ pub fn parse_str(text: &str) -> Parsed {
         .chain(text.match_indices('\n').map(|(i, _)| i + 1))
         .collect();
     let line_of = |offset: usize| line_starts.partition_point(|&s| s <= offset);
-    let mut values = Vec::new();
     let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
-    let mut whole_ok = true;
     loop {
         let start = stream.byte_offset();
         match stream.next() {
-            None => break,
+            None => return out,
             Some(Ok(v)) => {
                 let skipped_ws = text[start..]
                     .find(|c: char| !c.is_whitespace())
                     .unwrap_or(0);
-                values.push((v, line_of(start + skipped_ws)));
+                out.take_value(v, Location::Line(line_of(start + skipped_ws)));
             }
-            Some(Err(_)) => {
-                whole_ok = false;
-                break;
-            }
+            Some(Err(_)) => break,
         }
     }
-    if whole_ok {
-        for (v, line) in values {
-            out.take_value(v, Location::Line(line));
-        }
-        return out;
-    }
+    // Not a clean stream of JSON values: start over line by line.
+    out = Parsed::default();
     for (i, line) in text.lines().enumerate() {
         let trimmed = line.trim();
         if trimmed.is_empty() {
