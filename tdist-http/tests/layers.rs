@@ -381,3 +381,30 @@ async fn server_span_ends_when_the_body_ends() {
     let s = one(&spans(&sink, 1).await, Kind::Server);
     assert_eq!(tag(&s, "http.status_code").as_deref(), Some("200"));
 }
+
+/// HTTP/2 callers (the transport gRPC and tonic use) are traced the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_callers_are_joined() {
+    let sink = InMemory::new();
+    let t = tracer(&sink, "backend");
+    let addr = hello_server(&t).await;
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = Request::post(format!("http://{addr}/pkg.Service/Method"))
+        .header("b3", "463ac35c9f6413ad-a2fb4a1d1a96d312-1")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    resp.into_body().collect().await.unwrap();
+    let s = one(&spans(&sink, 2).await, Kind::Server);
+    assert_eq!(s.id(), SpanId::from_hex("a2fb4a1d1a96d312").unwrap());
+    assert!(s.shared());
+    assert_eq!(tag(&s, "http.method").as_deref(), Some("POST"));
+}
