@@ -7,14 +7,16 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tdist_examples::pipeline::comments::Comment;
 use tdist_examples::pipeline::{self, Config};
 use tdist_examples::report::{stats, Report};
+use tdist_storm::harness::{Harness, HarnessConfig};
 
 const COMMENTS: usize = 12;
 
@@ -313,4 +315,155 @@ fn every_process_also_sends_its_spans_to_a_zipkin_collector() {
         assert!(services.contains(s), "{s} missing from {services:?}");
     }
     let _ = std::fs::remove_file(&out);
+}
+
+/// A bolt of the demo as a child process under the harness, spans into `spans`.
+fn bolt(name: &str, spans: &Path, spam_addr: &str) -> Harness {
+    let mut cmd = Command::new(example_binary("comment_pipeline"));
+    cmd.args(["--bolt", name])
+        .env("TDIST_FILE", spans)
+        .env("PIPELINE_SPAM_CHECK_ADDR", spam_addr)
+        .env_remove("TDIST_TRANSPORT")
+        .env_remove("OTEL_EXPORTER_ZIPKIN_ENDPOINT");
+    Harness::spawn(cmd, HarnessConfig::bolt(name)).expect("spawn bolt")
+}
+
+#[test]
+fn bolts_fail_bad_tuples_and_keep_running() {
+    let spans =
+        std::env::temp_dir().join(format!("tdist-pipeline-bolt-{}.jsonl", std::process::id()));
+    let h = bolt("store", &spans, "127.0.0.1:1");
+    let t = Duration::from_secs(60);
+    for values in [
+        vec![],
+        vec![json!(7)],
+        vec![json!("{not json")],
+        vec![json!("{\"author\":\"a\",\"text\":\"  \"}")],
+    ] {
+        let bad = h.tuple("spam", values);
+        h.send_tuple(&bad).unwrap();
+        h.wait_settled(&bad.id, t).unwrap();
+        assert!(h.records().fails.contains(&bad.id), "{:?}", h.records());
+    }
+    let c = Comment {
+        id: "c1".into(),
+        author: "ann".into(),
+        text: "fine".into(),
+    };
+    let good = h.tuple("spam", vec![json!(c.to_json()), json!("ham")]);
+    h.send_tuple(&good).unwrap();
+    h.wait_settled(&good.id, t).unwrap();
+    let r = h.records();
+    assert_eq!(r.acks, [good.id.clone()]);
+    assert_eq!(r.errors.len(), 4, "each bad tuple reported: {:?}", r.errors);
+    assert!(h.close(t).unwrap().is_some_and(|s| s.success()));
+    let _ = std::fs::remove_file(&spans);
+}
+
+#[test]
+fn spam_bolt_fails_tuples_while_the_spam_service_is_down() {
+    // A port with nothing listening: connecting is refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let spans =
+        std::env::temp_dir().join(format!("tdist-pipeline-spam-{}.jsonl", std::process::id()));
+    let h = bolt("spam", &spans, &addr);
+    let t = Duration::from_secs(60);
+    let c = Comment {
+        id: "c1".into(),
+        author: "ann".into(),
+        text: "hello".into(),
+    };
+    for _ in 0..2 {
+        let tuple = h.tuple("kafka-consumer", vec![json!(c.to_json())]);
+        h.send_tuple(&tuple).unwrap();
+        h.wait_settled(&tuple.id, t).unwrap();
+        assert!(h.records().fails.contains(&tuple.id));
+    }
+    assert!(
+        h.records().emits.is_empty(),
+        "nothing emitted without a verdict"
+    );
+    assert!(
+        h.close(t).unwrap().is_some_and(|s| s.success()),
+        "still running until closed"
+    );
+    let _ = std::fs::remove_file(&spans);
+}
+
+#[test]
+fn the_api_refuses_bad_comments_and_produces_nothing() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sink = tdist_core::export::InMemory::new();
+    let tracer = tdist_core::Tracer::builder()
+        .service_name("comments-api")
+        .transport(sink.clone())
+        .build()
+        .unwrap();
+    let topic = format!("comments-api-{}", tdist_core::random_u64());
+    let broker = pipeline::kafka::Broker::from_env(&topic).unwrap();
+    rt.block_on(broker.ensure_topic(&topic)).unwrap();
+    let producer = broker
+        .producer(tdist_kafka::KafkaTracing::new(tracer.clone()))
+        .unwrap();
+    let api = Arc::new(pipeline::http::Api::new(
+        tracer.clone(),
+        producer,
+        topic.as_str(),
+    ));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(pipeline::http::serve(listener, api));
+    let statuses = rt.block_on(async {
+        let mut out = Vec::new();
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        for (method, path, body) in [
+            ("POST", "/comments", "{not json"),
+            ("POST", "/comments", "{\"author\":\"a\"}"),
+            ("POST", "/comments", "{\"author\":\"a\",\"text\":\"\"}"),
+            ("GET", "/comments", ""),
+            ("POST", "/elsewhere", "{\"author\":\"a\",\"text\":\"hi\"}"),
+            ("POST", "/comments", "{\"author\":\"a\",\"text\":\"hi\"}"),
+        ] {
+            let req = Request::builder()
+                .method(method)
+                .uri(path)
+                .header("host", "127.0.0.1")
+                .body(Full::new(Bytes::from(body)))
+                .unwrap();
+            send.ready().await.unwrap();
+            let res = send.send_request(req).await.unwrap();
+            let status = res.status().as_u16();
+            let _ = res.into_body().collect().await.unwrap();
+            out.push(status);
+        }
+        out
+    });
+    assert_eq!(statuses, [400, 400, 400, 404, 404, 202]);
+    tracer.flush().unwrap();
+    let spans = sink.spans();
+    let servers = spans
+        .iter()
+        .filter(|s| s.kind() == Some(tdist_core::Kind::Server))
+        .count();
+    let producers = spans
+        .iter()
+        .filter(|s| s.kind() == Some(tdist_core::Kind::Producer))
+        .count();
+    assert_eq!(
+        (servers, producers),
+        (6, 1),
+        "a SERVER span per request, one send: {spans:#?}"
+    );
 }
