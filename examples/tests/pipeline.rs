@@ -354,7 +354,7 @@ fn bolts_fail_bad_tuples_and_keep_running() {
     h.send_tuple(&good).unwrap();
     h.wait_settled(&good.id, t).unwrap();
     let r = h.records();
-    assert_eq!(r.acks, [good.id.clone()]);
+    assert_eq!(r.acks, std::slice::from_ref(&good.id));
     assert_eq!(r.errors.len(), 4, "each bad tuple reported: {:?}", r.errors);
     assert!(h.close(t).unwrap().is_some_and(|s| s.success()));
     let _ = std::fs::remove_file(&spans);
