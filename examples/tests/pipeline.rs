@@ -20,8 +20,15 @@ use tdist_storm::harness::{Harness, HarnessConfig};
 
 const COMMENTS: usize = 12;
 
-/// Builds the example (a no-op when cargo already did) and returns its path.
+/// The demo's binary (which is also every bolt), built once per test process.
 fn example_binary(name: &str) -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    assert_eq!(name, "comment_pipeline");
+    BUILT.get_or_init(|| build_example(name)).clone()
+}
+
+/// Builds the example (a no-op when cargo already did) and returns its path.
+fn build_example(name: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
     let mut cmd = Command::new(cargo);
