@@ -1,4 +1,14 @@
 //! Text rendering: the waterfall tree of one trace and the cross-trace tables.
+//!
+//! ```
+//! use tdist_examples::report::render::{format_micros, tree, TreeOptions};
+//! use tdist_examples::report::Report;
+//!
+//! let r = Report::from_str(r#"{"traceId":"1","id":"1","name":"job","timestamp":5,"duration":1500,"localEndpoint":{"serviceName":"w"}}"#);
+//! let text = tree(&r.traces[0], &TreeOptions { bar_width: 4, ..TreeOptions::default() });
+//! assert_eq!(text.lines().nth(2), Some("      +0us    1.500ms |####| * w: job"));
+//! assert_eq!(format_micros(2_500_000), "2.500s");
+//! ```
 
 use super::stats::{Aggregate, RepeatedCall, TimeShare};
 use super::trace::{Node, Trace};

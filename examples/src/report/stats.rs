@@ -1,5 +1,21 @@
 //! Cross-trace tables: self-time contributors, critical-path time, latency percentiles and
 //! repeated calls.
+//!
+//! ```
+//! use tdist_examples::report::{stats, Report};
+//!
+//! let mut text = String::from(r#"{"traceId":"1","id":"1","name":"tx","timestamp":1,"duration":100}"#);
+//! for i in 2..14 {
+//!     text += &format!("\n{{\"traceId\":\"1\",\"parentId\":\"1\",\"id\":\"{i:x}\",\"name\":\"select\",\"timestamp\":{},\"duration\":5}}", i * 6);
+//! }
+//! let report = Report::from_str(&text);
+//! let found = stats::repeated_calls(&report.traces, stats::DEFAULT_REPEAT_THRESHOLD);
+//! assert_eq!((found[0].count, found[0].op.name.as_str()), (12, "select"));
+//! // tx ran 100us, 12 x 5us of it in its children.
+//! assert_eq!(stats::self_time(&report.traces[0], 0), 40);
+//! let agg = stats::aggregates(&report.traces);
+//! assert_eq!((agg[0].op.name.as_str(), agg[0].p50), ("tx", 100));
+//! ```
 
 use super::trace::Trace;
 use std::collections::HashMap;

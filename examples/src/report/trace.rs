@@ -1,6 +1,24 @@
 //! One trace as a tree: parent links, shared client/server spans, orphans, clock-skew
 //! correction and the critical path. Everything is iterative and O(n log n).
 //!
+//! ```
+//! use tdist_examples::report::parse::parse_str;
+//! use tdist_examples::report::build_traces;
+//!
+//! // A B3 RPC: the client and the server report span 2; the server side is the client's child.
+//! let traces = build_traces(parse_str(concat!(
+//!     r#"{"traceId":"1","id":"1","name":"page","timestamp":100,"duration":50,"localEndpoint":{"serviceName":"web"}}"#, "\n",
+//!     r#"{"traceId":"1","parentId":"1","id":"2","kind":"CLIENT","name":"get","timestamp":110,"duration":30,"localEndpoint":{"serviceName":"web"}}"#, "\n",
+//!     r#"{"traceId":"1","parentId":"1","id":"2","kind":"SERVER","name":"get","timestamp":105,"duration":10,"shared":true,"localEndpoint":{"serviceName":"api"}}"#, "\n",
+//! )).spans);
+//! let t = &traces[0];
+//! let server = &t.nodes[2];
+//! assert_eq!(server.parent, Some(1));
+//! assert_eq!(server.depth, 2);
+//! // It started before its client (clock skew): moved to the middle of the client span.
+//! assert_eq!((server.skew_adjusted, server.start()), (true, Some(120)));
+//! ```
+//!
 //! # Tree rules
 //! - A span's parent is the span named by its `parentId`. When both sides of a B3 shared span are
 //!   present (same id, one with `shared: true`, or without the flag one `SERVER` and one other
