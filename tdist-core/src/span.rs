@@ -59,18 +59,21 @@ impl Span {
         Span {
             context,
             reporter,
-            recording: Some(Box::new(FinishedSpan {
-                context,
-                name,
-                kind: None,
-                start_ns: now_ns(),
-                timestamp_us: 0,
-                duration_us: 0,
-                local,
-                remote: None,
-                tags: Tags::new(),
-                annotations: Vec::new(),
-            })),
+            recording: Some(crate::export::record_box(
+                reporter,
+                FinishedSpan {
+                    context,
+                    name,
+                    kind: None,
+                    start_ns: now_ns(),
+                    timestamp_us: 0,
+                    duration_us: 0,
+                    local,
+                    remote: None,
+                    tags: Tags::new(),
+                    annotations: Vec::new(),
+                },
+            )),
         }
     }
 

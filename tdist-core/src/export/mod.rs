@@ -4,7 +4,7 @@
 mod reporter;
 mod transports;
 
-pub(crate) use reporter::submit;
+pub(crate) use reporter::{record_box, submit};
 pub use reporter::{FlushError, Reporter, ReporterConfig, Stats};
 #[cfg(feature = "test-util")]
 pub use transports::InMemory;

@@ -86,6 +86,9 @@ pub struct FlushError {
 /// One thread's queue, shared with the worker.
 struct LocalQueue {
     queue: ArrayQueue<Box<FinishedSpan>>,
+    /// Emptied record boxes the worker hands back for this thread to reuse, so the hot path
+    /// allocates nothing in the steady state and no memory is freed across threads.
+    free: ArrayQueue<Box<FinishedSpan>>,
     /// Written by the owning thread only; read by anyone.
     accepted: AtomicU64,
     dropped: AtomicU64,
@@ -329,7 +332,11 @@ fn drain(shared: &Shared, batch: &mut Vec<FinishedSpan>) {
     for q in queues.iter() {
         while batch.len() < cap {
             match q.queue.pop() {
-                Some(s) => batch.push(*s),
+                Some(mut boxed) => {
+                    batch.push(std::mem::replace(&mut *boxed, FinishedSpan::empty()));
+                    // A full free list just lets the box go.
+                    let _ = q.free.push(boxed);
+                }
                 None => break,
             }
         }
@@ -384,6 +391,9 @@ fn fail(shared: &Shared, n: usize, e: &TransportError) {
     tracing::debug!(target: "tdist", spans = n, error = %e, "tdist transport failed");
 }
 
+/// At most this many recycled boxes wait per thread (~100 KB of records).
+const FREE_LIST_LEN: usize = 256;
+
 struct LocalEntry {
     reporter: u64,
     queue: Arc<LocalQueue>,
@@ -395,21 +405,44 @@ thread_local! {
     static LOCAL: RefCell<Vec<LocalEntry>> = const { RefCell::new(Vec::new()) };
 }
 
+/// A record box for a new span of reporter `id`: a recycled one from this thread's free list
+/// when there is one, else a new allocation.
+pub(crate) fn record_box(reporter: u64, record: FinishedSpan) -> Box<FinishedSpan> {
+    let recycled = LOCAL
+        .try_with(|local| {
+            let mut local = local.try_borrow_mut().ok()?;
+            let idx = entry_index(&mut local, reporter)?;
+            local[idx].queue.free.pop()
+        })
+        .ok()
+        .flatten();
+    match recycled {
+        Some(mut boxed) => {
+            *boxed = record;
+            boxed
+        }
+        None => Box::new(record),
+    }
+}
+
+fn entry_index(local: &mut Vec<LocalEntry>, reporter: u64) -> Option<usize> {
+    match local.iter().position(|e| e.reporter == reporter) {
+        Some(i) => Some(i),
+        None => {
+            local.push(register(reporter)?);
+            Some(local.len() - 1)
+        }
+    }
+}
+
 /// Hands a finished span to reporter `id` from the current thread. Never blocks.
 pub(crate) fn submit(reporter: u64, span: Box<FinishedSpan>) {
     let _ = LOCAL.try_with(|local| {
         let Ok(mut local) = local.try_borrow_mut() else {
             return;
         };
-        let idx = match local.iter().position(|e| e.reporter == reporter) {
-            Some(i) => i,
-            None => match register(reporter) {
-                Some(entry) => {
-                    local.push(entry);
-                    local.len() - 1
-                }
-                None => return,
-            },
+        let Some(idx) = entry_index(&mut local, reporter) else {
+            return;
         };
         let entry = &mut local[idx];
         let q = &entry.queue;
@@ -445,6 +478,7 @@ fn register(reporter: u64) -> Option<LocalEntry> {
         .and_then(|(_, w)| w.upgrade())?;
     let queue = Arc::new(LocalQueue {
         queue: ArrayQueue::new(shared.config.local_queue_size),
+        free: ArrayQueue::new(shared.config.local_queue_size.min(FREE_LIST_LEN)),
         accepted: AtomicU64::new(0),
         dropped: AtomicU64::new(0),
     });
