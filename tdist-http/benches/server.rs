@@ -138,5 +138,99 @@ fn server(c: &mut Criterion) {
     assert_eq!(stats.dropped, 0, "spans dropped: {stats:?}");
 }
 
-criterion_group!(benches, server);
+/// The layer alone, in memory: what `TraceServer::call` plus the body's end add to a request,
+/// per inbound header form (the request is built the same way in every variant).
+fn layer_call(c: &mut Criterion) {
+    use std::future::Future;
+    use std::task::{Context, Waker};
+    use tower_service::Service;
+
+    let tracer = Tracer::builder()
+        .service_name("bench")
+        .transport(NoopTransport)
+        .build()
+        .unwrap();
+    let inner = tower::service_fn(|_req: Request<()>| {
+        std::future::ready(Ok::<_, Infallible>(Response::new(Full::new(
+            Bytes::from_static(b"Hello, World!"),
+        ))))
+    });
+    let forms: [(&str, &[(&str, &str)]); 4] = [
+        ("no_headers", &[]),
+        (
+            "b3_multi",
+            &[
+                ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"),
+                ("x-b3-spanid", "a2fb4a1d1a96d312"),
+                ("x-b3-sampled", "1"),
+            ],
+        ),
+        (
+            "b3_single",
+            &[("b3", "463ac35c9f6413ad48485a3953bb6124-a2fb4a1d1a96d312-1")],
+        ),
+        (
+            "traceparent",
+            &[(
+                "traceparent",
+                "00-463ac35c9f6413ad48485a3953bb6124-a2fb4a1d1a96d312-01",
+            )],
+        ),
+    ];
+    let mut g = c.benchmark_group("extract_from_headers");
+    for (name, headers) in forms {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in [
+            ("accept", "*/*"),
+            ("user-agent", "bench/1.0"),
+            ("host", "127.0.0.1"),
+        ]
+        .iter()
+        .chain(headers.iter())
+        {
+            h.insert(*k, http::HeaderValue::from_static(v));
+        }
+        g.bench_function(format!("lookups/{name}"), |b| {
+            b.iter(|| tdist_core::propagation::extract(&tdist_http::HeaderExtractor(&h)))
+        });
+        g.bench_function(format!("one_pass/{name}"), |b| {
+            b.iter(|| tdist_core::propagation::extract(&tdist_http::ScannedHeaders::new(&h)))
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("server_layer_call");
+    let mut cx = Context::from_waker(Waker::noop());
+    for (name, headers) in forms {
+        let request = || {
+            let mut req = Request::get("/hello").body(()).unwrap();
+            for (k, v) in headers {
+                req.headers_mut()
+                    .insert(*k, http::HeaderValue::from_static(v));
+            }
+            req
+        };
+        let mut plain = inner;
+        g.bench_function(format!("plain/{name}"), |b| {
+            b.iter(|| {
+                let mut fut = std::pin::pin!(plain.call(request()));
+                let out = fut.as_mut().poll(&mut cx);
+                drop(std::hint::black_box(out));
+            })
+        });
+        let mut traced = ServerLayer::new(tracer.clone()).layer(inner);
+        g.bench_function(format!("traced/{name}"), |b| {
+            b.iter(|| {
+                let mut fut = std::pin::pin!(traced.call(request()));
+                // Dropping the response ends the body and so the span.
+                let out = fut.as_mut().poll(&mut cx);
+                drop(std::hint::black_box(out));
+            })
+        });
+    }
+    g.finish();
+    tracer.flush().unwrap();
+}
+
+criterion_group!(benches, server, layer_call);
 criterion_main!(benches);

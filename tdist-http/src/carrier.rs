@@ -51,15 +51,77 @@ pub struct HeaderExtractor<'a>(pub &'a HeaderMap);
 
 impl Extractor for HeaderExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        let value = self.0.get(key)?;
-        if value.len() > MAX_VALUE_LEN {
-            return None;
-        }
-        value.to_str().ok()
+        readable(self.0.get(key)?)
     }
 
     fn count(&self, key: &str) -> usize {
         self.0.get_all(key).iter().count()
+    }
+}
+
+/// The tracing headers of a request, found in one pass over the map.
+///
+/// Reads like [`HeaderExtractor`], but trying every form (`b3`, five `X-B3-*` names,
+/// `traceparent`) then costs one walk over the headers instead of seven hashed lookups; the
+/// server layer uses it.
+#[derive(Debug, Clone, Copy)]
+pub struct ScannedHeaders<'a> {
+    values: [Option<&'a HeaderValue>; 7],
+    traceparents: usize,
+}
+
+impl<'a> ScannedHeaders<'a> {
+    /// Finds the first value of each propagation header in `headers`.
+    pub fn new(headers: &'a HeaderMap) -> ScannedHeaders<'a> {
+        let mut scanned = ScannedHeaders {
+            values: [None; 7],
+            traceparents: 0,
+        };
+        for (name, value) in headers {
+            if let Some(i) = slot(name.as_str()) {
+                if i == 6 {
+                    scanned.traceparents += 1;
+                }
+                scanned.values[i].get_or_insert(value);
+            }
+        }
+        scanned
+    }
+}
+
+fn slot(name: &str) -> Option<usize> {
+    // Names in a HeaderMap are lower-case; the index follows PROPAGATION_HEADERS.
+    Some(match name {
+        "b3" => 0,
+        "x-b3-traceid" => 1,
+        "x-b3-spanid" => 2,
+        "x-b3-parentspanid" => 3,
+        "x-b3-sampled" => 4,
+        "x-b3-flags" => 5,
+        "traceparent" => 6,
+        _ => return None,
+    })
+}
+
+fn readable(value: &HeaderValue) -> Option<&str> {
+    if value.len() > MAX_VALUE_LEN {
+        return None;
+    }
+    value.to_str().ok()
+}
+
+impl Extractor for ScannedHeaders<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        let i = slot(key).or_else(|| slot(&key.to_ascii_lowercase()))?;
+        readable(self.values[i]?)
+    }
+
+    fn count(&self, key: &str) -> usize {
+        match slot(key) {
+            Some(6) => self.traceparents,
+            Some(i) => usize::from(self.values[i].is_some()),
+            None => 0,
+        }
     }
 }
 
@@ -147,6 +209,44 @@ mod tests {
     }
 
     #[test]
+    fn scanned_headers_agree_with_lookups() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let sets = [
+            headers(&[
+                ("X-B3-TraceId", "463ac35c9f6413ad"),
+                ("x-b3-spanid", "a2fb4a1d1a96d312"),
+            ]),
+            headers(&[
+                ("b3", "bad"),
+                ("x-b3-traceid", "463ac35c9f6413ad"),
+                ("x-b3-spanid", "a2fb4a1d1a96d312"),
+            ]),
+            headers(&[("traceparent", tp), ("accept", "*/*")]),
+            headers(&[("traceparent", tp), ("traceparent", tp)]),
+            headers(&[
+                ("x-b3-traceid", "463ac35c9f6413ad"),
+                ("x-b3-traceid", "1"),
+                ("x-b3-spanid", "a2fb4a1d1a96d312"),
+                ("x-b3-sampled", "0"),
+            ]),
+            headers(&[("b3", &"a".repeat(MAX_VALUE_LEN + 1))]),
+            headers(&[]),
+        ];
+        for h in &sets {
+            assert_eq!(
+                extract(&ScannedHeaders::new(h)),
+                extract(&HeaderExtractor(h)),
+                "{h:?}"
+            );
+        }
+        assert_eq!(ScannedHeaders::new(&sets[3]).count("traceparent"), 2);
+        assert_eq!(
+            ScannedHeaders::new(&sets[0]).get("X-B3-SpanId"),
+            Some("a2fb4a1d1a96d312")
+        );
+    }
+
+    #[test]
     fn oversized_and_non_ascii_values_are_ignored() {
         let long = format!("{}-a2fb4a1d1a96d312", "4".repeat(MAX_VALUE_LEN));
         let mut h = headers(&[("b3", &long)]);
@@ -156,6 +256,7 @@ mod tests {
         );
         h.insert("x-b3-spanid", HeaderValue::from_static("a2fb4a1d1a96d312"));
         assert_eq!(extract(&HeaderExtractor(&h)), (Extracted::Empty, None));
+        assert_eq!(extract(&ScannedHeaders::new(&h)), (Extracted::Empty, None));
     }
 
     #[test]

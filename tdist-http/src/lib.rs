@@ -33,7 +33,7 @@ mod server;
 pub mod zipkin;
 
 pub use carrier::{
-    clear, inject, inject_current, HeaderExtractor, HeaderInjector, MAX_VALUE_LEN,
+    clear, inject, inject_current, HeaderExtractor, HeaderInjector, ScannedHeaders, MAX_VALUE_LEN,
     PROPAGATION_HEADERS,
 };
 pub use client::{remote_endpoint, ClientLayer, TraceClient};

@@ -41,7 +41,7 @@
 //! # }
 //! ```
 
-use crate::carrier::HeaderExtractor;
+use crate::carrier::ScannedHeaders;
 use crate::future::ResponseFuture;
 use http::{Method, Request, Response};
 use std::borrow::Cow;
@@ -114,7 +114,7 @@ impl<S> TraceServer<S> {
     }
 
     fn start<B>(&self, req: &Request<B>) -> Span {
-        let (extracted, source) = extract(&HeaderExtractor(req.headers()));
+        let (extracted, source) = extract(&ScannedHeaders::new(req.headers()));
         let name = method_name(req.method());
         let mut span = match source {
             Some(s) if s.shares_span_id() => self.tracer.join_span(extracted, name),
