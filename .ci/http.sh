@@ -57,7 +57,8 @@ class Recorder(BaseHTTPRequestHandler):
     def handle_one(self):
         n = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(n) if n else b""
-        self.store.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+        # Lower-cased for OpenTelemetry's getter; the raw (case-insensitive) message for py-zipkin.
+        self.store.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body, self.headers))
     def do_POST(self):
         self.handle_one(); self.send_response(202); self.send_header("content-length", "0"); self.end_headers()
     def do_GET(self):
@@ -113,7 +114,7 @@ finally:
 if len(downstream) != len(cases):
     fail(f"downstream got {len(downstream)} requests")
 client_ids = {}
-for path, h, _ in downstream:
+for path, h, _, raw in downstream:
     ctx = None
     if "b3multi" in PROPAGATORS or PROPAGATORS == "":
         ctx = trace.get_current_span(B3MultiFormat().extract(h)).get_span_context()
@@ -126,7 +127,7 @@ for path, h, _ in downstream:
         ctx = ctx or w3c
     if ctx is None or not ctx.is_valid or not ctx.trace_flags.sampled:
         fail(f"OpenTelemetry cannot extract our headers: {h}")
-    attrs = extract_zipkin_attrs_from_headers(h, use_128bit_trace_id=True)
+    attrs = extract_zipkin_attrs_from_headers(raw, use_128bit_trace_id=True)
     if attrs is None or int(attrs.span_id, 16) != ctx.span_id or int(attrs.trace_id, 16) != ctx.trace_id:
         fail(f"py-zipkin disagrees: {attrs} vs {ctx} from {h}")
     if h.get("b3") == "0" or h.get("x-b3-sampled") == "0":
@@ -136,7 +137,7 @@ print(f"downstream extracted {len(client_ids)} contexts with OpenTelemetry and p
 
 # What the collector received.
 spans = []
-for path, h, body in collected:
+for path, h, body, _ in collected:
     if path != "/api/v2/spans": fail(f"posted to {path}")
     if h.get("b3") != "0": fail("upload without b3: 0")
     if h.get("content-encoding") == "gzip":
