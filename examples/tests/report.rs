@@ -151,7 +151,7 @@ fn clock_skew_is_corrected_and_flagged() {
 trace 000000000000000c: 6 spans, 3 services, duration 10.200ms, 0 orphans, 2 skew-adjusted, 0 duplicates
     offset   duration |                                        |   service: name [KIND] flags
     +200us   10.000ms |#####-----------------------############| * frontend: get /a [SERVER]
-      +0us      100us |-                                       |     frontend: log !before-parent
+      +0us      100us |#                                       | *   frontend: log !before-parent
   +1.200ms    6.000ms |    #####---------------#####           | *   frontend: call [CLIENT]
   +2.200ms    4.000ms |        ##------#########               | *     backend: call [SERVER] shared !skew +1.500ms
   +2.300ms    2.000ms |         ##---###                       | *       backend: db [CLIENT] ~skew +1.500ms
@@ -162,6 +162,7 @@ trace 000000000000000c: 6 spans, 3 services, duration 10.200ms, 0 orphans, 2 ske
     assert_eq!(
         path_of(t),
         [
+            p("log", -200, -100),
             p("get /a", 0, 1000),
             p("call", 1000, 2000),
             p("call", 2000, 2100),
@@ -206,6 +207,51 @@ fn async_trace_critical_path_starts_at_last_ending_span() {
         ),
         "{text}"
     );
+}
+
+#[test]
+fn critical_path_crosses_a_lost_parent_as_a_gap() {
+    // The producer span was never reported: the consumer side is an orphan subtree that ends
+    // the trace; the path continues in the main tree before it.
+    let tid = "00000000000000c1";
+    let text = [
+        span_json(tid, 1, None, "checkout", "post", Some("SERVER"), T, 5000),
+        span_json(
+            tid,
+            2,
+            Some(1),
+            "checkout",
+            "validate",
+            None,
+            T + 1000,
+            1000,
+        ),
+        span_json(
+            tid,
+            4,
+            Some(3),
+            "billing",
+            "poll",
+            Some("CONSUMER"),
+            T + 6000,
+            300,
+        ),
+        span_json(tid, 5, Some(4), "billing", "charge", None, T + 6300, 3700),
+    ]
+    .concat();
+    let t = &Report::from_str(&text).traces[0];
+    assert_eq!(t.orphans, 1);
+    assert_eq!(
+        path_of(t),
+        [
+            p("post", 0, 1000),
+            p("validate", 1000, 2000),
+            p("post", 2000, 5000),
+            p("poll", 6000, 6300),
+            p("charge", 6300, 10_000),
+        ]
+    );
+    assert_eq!(t.critical_gaps(), [(T + 5000, T + 6000)]);
 }
 
 #[test]
@@ -407,7 +453,7 @@ fn garbage_never_panics() {
     }
     let base: Vec<u8> = corpus.into_bytes();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    for _ in 0..400 {
+    for _ in 0..1500 {
         let mut b = base.clone();
         for _ in 0..1 + rng.below(20) {
             let i = rng.below(b.len() as u64) as usize;
@@ -422,6 +468,19 @@ fn garbage_never_panics() {
         let text = String::from_utf8_lossy(&b);
         let r = Report::from_str(&text);
         let _ = r.render(&ReportOptions::default()).unwrap();
+        for t in &r.traces {
+            // The critical path moves strictly back in time and stays inside the trace.
+            let path = t.critical_path();
+            for w in path.windows(2) {
+                assert!(w[0].2 <= w[1].1, "{path:?}");
+            }
+            for &(n, s, e) in &path {
+                assert!(
+                    s < e && t.nodes[n].start().unwrap() <= s && e <= t.nodes[n].end().unwrap()
+                );
+            }
+            assert_eq!(t.preorder().len(), t.nodes.len());
+        }
         let lines = text.lines().count();
         for i in &r.issues {
             if let Location::Line(n) = i.location {
@@ -479,13 +538,23 @@ fn reference_path(iv: &[(i64, i64)], parent: &[Option<usize>]) -> Vec<(usize, i6
             }
         }
     }
-    visited.insert(last);
-    descend(last, iv[last].1, iv, &kids, &mut visited, &mut out);
-    let mut cur = last;
-    while let Some(p) = parent[cur] {
-        visited.insert(cur);
-        descend(p, iv[cur].0, iv, &kids, &mut visited, &mut out);
-        cur = p;
+    let mut from = Some(last);
+    while let Some(start) = from {
+        visited.insert(start);
+        descend(start, iv[start].1, iv, &kids, &mut visited, &mut out);
+        let mut cur = start;
+        let mut point = iv[start].1;
+        while let Some(p) = parent[cur] {
+            visited.insert(cur);
+            point = point.min(iv[cur].0);
+            descend(p, point, iv, &kids, &mut visited, &mut out);
+            cur = p;
+        }
+        // At a root: jump to whatever ended last before it started (and before the path).
+        let limit = iv[cur].0.min(point);
+        from = (0..n)
+            .filter(|&i| iv[i].1 <= limit)
+            .max_by_key(|&i| (iv[i].1, iv[i].0, std::cmp::Reverse(i)));
     }
     out.sort_by_key(|&(i, s, _)| (s, i));
     out
@@ -496,6 +565,13 @@ fn random_tree(rng: &mut Rng, n: usize) -> (Vec<(i64, i64)>, Vec<Option<usize>>)
     let mut iv = vec![(0, 1 + rng.below(1000) as i64)];
     let mut parent = vec![None];
     for i in 1..n {
+        if rng.below(8) == 0 {
+            // Another root (an orphan subtree) anywhere in time.
+            let s = rng.below(2000) as i64;
+            iv.push((s, s + 1 + rng.below(500) as i64));
+            parent.push(None);
+            continue;
+        }
         let p = rng.below(i as u64) as usize;
         let (ps, pe) = iv[p];
         let s = ps + rng.below((pe - ps) as u64 + 1) as i64;
@@ -513,7 +589,11 @@ fn random_tree(rng: &mut Rng, n: usize) -> (Vec<(i64, i64)>, Vec<Option<usize>>)
 fn tree_json(trace: &str, iv: &[(i64, i64)], parent: &[Option<usize>]) -> String {
     (0..iv.len())
         .map(|i| {
-            let par = parent[i].map(|p| p as u64 + 1);
+            let par = match parent[i] {
+                Some(p) => Some(p as u64 + 1),
+                None if i > 0 => Some(0xdead_0000 + i as u64),
+                None => None,
+            };
             span_json(
                 trace,
                 i as u64 + 1,

@@ -35,7 +35,10 @@
 //!    `point` is `S`'s own time on the path; continue in the child with `point` = its end.
 //! 2. When `S` has no such child, the time from `S`'s start to `point` is on the path; go up to
 //!    `S`'s parent with `point` = `S`'s start, never revisiting a child already walked.
-//! 3. Stop at the root of the subtree (an orphan subtree's path stops at its own root).
+//! 3. At a root (of the trace or of an orphan subtree), continue with the span, anywhere in the
+//!    trace, that ended last at or before the root's start, and stop when there is none. A
+//!    lost parent (an uninstrumented producer, a dropped span) thus leaves a gap in the path
+//!    instead of cutting it.
 //!
 //! Children that overlap the chosen one but end later than `point` are off the path (they ran in
 //! parallel and were not waited for). Spans without timestamp or duration are never on the path.

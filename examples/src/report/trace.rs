@@ -372,15 +372,16 @@ impl Trace {
             by_end[i] = kids.into_iter().map(|(e, _, c)| (e, c)).collect();
         }
         let mut cursor: Vec<usize> = by_end.iter().map(Vec::len).collect();
-        let Some(last) = (0..self.nodes.len())
+        // Every timed node by (end, start, lowest index last), to start and to jump subtrees.
+        let mut all: Vec<(i64, i64, std::cmp::Reverse<usize>)> = (0..self.nodes.len())
             .filter_map(|i| {
                 self.nodes[i]
                     .timed()
                     .map(|(s, e)| (e, s, std::cmp::Reverse(i)))
             })
-            .max()
-            .map(|(_, _, std::cmp::Reverse(i))| i)
-        else {
+            .collect();
+        all.sort_unstable();
+        let Some(&(_, _, std::cmp::Reverse(last))) = all.last() else {
             return;
         };
         let mut cur = last;
@@ -408,10 +409,24 @@ impl Trace {
                     if self.nodes[cur].timed().is_some() {
                         cursor[p] = cursor[p].min(pos_in_parent[cur]);
                     }
-                    point = start;
+                    // `point` never increases: a child that starts before its parent's
+                    // remaining point (clock anomalies) cannot send the walk forward again.
+                    point = start.min(point_here);
                     cur = p;
                 }
-                None => break,
+                // At a root: the time before it belongs to whatever ended last before it
+                // started, in any subtree (a missing parent or an untraced hop becomes a gap).
+                // The limit strictly decreases from one jump to the next, so this ends.
+                None => {
+                    let limit = start.min(point_here);
+                    let k = all.partition_point(|&(e, _, _)| e <= limit);
+                    let Some(&(e, _, std::cmp::Reverse(n))) = k.checked_sub(1).map(|k| &all[k])
+                    else {
+                        break;
+                    };
+                    cur = n;
+                    point = e;
+                }
             }
         }
     }
