@@ -250,3 +250,31 @@ fn installed_guard_sets_and_clears_the_global_tracer() {
     assert_eq!(sink.spans().len(), 1);
     assert!(!Tracer::global().root_span("after").is_recording());
 }
+
+#[test]
+fn a_panicking_transport_fails_its_batch_and_the_worker_lives_on() {
+    struct PanicOnce(AtomicUsize, InMemory);
+    impl tdist_core::export::Transport for PanicOnce {
+        fn send(
+            &self,
+            spans: &[tdist_core::FinishedSpan],
+        ) -> Result<(), tdist_core::export::TransportError> {
+            if self.0.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("transport bug");
+            }
+            self.1.send(spans)
+        }
+    }
+    let sink = InMemory::new();
+    let tracer = Tracer::builder()
+        .transport(PanicOnce(AtomicUsize::new(0), sink.clone()))
+        .build()
+        .unwrap();
+    tracer.root_span("lost to the panic").finish();
+    let s = tracer.flush().unwrap();
+    assert_eq!((s.sent, s.failed), (0, 1));
+    tracer.root_span("after").finish();
+    let s = tracer.flush().unwrap();
+    assert_eq!((s.sent, s.failed), (1, 1));
+    assert_eq!(sink.spans()[0].name(), "after");
+}

@@ -362,7 +362,12 @@ fn export(shared: &Shared, spans: &[FinishedSpan]) {
     let mut backoff = Duration::from_millis(50);
     let mut attempt = 0;
     loop {
-        match shared.transport.send(spans) {
+        // A transport that panics must not take the worker (and every later span) with it.
+        let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            shared.transport.send(spans)
+        }))
+        .unwrap_or_else(|_| Err(TransportError::fatal("transport panicked")));
+        match sent {
             Ok(()) => {
                 shared.sent.fetch_add(spans.len() as u64, Ordering::AcqRel);
                 return;
