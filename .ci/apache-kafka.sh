@@ -32,7 +32,7 @@ resolve() {
     mkdir -p "${LIBS}"
     (
         cd "${ROOT}/.ci/maven/kafka"
-        MAVEN_OPTS="-Xmx512m" nice -n 19 mvn -q -B -Dstyle.color=never -Dkafka.version="${KAFKA_VERSION}" \
+        MAVEN_OPTS="-Xmx512m" nice -n 19 mvn -q -B --color never -Dkafka.version="${KAFKA_VERSION}" \
             dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="${LIBS}"
     )
     ls "${LIBS}"/kafka_2.13-"${KAFKA_VERSION}".jar >/dev/null
@@ -127,6 +127,16 @@ run_tests() {
 
     step "cargo test -p tdist-examples --test pipeline against Apache Kafka ${KAFKA_VERSION}"
     TDIST_KAFKA_BOOTSTRAP_SERVERS="${BOOTSTRAP}" cargo test -p tdist-examples --test pipeline
+
+    # The Python peer test too, when .ci/kafka.sh has set up its venv.
+    local py="${TDIST_CACHE}/py-kafka/bin/python"
+    if [ -x "${py}" ] && "${py}" -c 'import confluent_kafka' 2>/dev/null; then
+        step "python confluent-kafka peer against Apache Kafka ${KAFKA_VERSION}"
+        TDIST_KAFKA_PYTHON="${py}" TDIST_KAFKA_BOOTSTRAP_SERVERS="${BOOTSTRAP}" \
+            cargo test -p tdist-kafka --test python_peer -- --ignored
+    else
+        echo "(no ${py}: run .ci/kafka.sh first to also test the Python peer against Apache Kafka)"
+    fi
 
     kill -0 "${BROKER_PID}" 2>/dev/null || { echo "broker died during the tests"; tail -n 60 "${STATE}/broker.log"; exit 1; }
 }

@@ -33,7 +33,7 @@ resolve() {
     mkdir -p "${ZIPKIN_DIR}"
     (
         cd "${ROOT}/.ci/maven/zipkin"
-        MAVEN_OPTS="-Xmx512m" nice -n 19 mvn -q -B -Dstyle.color=never -Dzipkin.version="${ZIPKIN_VERSION}" \
+        MAVEN_OPTS="-Xmx512m" nice -n 19 mvn -q -B --color never -Dzipkin.version="${ZIPKIN_VERSION}" \
             dependency:copy -DoutputDirectory="${ZIPKIN_DIR}"
     )
     ls -l "${JAR}"
