@@ -11,7 +11,7 @@ step() { printf '\n==== %s ====\n' "$*"; }
 ZIPKIN_VERSION=3.6.1
 CACHE="${HOME}/.cache/tdist/zipkin"
 JAR="$CACHE/zipkin-server-$ZIPKIN_VERSION-exec.jar"
-PORT="${TDIST_ZIPKIN_PORT:-19411}"
+PORT="${TDIST_ZIPKIN_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 WORK="$(mktemp -d)"
 ZIPKIN_PID=""
 cleanup() {
@@ -37,7 +37,10 @@ cargo build -q -p tdist-examples --example trace_report
 BIN="${CARGO_TARGET_DIR:-target}/debug/examples/trace_report"
 
 step "start zipkin on 127.0.0.1:$PORT (in-memory storage)"
-QUERY_PORT="$PORT" java -Xmx384m -jar "$JAR" >"$WORK/zipkin.log" 2>&1 &
+# QUERY_PORT alone binds every interface: the armeria.ports entry binds 127.0.0.1 only.
+STORAGE_TYPE=mem QUERY_PORT="$PORT" java -Xmx384m -jar "$JAR" \
+  '--armeria.ports[0].ip=127.0.0.1' "--armeria.ports[0].port=$PORT" \
+  '--armeria.ports[0].protocols[0]=http' >"$WORK/zipkin.log" 2>&1 &
 ZIPKIN_PID=$!
 for _ in $(seq 1 90); do
   curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break

@@ -279,10 +279,17 @@ fn dependencies(
 }
 
 /// The links every comment adds, one call each: the API produces to Kafka, the consumer reads it,
-/// the Storm spam bolt calls the Thrift spam check, the store bolt calls the database.
+/// Storm delivers the tuple to the spam bolt and on to the store and statistics bolts (their
+/// CONSUMER spans name `storm` as the broker), the spam bolt calls the Thrift spam check, the
+/// store bolt calls the database.
 const LINKS: &[(&str, &str)] = &[
     ("comments-api", "kafka"),
     ("kafka", "moderation"),
+    ("storm", "spam-filter"),
+    ("storm", "comment-store"),
+    ("storm", "statistics"),
+    ("storm", "notifier"),
+    ("storm", "search-indexer"),
     ("spam-filter", "spam-check"),
     ("comment-store", "comments-db"),
 ];

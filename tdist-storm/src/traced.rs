@@ -35,9 +35,10 @@ use crate::connection::RuntimeError;
 use crate::protocol::{Emit, Handshake, LogLevel, TopologyContext, Tuple};
 use base64::Engine as _;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use tdist_core::propagation::{b3, w3c};
-use tdist_core::{binary, set_current, Extracted, Kind, Span, SpanContext, Tracer};
+use tdist_core::{binary, set_current, Endpoint, Extracted, Kind, Span, SpanContext, Tracer};
 
 pub use crate::traced_spout::{TracedSpout, TracedSpoutOutput};
 
@@ -105,6 +106,7 @@ pub struct TracedBolt<B> {
     field: TraceField,
     kafka_payload: Option<usize>,
     name: Option<String>,
+    remote_service: Cow<'static, str>,
     topology: TopologyContext,
     spans: HashMap<String, Span>,
     max_pending: usize,
@@ -119,6 +121,7 @@ impl<B: Bolt> TracedBolt<B> {
             field: TraceField::Last,
             kafka_payload: None,
             name: None,
+            remote_service: Cow::Borrowed("storm"),
             topology: TopologyContext::default(),
             spans: HashMap::new(),
             max_pending: 10_000,
@@ -142,6 +145,14 @@ impl<B: Bolt> TracedBolt<B> {
     /// The span name (default: the component id from the handshake).
     pub fn with_name(mut self, name: impl Into<String>) -> TracedBolt<B> {
         self.name = Some(name.into());
+        self
+    }
+
+    /// The remote service of the bolt's CONSUMER span (default `storm`): the "broker" the tuple
+    /// came through, as Zipkin's dependency graph expects of messaging spans (it skips consumer
+    /// spans without one, leaving bolts out of the graph).
+    pub fn with_remote_service_name(mut self, name: impl Into<Cow<'static, str>>) -> TracedBolt<B> {
+        self.remote_service = name.into();
         self
     }
 
@@ -275,6 +286,7 @@ impl<B: Bolt> Bolt for TracedBolt<B> {
         let extracted = self.extract(&mut tuple);
         let mut span = self.tracer.child_of_remote(extracted, self.name());
         span.set_kind(Kind::Consumer);
+        span.set_remote_endpoint(Endpoint::service(self.remote_service.clone()));
         if let Some(c) = &tuple.component {
             span.tag("storm.source", c.clone());
         }

@@ -105,6 +105,8 @@ fn chain_of_two_traced_bolts_continues_the_trace() {
     assert_eq!(s2[0]["parentId"], s1[0]["id"]);
     assert_eq!(s2[0]["id"], via2.span_id().to_hex().as_str());
     assert_eq!(s2[0]["tags"]["storm.source"], "split");
+    // Zipkin links messaging spans through their broker: the bolt's CONSUMER names Storm.
+    assert_eq!(s2[0]["remoteEndpoint"]["serviceName"], "storm");
     let _ = std::fs::remove_file(f1);
     let _ = std::fs::remove_file(f2);
 }
