@@ -2,7 +2,12 @@
 //!
 //! ```text
 //! cargo run --example comment_pipeline -- [--comments N] [--clients N] [--out PATH] [--quiet]
+//!     [--mode plain|unsampled|sampled]
 //! ```
+//!
+//! `--mode` (default `sampled`) chooses how much tdist runs: none at all, instrumented but
+//! unsampled, or everything sampled; the end-to-end latency and throughput are printed in
+//! every mode, the trace report only when spans were recorded.
 //!
 //! Defaults: 40 comments (every fourth one spam) from 4 clients; spans in
 //! `target/<profile>/comment_pipeline_spans.jsonl`.
@@ -20,13 +25,14 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
-use tdist_examples::pipeline::{self, bolts, spans, Config};
+use tdist_examples::pipeline::{self, bolts, spans, Config, Mode};
 use tdist_examples::report::{Report, ReportOptions};
 
-const USAGE: &str =
-    "usage: comment_pipeline [--comments N] [--clients N] [--out PATH] [--quiet] | --bolt NAME";
+const USAGE: &str = "usage: comment_pipeline [--comments N] [--clients N] [--out PATH] [--quiet] \
+     [--mode plain|unsampled|sampled] | --bolt NAME";
 
-fn parse() -> Result<(Config, bool), String> {
+fn parse() -> Result<(Config, Mode, bool), String> {
+    let mut mode = Mode::Sampled;
     let mut config = Config {
         comments: 40,
         clients: 4,
@@ -51,6 +57,7 @@ fn parse() -> Result<(Config, bool), String> {
             }
             "--out" => config.out = PathBuf::from(value()?),
             "--quiet" => config.progress = false,
+            "--mode" => mode = Mode::parse(&value()?)?,
             _ => return Err(format!("unknown argument {flag}\n{USAGE}")),
         }
     }
@@ -69,7 +76,7 @@ fn parse() -> Result<(Config, bool), String> {
         c
     });
     let valid = config_is_valid(&config);
-    Ok((config, valid))
+    Ok((config, mode, valid))
 }
 
 fn config_is_valid(c: &Config) -> bool {
@@ -83,8 +90,8 @@ fn main() -> ExitCode {
             return bolts::run(name);
         }
     }
-    let config = match parse() {
-        Ok((c, true)) => c,
+    let (config, mode) = match parse() {
+        Ok((c, m, true)) => (c, m),
         Ok(_) => {
             eprintln!("--comments and --clients must be at least 1");
             return ExitCode::from(2);
@@ -98,25 +105,27 @@ fn main() -> ExitCode {
         "posting {} comments from {} clients through HTTP → Kafka → Storm → Thrift ...",
         config.comments, config.clients
     );
-    let outcome = match pipeline::run(&config) {
+    let outcome = match pipeline::run_mode(&config, mode) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::FAILURE;
         }
     };
-    let report = match Report::from_path(&outcome.spans_file) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("{}: {e}", outcome.spans_file.display());
-            return ExitCode::FAILURE;
-        }
-    };
-    match report.render(&ReportOptions::default()) {
-        Ok(text) => println!("{text}"),
-        Err(e) => {
-            eprintln!("report: {e}");
-            return ExitCode::FAILURE;
+    if outcome.spans > 0 {
+        let report = match Report::from_path(&outcome.spans_file) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{}: {e}", outcome.spans_file.display());
+                return ExitCode::FAILURE;
+            }
+        };
+        match report.render(&ReportOptions::default()) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("report: {e}");
+                return ExitCode::FAILURE;
+            }
         }
     }
     if outcome.failed > 0 {
@@ -137,6 +146,20 @@ fn main() -> ExitCode {
             "broker"
         },
         outcome.elapsed.as_secs_f64()
+    );
+    let ms = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1e3);
+    println!(
+        "mode {}: {:.0} comments/s end to end, latency p50 {:.1} ms, p99 {:.1} ms ({} timed)",
+        outcome.mode.name(),
+        outcome.throughput(),
+        ms(outcome.latency(0.50)),
+        ms(outcome.latency(0.99)),
+        outcome.latencies.len()
+    );
+    let s = outcome.tracer_stats;
+    println!(
+        "spans: accepted {}, sent {}, failed {}, dropped {} (this process); collectors took {}, refused {}",
+        s.accepted, s.sent, s.failed, s.dropped, outcome.collector.sent, outcome.collector.failed
     );
     ExitCode::SUCCESS
 }

@@ -7,6 +7,7 @@
 //! under one parent, which the report's repeated-call finding points out.
 
 use super::comments::Comment;
+use super::Mode;
 use crate::spam_check::verdict as verdict_of;
 use crate::thrift_gen::comments::{self as gen, SpamCheckSyncClient, TSpamCheckSyncClient};
 use serde_json::Value;
@@ -17,7 +18,9 @@ use tdist_core::{Kind, Tracer};
 use tdist_storm::bolt::{run_bolt, Bolt, BoltError, Collector};
 use tdist_storm::protocol::{Emit, Handshake, Tuple};
 use tdist_storm::traced::TracedBolt;
-use tdist_thrift::{ClientInput, ClientOutput, Connector};
+use tdist_thrift::{
+    protocols, BoxedInput, BoxedOutput, ClientInput, ClientOutput, Connector, Framing, Protocol,
+};
 
 /// The environment variable giving the spam bolt the Thrift service's address.
 pub const SPAM_ADDR_VAR: &str = "PIPELINE_SPAM_CHECK_ADDR";
@@ -49,11 +52,12 @@ fn verdict_in(t: &Tuple) -> &str {
     t.values.get(1).and_then(Value::as_str).unwrap_or("unknown")
 }
 
-type SpamClient = SpamCheckSyncClient<ClientInput, ClientOutput>;
+type SpamClient = SpamCheckSyncClient<BoxedInput, BoxedOutput>;
 
 /// Calls the `SpamCheck` service (a CLIENT span per call) and emits `[comment, verdict]`.
+/// Without a connector (the plain mode), over Apache Thrift's own framed binary protocols.
 struct SpamBolt {
-    connector: Connector,
+    connector: Option<Connector>,
     addr: String,
     client: Option<SpamClient>,
 }
@@ -61,8 +65,19 @@ struct SpamBolt {
 impl SpamBolt {
     fn client(&mut self) -> Result<&mut SpamClient, BoltError> {
         if self.client.is_none() {
-            let conn = self.connector.connect(self.addr.as_str())?;
-            let (i, o) = conn.into_protocols();
+            let (i, o): (BoxedInput, BoxedOutput) = match &self.connector {
+                Some(connector) => {
+                    let (i, o): (ClientInput, ClientOutput) =
+                        connector.connect(self.addr.as_str())?.into_protocols();
+                    (Box::new(i), Box::new(o))
+                }
+                None => {
+                    let stream = std::net::TcpStream::connect(self.addr.as_str())?;
+                    let _ = stream.set_nodelay(true);
+                    let (i, _, o) = protocols(&stream, Framing::Framed, Protocol::Binary, false)?;
+                    (i, o)
+                }
+            };
             self.client = Some(SpamCheckSyncClient::new(i, o));
         }
         Ok(self.client.as_mut().expect("just connected"))
@@ -221,7 +236,7 @@ impl<B: Bolt> Bolt for Named<B> {
     }
 }
 
-fn make(name: &str, tracer: &Tracer) -> Result<Box<dyn Bolt>, String> {
+fn make(name: &str, tracer: &Tracer, mode: Mode) -> Result<Box<dyn Bolt>, String> {
     let t = tracer.clone();
     Ok(match name {
         "spam" => {
@@ -230,7 +245,7 @@ fn make(name: &str, tracer: &Tracer) -> Result<Box<dyn Bolt>, String> {
             Box::new(Named(
                 "spam",
                 SpamBolt {
-                    connector: Connector::new(t),
+                    connector: (mode != Mode::Plain).then(|| Connector::new(t)),
                     addr,
                     client: None,
                 },
@@ -263,7 +278,10 @@ fn make(name: &str, tracer: &Tracer) -> Result<Box<dyn Bolt>, String> {
 }
 
 /// Runs bolt `name` on stdin/stdout until the pipe closes, then flushes its spans to the file
-/// in `TDIST_FILE`. The process's entry point in bolt mode.
+/// in `TDIST_FILE`. The process's entry point in bolt mode. The benchmark mode comes from
+/// `PIPELINE_MODE` ([`Mode::from_env`]): in [`Mode::Plain`] the bolt is not wrapped in
+/// `TracedBolt`, the spam bolt speaks plain Thrift and the bolts' own spans go to
+/// [`Tracer::noop`].
 pub fn run(name: &str) -> ExitCode {
     let Some(&(_, service)) = BOLTS.iter().find(|(n, _)| *n == name) else {
         eprintln!("unknown bolt {name:?}");
@@ -273,22 +291,32 @@ pub fn run(name: &str) -> ExitCode {
         eprintln!("{SPAN_FILE_VAR} must name the bolt's span file");
         return ExitCode::from(2);
     };
+    let mode = match Mode::from_env() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("bolt {name}: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let zipkin = std::env::var(super::spans::ZIPKIN_VAR).ok();
-    let tracer = match super::spans::tracer(service, &file, zipkin.as_deref()) {
+    let tracer = match super::spans::tracer_for(mode, service, &file, zipkin.as_deref()) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("bolt {name}: {e}");
             return ExitCode::from(2);
         }
     };
-    let bolt = match make(name, &tracer) {
+    let bolt = match make(name, &tracer, mode) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("bolt {name}: {e}");
             return ExitCode::from(2);
         }
     };
-    let result = run_bolt(TracedBolt::new(bolt, tracer.clone()).with_name(name));
+    let result = match mode {
+        Mode::Plain => run_bolt(bolt),
+        _ => run_bolt(TracedBolt::new(bolt, tracer.clone()).with_name(name)),
+    };
     let _ = tracer.flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,12 +5,13 @@
 //! the answer is `202 Accepted` with the comment's id. Also the load clients that post comments.
 
 use super::comments::Comment;
+use super::Timings;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use rdkafka::producer::FutureRecord;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,7 +19,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tdist_core::Tracer;
 use tdist_http::{Route, ServerLayer};
 use tdist_kafka::TracedProducer;
@@ -26,24 +27,64 @@ use tokio::net::{TcpListener, TcpStream};
 use tower_layer::Layer;
 use tower_service::Service as _;
 
+/// The API's producer: traced, or rdkafka's own (the benchmark's uninstrumented mode).
+enum Producer {
+    Traced(TracedProducer),
+    Plain(FutureProducer),
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Producer::Traced(_) => "Producer::Traced",
+            Producer::Plain(_) => "Producer::Plain",
+        })
+    }
+}
+
 /// What the API needs per request.
 #[derive(Debug)]
 pub struct Api {
-    tracer: Tracer,
-    producer: TracedProducer,
+    /// `None`: no tracing at all (no [`ServerLayer`]).
+    tracer: Option<Tracer>,
+    producer: Producer,
     topic: String,
     next_id: AtomicU64,
+    timings: Option<Arc<Timings>>,
 }
+
+/// When each request arrived at the API, as `Instant` in the request's extensions.
+#[derive(Debug, Clone, Copy)]
+struct Arrived(Instant);
 
 impl Api {
     /// An API producing to `topic` through `producer`, SERVER spans from `tracer`.
     pub fn new(tracer: Tracer, producer: TracedProducer, topic: impl Into<String>) -> Api {
         Api {
-            tracer,
-            producer,
+            tracer: Some(tracer),
+            producer: Producer::Traced(producer),
             topic: topic.into(),
             next_id: AtomicU64::new(1),
+            timings: None,
         }
+    }
+
+    /// An API without any tracing: served without [`ServerLayer`], producing with a plain
+    /// rdkafka producer.
+    pub fn plain(producer: FutureProducer, topic: impl Into<String>) -> Api {
+        Api {
+            tracer: None,
+            producer: Producer::Plain(producer),
+            topic: topic.into(),
+            next_id: AtomicU64::new(1),
+            timings: None,
+        }
+    }
+
+    /// Records when each accepted comment arrived (by its id) in `timings`.
+    pub fn with_timings(mut self, timings: Arc<Timings>) -> Api {
+        self.timings = Some(timings);
+        self
     }
 }
 
@@ -54,6 +95,7 @@ fn reply(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 }
 
 async fn post_comment(api: &Api, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let arrived = req.extensions().get::<Arrived>().map(|a| a.0);
     let body = match Limited::new(req.into_body(), 64 * 1024).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => return reply(StatusCode::BAD_REQUEST, format!("body: {e}\n")),
@@ -68,7 +110,14 @@ async fn post_comment(api: &Api, req: Request<Incoming>) -> Response<Full<Bytes>
     let record = FutureRecord::to(&api.topic)
         .key(comment.id.as_str())
         .payload(payload.as_str());
-    match api.producer.send(record, Duration::from_secs(10)).await {
+    if let (Some(t), Some(at)) = (&api.timings, arrived) {
+        t.arrived(&comment.id, at);
+    }
+    let sent = match &api.producer {
+        Producer::Traced(p) => p.send(record, Duration::from_secs(10)).await,
+        Producer::Plain(p) => p.send(record, Duration::from_secs(10)).await,
+    };
+    match sent {
         Ok(_) => reply(
             StatusCode::ACCEPTED,
             format!("{{\"id\":\"{}\"}}\n", comment.id),
@@ -106,22 +155,36 @@ impl tower_service::Service<Request<Incoming>> for ApiService {
 
 /// Serves the API on `listener` until the task is dropped or aborted: each request goes
 /// through tdist-http's [`ServerLayer`] (a SERVER span, named after the route, with the
-/// caller's address), then to [`ApiService`].
+/// caller's address), then to [`ApiService`]; without a tracer ([`Api::plain`]) straight to
+/// [`ApiService`].
 pub async fn serve(listener: TcpListener, api: Arc<Api>) {
-    let traced = ServerLayer::new(api.tracer.clone()).layer(ApiService(api));
+    let traced = api
+        .tracer
+        .clone()
+        .map(|t| ServerLayer::new(t).layer(ApiService(api.clone())));
+    let plain = ApiService(api);
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             continue;
         };
         let traced = traced.clone();
+        let plain = plain.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(Arrived(Instant::now()));
                 if req.uri().path() == "/comments" {
                     req.extensions_mut().insert(Route("/comments".into()));
                 }
                 req.extensions_mut().insert(peer);
                 // ApiService is always ready, so TraceServer is too.
-                traced.clone().call(req)
+                let traced = traced.clone();
+                let mut plain = plain.clone();
+                async move {
+                    match traced {
+                        Some(mut t) => t.call(req).await.map(|r| r.map(Either::Left)),
+                        None => plain.call(req).await.map(|r| r.map(Either::Right)),
+                    }
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)

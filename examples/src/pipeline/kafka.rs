@@ -9,7 +9,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{DefaultProducerContext, FutureProducer};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::Value;
 use std::time::Duration;
 use tdist_core::propagation::b3;
@@ -92,13 +92,20 @@ impl Broker {
 
     /// A traced producer: each record's context in the `b3` header and in a payload frame.
     pub fn producer(&self, tracing: KafkaTracing) -> Result<TracedProducer, String> {
-        let p: FutureProducer = ClientConfig::new()
+        Ok(TracedProducer::new(
+            self.plain_producer()?,
+            tracing.carrier(Carrier::Both),
+        ))
+    }
+
+    /// rdkafka's producer, with the same settings as [`Broker::producer`] and no tracing.
+    pub fn plain_producer(&self) -> Result<FutureProducer, String> {
+        ClientConfig::new()
             .set("bootstrap.servers", &self.bootstrap)
             .set("message.timeout.ms", "15000")
             .set("linger.ms", "2")
             .create()
-            .map_err(|e| format!("producer: {e}"))?;
-        Ok(TracedProducer::new(p, tracing.carrier(Carrier::Both)))
+            .map_err(|e| format!("producer: {e}"))
     }
 
     /// A consumer assigned to every partition of `topic` at its current end, so it reads only
@@ -139,16 +146,23 @@ impl Broker {
 /// Polls `consumer` until `stop` returns true; each record becomes a CONSUMER span (the
 /// producer's child) inside which `deliver` gets the tuple values `[payload, b3]`, the B3 value
 /// being the CONSUMER span's context (what the traced bolt continues from). Returns how many
-/// records were delivered; the first error from `deliver` ends the loop.
+/// records were delivered; the first error from `deliver` ends the loop. Without `tracing`
+/// there is no span and the tuple is `[payload]`.
 pub fn consume_loop<E>(
     consumer: &BaseConsumer,
-    tracing: &KafkaTracing,
+    tracing: Option<&KafkaTracing>,
     stop: impl Fn() -> bool,
     mut deliver: impl FnMut(Vec<Value>) -> Result<(), E>,
 ) -> Result<u64, E> {
     let mut n = 0;
     while !stop() {
         let Some(Ok(msg)) = consumer.poll(Duration::from_millis(50)) else {
+            continue;
+        };
+        let Some(tracing) = tracing else {
+            let text = String::from_utf8_lossy(msg.payload().unwrap_or_default()).into_owned();
+            deliver(vec![Value::from(text)])?;
+            n += 1;
             continue;
         };
         let received = tracing.receive(&msg);

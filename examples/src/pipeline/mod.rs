@@ -35,6 +35,124 @@ use topology::Topology;
 /// The Kafka topic comments go through by default.
 pub const TOPIC: &str = "comments";
 
+/// The environment variable passing the [`Mode`] to the bolt processes.
+pub const MODE_VAR: &str = "PIPELINE_MODE";
+
+/// How much of tdist the pipeline uses (the overhead benchmark compares them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// No tdist instrumentation: hyper without `ServerLayer`, rdkafka's own producer and
+    /// consumer, Apache Thrift's processor and protocols, bolts not wrapped in `TracedBolt`
+    /// (their own spans go to `Tracer::noop`), no span files.
+    Plain,
+    /// Everything instrumented, nothing sampled (`OTEL_TRACES_SAMPLER=always_off`).
+    Unsampled,
+    /// Everything instrumented and sampled; spans to a file per process (and collectors).
+    #[default]
+    Sampled,
+}
+
+impl Mode {
+    /// All modes, in the benchmark's order.
+    pub const ALL: [Mode; 3] = [Mode::Plain, Mode::Unsampled, Mode::Sampled];
+
+    /// `plain`, `unsampled` or `sampled`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Plain => "plain",
+            Mode::Unsampled => "unsampled",
+            Mode::Sampled => "sampled",
+        }
+    }
+
+    /// The mode named `s` (see [`Mode::name`]).
+    pub fn parse(s: &str) -> Result<Mode, String> {
+        Mode::ALL
+            .into_iter()
+            .find(|m| m.name() == s.trim())
+            .ok_or_else(|| format!("unknown mode {s:?} (plain, unsampled or sampled)"))
+    }
+
+    /// The mode in `PIPELINE_MODE`; [`Mode::Sampled`] when unset.
+    pub fn from_env() -> Result<Mode, String> {
+        match std::env::var(MODE_VAR) {
+            Ok(v) if !v.trim().is_empty() => Mode::parse(&v),
+            _ => Ok(Mode::Sampled),
+        }
+    }
+}
+
+/// Per-comment latency from the HTTP request's arrival at the API to the last downstream
+/// bolt's ack (as the harness sees it), measured with `Instant`, independent of tracing.
+#[derive(Debug, Default)]
+pub struct Timings {
+    inner: std::sync::Mutex<TimingsInner>,
+}
+
+#[derive(Debug, Default)]
+struct TimingsInner {
+    /// Comment id → arrival, downstream acks so far.
+    open: std::collections::HashMap<String, (Instant, usize)>,
+    /// Downstream tuple id → comment id.
+    tuples: std::collections::HashMap<String, String>,
+    first_arrival: Option<Instant>,
+    last_done: Option<Instant>,
+    done: Vec<Duration>,
+}
+
+impl Timings {
+    fn lock(&self) -> std::sync::MutexGuard<'_, TimingsInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Comment `id`'s request arrived at `at`.
+    pub fn arrived(&self, id: &str, at: Instant) {
+        let mut t = self.lock();
+        t.first_arrival = Some(t.first_arrival.map_or(at, |f| f.min(at)));
+        t.open.insert(id.to_owned(), (at, 0));
+    }
+
+    /// Tuple `tuple` carrying comment `comment` went to a downstream bolt.
+    pub fn forwarded(&self, tuple: &str, comment: &str) {
+        self.lock()
+            .tuples
+            .insert(tuple.to_owned(), comment.to_owned());
+    }
+
+    /// A downstream bolt acked tuple `tuple` at `at`; the comment is done when every downstream
+    /// bolt has acked it.
+    pub fn acked(&self, tuple: &str, at: Instant) {
+        let mut t = self.lock();
+        let Some(comment) = t.tuples.remove(tuple) else {
+            return;
+        };
+        let Some(entry) = t.open.get_mut(&comment) else {
+            return;
+        };
+        entry.1 += 1;
+        if entry.1 < bolts::DOWNSTREAM.len() {
+            return;
+        }
+        let arrived = entry.0;
+        t.open.remove(&comment);
+        t.done.push(at.saturating_duration_since(arrived));
+        t.last_done = Some(t.last_done.map_or(at, |l| l.max(at)));
+    }
+
+    /// The latencies of the comments done so far, sorted.
+    pub fn latencies(&self) -> Vec<Duration> {
+        let mut v = self.lock().done.clone();
+        v.sort_unstable();
+        v
+    }
+
+    /// From the first arrival to the last comment done.
+    pub fn span(&self) -> Option<Duration> {
+        let t = self.lock();
+        Some(t.last_done?.saturating_duration_since(t.first_arrival?))
+    }
+}
+
 /// How to run the pipeline.
 pub struct Config {
     /// How many comments to post.
@@ -87,6 +205,36 @@ pub struct Outcome {
     pub mock_kafka: bool,
     /// Wall time of the whole run.
     pub elapsed: Duration,
+    /// The mode it ran in.
+    pub mode: Mode,
+    /// Per-comment latency, HTTP arrival to the last downstream ack, sorted.
+    pub latencies: Vec<Duration>,
+    /// From the first comment's arrival to the last one's last ack.
+    pub load_span: Option<Duration>,
+    /// This process's tracer after the final flush (zero in [`Mode::Plain`]).
+    pub tracer_stats: tdist_core::export::Stats,
+    /// Spans this process's collectors (Zipkin, Kafka) took and refused during the run.
+    pub collector: spans::CollectorStats,
+}
+
+impl Outcome {
+    /// Comments done end to end per second ([`Outcome::load_span`]).
+    pub fn throughput(&self) -> f64 {
+        match self.load_span {
+            Some(d) if !d.is_zero() => self.latencies.len() as f64 / d.as_secs_f64(),
+            _ => 0.0,
+        }
+    }
+
+    /// The latency at quantile `q` (0..=1), nearest rank.
+    pub fn latency(&self, q: f64) -> Option<Duration> {
+        let n = self.latencies.len();
+        if n == 0 {
+            return None;
+        }
+        let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
+        Some(self.latencies[rank - 1])
+    }
 }
 
 /// Why a run failed.
@@ -159,27 +307,45 @@ fn show_progress(total: usize, progress: &Progress, topology: &Topology) {
     let _ = std::io::stderr().flush();
 }
 
-/// Runs the whole pipeline once; see the module docs.
+/// Runs the whole pipeline once, fully traced; see the module docs.
 pub fn run(config: &Config) -> Result<Outcome, PipelineError> {
+    run_mode(config, Mode::Sampled)
+}
+
+/// Runs the whole pipeline once in benchmark `mode`, timing each comment end to end.
+pub fn run_mode(config: &Config, mode: Mode) -> Result<Outcome, PipelineError> {
     let started = Instant::now();
     let dir = work_dir()?;
     let broker = kafka::Broker::from_env(&config.topic).map_err(err)?;
     let demo_file = dir.join("demo.jsonl");
     let zipkin = config.zipkin_endpoint.as_deref();
-    let tracer = spans::tracer("comments-api", &demo_file, zipkin).map_err(err)?;
+    let tracer = spans::tracer_for(mode, "comments-api", &demo_file, zipkin).map_err(err)?;
+    let timings = Arc::new(Timings::default());
+    let collector_before = spans::collector_stats();
 
     let thrift_listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(err)?;
     let thrift_addr = thrift_listener.local_addr().map_err(err)?;
-    let processor = TracedProcessor::new(
-        tracer.with_service_name("spam-check"),
-        SpamCheckSyncProcessor::new(SpamChecker::default()),
-    );
-    let options = ServerOptions::traced(Framing::Framed, Protocol::Binary);
-    let thrift = Server::spawn(thrift_listener, processor, options).map_err(err)?;
+    let checker = SpamCheckSyncProcessor::new(SpamChecker::default());
+    let thrift = if mode == Mode::Plain {
+        let options = ServerOptions::plain(Framing::Framed, Protocol::Binary);
+        Server::spawn(thrift_listener, checker, options)
+    } else {
+        let processor = TracedProcessor::new(tracer.with_service_name("spam-check"), checker);
+        let options = ServerOptions::traced(Framing::Framed, Protocol::Binary);
+        Server::spawn(thrift_listener, processor, options)
+    }
+    .map_err(err)?;
 
     let spam_addr = thrift_addr.to_string();
-    let topology = Topology::start(&*config.bolt_command, &dir, &spam_addr, zipkin)
-        .map_err(|e| err(format!("starting the bolts: {e}")))?;
+    let topology = Topology::start_mode(
+        &*config.bolt_command,
+        &dir,
+        &spam_addr,
+        zipkin,
+        mode,
+        Some(timings.clone()),
+    )
+    .map_err(|e| err(format!("starting the bolts: {e}")))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -192,15 +358,18 @@ pub fn run(config: &Config) -> Result<Outcome, PipelineError> {
             .map_err(err)?;
     }
     let consumer_tracing = KafkaTracing::new(tracer.with_service_name("moderation"));
+    let consumer_tracing = (mode != Mode::Plain).then_some(&consumer_tracing);
     let consumer = broker.consumer(&config.topic).map_err(err)?;
-    let producer = broker
-        .producer(KafkaTracing::new(tracer.clone()))
-        .map_err(err)?;
-    let api = Arc::new(http::Api::new(
-        tracer.clone(),
-        producer,
-        config.topic.as_str(),
-    ));
+    let api = if mode == Mode::Plain {
+        let producer = broker.plain_producer().map_err(err)?;
+        http::Api::plain(producer, config.topic.as_str())
+    } else {
+        let producer = broker
+            .producer(KafkaTracing::new(tracer.clone()))
+            .map_err(err)?;
+        http::Api::new(tracer.clone(), producer, config.topic.as_str())
+    };
+    let api = Arc::new(api.with_timings(timings.clone()));
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .map_err(err)?;
@@ -214,7 +383,7 @@ pub fn run(config: &Config) -> Result<Outcome, PipelineError> {
         let consumer_thread = s.spawn(|| {
             kafka::consume_loop(
                 &consumer,
-                &consumer_tracing,
+                consumer_tracing,
                 || stop.load(Ordering::Relaxed),
                 |values| topology.submit(values),
             )
@@ -265,6 +434,7 @@ pub fn run(config: &Config) -> Result<Outcome, PipelineError> {
     let bolt_files = topology.shutdown(Duration::from_secs(30));
     thrift.shutdown();
     let _ = tracer.flush();
+    let tracer_stats = tracer.stats();
     loaded?;
     settled.map_err(err)?;
     let bolt_files = bolt_files.map_err(|e| err(format!("stopping the bolts: {e}")))?;
@@ -282,5 +452,16 @@ pub fn run(config: &Config) -> Result<Outcome, PipelineError> {
         failed,
         mock_kafka: broker.is_mock(),
         elapsed: started.elapsed(),
+        mode,
+        latencies: timings.latencies(),
+        load_span: timings.span(),
+        tracer_stats,
+        collector: {
+            let now = spans::collector_stats();
+            spans::CollectorStats {
+                sent: now.sent - collector_before.sent,
+                failed: now.failed - collector_before.failed,
+            }
+        },
     })
 }

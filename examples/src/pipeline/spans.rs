@@ -13,30 +13,58 @@
 //! # std::fs::remove_dir_all(&dir).unwrap();
 //! ```
 
+use super::Mode;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tdist_core::export::{Fanout, JsonLinesFile, Transport, TransportError};
-use tdist_core::{FinishedSpan, Tracer};
+use tdist_core::{FinishedSpan, Sampler, Tracer};
 
 /// Opts in to also publishing spans to the `zipkin` topic when set to `kafka` (and
 /// `TDIST_KAFKA_BOOTSTRAP_SERVERS` is set).
 pub const TRANSPORT_VAR: &str = "TDIST_TRANSPORT";
 
-/// A transport whose failures are reported once on stderr and otherwise ignored, so that a
-/// collector that is down never makes the reporter retry a batch the span file already has.
+/// A transport whose failures are counted ([`collector_stats`]), reported once on stderr and
+/// otherwise ignored, so that a collector that is down never makes the reporter retry a batch
+/// the span file already has.
 struct BestEffort<T> {
     name: &'static str,
     inner: T,
     warned: AtomicBool,
 }
 
+static COLLECTOR_SENT: AtomicU64 = AtomicU64::new(0);
+static COLLECTOR_FAILED: AtomicU64 = AtomicU64::new(0);
+
+/// Spans this process handed to its collectors (Zipkin, Kafka) beside the span file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CollectorStats {
+    /// Spans a collector took.
+    pub sent: u64,
+    /// Spans a collector did not take (counted, never retried: the span file has them).
+    pub failed: u64,
+}
+
+/// What this process's collectors took and refused so far.
+pub fn collector_stats() -> CollectorStats {
+    CollectorStats {
+        sent: COLLECTOR_SENT.load(Ordering::Relaxed),
+        failed: COLLECTOR_FAILED.load(Ordering::Relaxed),
+    }
+}
+
 impl<T: Transport> Transport for BestEffort<T> {
     fn send(&self, spans: &[FinishedSpan]) -> Result<(), TransportError> {
-        if let Err(e) = self.inner.send(spans) {
-            if !self.warned.swap(true, Ordering::Relaxed) {
-                eprintln!("spans to {} failed (not retried): {e}", self.name);
+        match self.inner.send(spans) {
+            Ok(()) => {
+                COLLECTOR_SENT.fetch_add(spans.len() as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                COLLECTOR_FAILED.fetch_add(spans.len() as u64, Ordering::Relaxed);
+                if !self.warned.swap(true, Ordering::Relaxed) {
+                    eprintln!("spans to {} failed (counted, not retried): {e}", self.name);
+                }
             }
         }
         Ok(())
@@ -63,6 +91,30 @@ pub fn tracer(
     file: &Path,
     zipkin_endpoint: Option<&str>,
 ) -> Result<Tracer, String> {
+    tracer_with(service, file, zipkin_endpoint, None)
+}
+
+/// [`tracer`] for a benchmark mode: [`Mode::Plain`] gets [`Tracer::noop`] (no span file, no
+/// reporter), [`Mode::Unsampled`] samples nothing, [`Mode::Sampled`] everything.
+pub fn tracer_for(
+    mode: Mode,
+    service: &'static str,
+    file: &Path,
+    zipkin_endpoint: Option<&str>,
+) -> Result<Tracer, String> {
+    match mode {
+        Mode::Plain => Ok(Tracer::noop()),
+        Mode::Unsampled => tracer_with(service, file, zipkin_endpoint, Some(Sampler::never())),
+        Mode::Sampled => tracer_with(service, file, zipkin_endpoint, Some(Sampler::always())),
+    }
+}
+
+fn tracer_with(
+    service: &'static str,
+    file: &Path,
+    zipkin_endpoint: Option<&str>,
+    sampler: Option<Sampler>,
+) -> Result<Tracer, String> {
     let file_transport =
         JsonLinesFile::create(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let mut fanout = Fanout::new().with(file_transport);
@@ -79,8 +131,11 @@ pub fn tracer(
             None => return Err("TDIST_TRANSPORT=kafka needs TDIST_KAFKA_BOOTSTRAP_SERVERS".into()),
         }
     }
-    let builder = Tracer::from_env()
-        .map_err(|e| e.to_string())?
+    let mut builder = Tracer::from_env().map_err(|e| e.to_string())?;
+    if let Some(s) = sampler {
+        builder = builder.sampler(s);
+    }
+    let builder = builder
         .service_name(service)
         .configure_reporter(|r| r.schedule_delay = Duration::from_millis(200))
         .transport(fanout);

@@ -3,7 +3,9 @@
 //! Storm's shuffle grouping would, with one task each). Acks and fails are counted per bolt.
 
 use super::bolts::{BOLTS, DOWNSTREAM, SPAM_ADDR_VAR, SPAN_FILE_VAR};
+use super::comments::Comment;
 use super::spans::ZIPKIN_VAR;
+use super::{Mode, Timings, MODE_VAR};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -61,12 +63,19 @@ fn spawn_bolt(
     dir: &Path,
     spam_addr: &str,
     zipkin: Option<&str>,
+    mode: Mode,
 ) -> Result<Node, HarnessError> {
     let span_file = dir.join(format!("bolt-{name}.jsonl"));
     let mut cmd = bolt_cmd(name);
     cmd.env(SPAN_FILE_VAR, &span_file)
         .env(SPAM_ADDR_VAR, spam_addr)
-        .env_remove("OTEL_SERVICE_NAME");
+        .env_remove("OTEL_SERVICE_NAME")
+        .env(MODE_VAR, mode.name());
+    match mode {
+        Mode::Unsampled => cmd.env("OTEL_TRACES_SAMPLER", "always_off"),
+        Mode::Sampled => cmd.env("OTEL_TRACES_SAMPLER", "always_on"),
+        Mode::Plain => cmd.env_remove("OTEL_TRACES_SAMPLER"),
+    };
     match zipkin {
         Some(z) => cmd.env(ZIPKIN_VAR, z),
         None => cmd.env_remove(ZIPKIN_VAR),
@@ -75,10 +84,11 @@ fn spawn_bolt(
     config.max_pending = 1000;
     config.subprocess_timeout = Duration::from_secs(60);
     config.handshake_timeout = Duration::from_secs(60);
-    let config = if name == "spam" {
-        config.input("kafka-consumer", "default", &["comment", "_trace"])
-    } else {
-        config.input("spam", "default", &["comment", "verdict", "_trace"])
+    let config = match (name == "spam", mode == Mode::Plain) {
+        (true, false) => config.input("kafka-consumer", "default", &["comment", "_trace"]),
+        (true, true) => config.input("kafka-consumer", "default", &["comment"]),
+        (false, false) => config.input("spam", "default", &["comment", "verdict", "_trace"]),
+        (false, true) => config.input("spam", "default", &["comment", "verdict"]),
     };
     let harness = Harness::spawn(cmd, config)?;
     Ok(Node {
@@ -90,7 +100,8 @@ fn spawn_bolt(
 }
 
 /// Moves what a bolt sent out of its harness: counts acks and fails, forwards emits to
-/// `targets`. Ends when `stop` is set, or records the first error.
+/// `targets`, and tells `timings` which comment each forwarded tuple carries and when a
+/// downstream bolt acked it. Ends when `stop` is set, or records the first error.
 fn pump(
     from: Arc<Harness>,
     settled: Arc<Settled>,
@@ -98,6 +109,7 @@ fn pump(
     targets: Vec<Arc<Harness>>,
     stop: Arc<AtomicBool>,
     error: Arc<Mutex<Option<String>>>,
+    timings: Option<Arc<Timings>>,
 ) {
     while !stop.load(Ordering::Relaxed) {
         let waited = from.wait_for(
@@ -115,12 +127,27 @@ fn pump(
             eprintln!("bolt {source} reported: {r}");
         }
         for emit in records.emits {
+            let comment = timings.as_ref().and_then(|_| {
+                let text = emit.emit.values.first()?.as_str()?;
+                Comment::from_json(text).ok().map(|c| c.id)
+            });
             for t in &targets {
                 let tuple = t.tuple(source, emit.emit.values.clone());
+                if let (Some(timings), Some(c)) = (&timings, &comment) {
+                    timings.forwarded(&tuple.id, c);
+                }
                 if let Err(e) = t.send_tuple(&tuple) {
                     let mut slot = error.lock().unwrap_or_else(|p| p.into_inner());
                     slot.get_or_insert(format!("forwarding from {source}: {e}"));
                     return;
+                }
+            }
+        }
+        if let Some(timings) = &timings {
+            if targets.is_empty() {
+                let now = Instant::now();
+                for id in &records.acks {
+                    timings.acked(id, now);
                 }
             }
         }
@@ -154,9 +181,22 @@ impl Topology {
         spam_addr: &str,
         zipkin: Option<&str>,
     ) -> Result<Topology, HarnessError> {
+        Topology::start_mode(bolt_cmd, dir, spam_addr, zipkin, Mode::Sampled, None)
+    }
+
+    /// [`Topology::start`] with the bolts in benchmark `mode` (passed in `PIPELINE_MODE`),
+    /// reporting forwarded tuples and downstream acks to `timings`.
+    pub fn start_mode(
+        bolt_cmd: &dyn Fn(&str) -> Command,
+        dir: &Path,
+        spam_addr: &str,
+        zipkin: Option<&str>,
+        mode: Mode,
+        timings: Option<Arc<Timings>>,
+    ) -> Result<Topology, HarnessError> {
         let mut nodes = Vec::new();
         for (name, _) in BOLTS {
-            nodes.push(spawn_bolt(bolt_cmd, name, dir, spam_addr, zipkin)?);
+            nodes.push(spawn_bolt(bolt_cmd, name, dir, spam_addr, zipkin, mode)?);
         }
         let stop = Arc::new(AtomicBool::new(false));
         let error = Arc::new(Mutex::new(None));
@@ -172,9 +212,9 @@ impl Topology {
                 Vec::new()
             };
             let (h, s, name) = (n.harness.clone(), n.settled.clone(), n.name);
-            let (stop, error) = (stop.clone(), error.clone());
+            let (stop, error, timings) = (stop.clone(), error.clone(), timings.clone());
             pumps.push(std::thread::spawn(move || {
-                pump(h, s, name, targets, stop, error)
+                pump(h, s, name, targets, stop, error, timings)
             }));
         }
         Ok(Topology {
