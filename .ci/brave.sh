@@ -11,10 +11,13 @@
 #
 # Needs java (17+), mvn, python3, curl, cargo. The peer jar and its dependencies are cached in
 # $HOME/.cache/tdist/brave/<hash of peers/brave>/libs (rebuilt when the sources change; the build
-# runs `mvn -o` first and goes online only when the local Maven repository lacks something).
+# runs `mvn -o` first and goes online only when the local Maven repository lacks something). The
+# broker's state is in $HOME/.cache/tdist/run/brave (TDIST_PEER_RUN_DIR overrides).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Our own broker state, apart from other scripts' `apache-kafka.sh start`.
+export TDIST_PEER_RUN_DIR="${TDIST_PEER_RUN_DIR:-${HOME}/.cache/tdist/run/brave}"
 # shellcheck source=lib/peers.sh
 . "${ROOT}/.ci/lib/peers.sh"
 
