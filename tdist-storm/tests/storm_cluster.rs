@@ -52,7 +52,12 @@ fn run_topology(classpath: &str, bolt: &Path, out: &Path) -> (Option<i32>, Strin
     let log = std::fs::File::create(&log_path).unwrap();
     let java = std::env::var("TDIST_STORM_JAVA").unwrap_or_else(|_| "java".into());
     let mut child = Command::new(java)
-        .args(["-Xmx768m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp"])
+        .args([
+            "-Xmx768m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            "-cp",
+        ])
         .arg(classpath)
         .arg("tdist.storm.TopologyMain")
         .arg(out)
@@ -102,11 +107,18 @@ fn storm_local_cluster_acks_every_tuple_and_continues_every_trace() {
 
     // 1. No ShellBolt died while the topology ran (killing it at the end makes Storm log
     //    "ShellBolt died" for the destroyed children, so only the part before the marker counts).
-    let Some(running) = log.split(KILL_MARKER).next().filter(|_| log.contains(KILL_MARKER)) else {
+    let Some(running) = log
+        .split(KILL_MARKER)
+        .next()
+        .filter(|_| log.contains(KILL_MARKER))
+    else {
         panic!("the Java program never reached the kill step; log:\n{log}");
     };
     for bad in ["ShellBolt died", "Halting process", "heartbeat timeout"] {
-        assert!(!running.contains(bad), "{bad:?} while the topology ran; log:\n{running}");
+        assert!(
+            !running.contains(bad),
+            "{bad:?} while the topology ran; log:\n{running}"
+        );
     }
     assert!(
         running.contains(&format!("name:count working {SLEEP_SECS}s on tuple")),
@@ -124,7 +136,10 @@ fn storm_local_cluster_acks_every_tuple_and_continues_every_trace() {
     assert!(fails.is_empty(), "failed messages: {fails:?}");
     let mut acked: Vec<&str> = acks.iter().filter_map(|l| l.strip_prefix("ack ")).collect();
     acked.sort_unstable();
-    let mut ids: Vec<&str> = emitted.iter().map(|e| e["msg_id"].as_str().unwrap()).collect();
+    let mut ids: Vec<&str> = emitted
+        .iter()
+        .map(|e| e["msg_id"].as_str().unwrap())
+        .collect();
     ids.sort_unstable();
     assert_eq!(acked, ids, "every message acked exactly once");
     assert_eq!(code, Some(0), "java exit status; log:\n{log}");
@@ -134,12 +149,24 @@ fn storm_local_cluster_acks_every_tuple_and_continues_every_trace() {
     let count = support::read_spans(&out.join("spans-count.jsonl"));
     let mut by_trace: HashMap<&str, (Vec<&Value>, Vec<&Value>)> = HashMap::new();
     for s in &split {
-        by_trace.entry(s["traceId"].as_str().unwrap()).or_default().0.push(s);
+        by_trace
+            .entry(s["traceId"].as_str().unwrap())
+            .or_default()
+            .0
+            .push(s);
     }
     for s in &count {
-        by_trace.entry(s["traceId"].as_str().unwrap()).or_default().1.push(s);
+        by_trace
+            .entry(s["traceId"].as_str().unwrap())
+            .or_default()
+            .1
+            .push(s);
     }
-    assert_eq!(by_trace.len(), emitted.len(), "one trace per spout tuple: {by_trace:?}");
+    assert_eq!(
+        by_trace.len(),
+        emitted.len(),
+        "one trace per spout tuple: {by_trace:?}"
+    );
     for e in &emitted {
         let trace = e["trace_id"].as_str().unwrap();
         let sentence = e["sentence"].as_str().unwrap();
@@ -148,7 +175,10 @@ fn storm_local_cluster_acks_every_tuple_and_continues_every_trace() {
         };
         assert_eq!(a.len(), 1, "one split span for {sentence:?}: {a:?}");
         let a = a[0];
-        assert_eq!(a["parentId"], e["span_id"], "split's parent is the spout's span: {a}");
+        assert_eq!(
+            a["parentId"], e["span_id"],
+            "split's parent is the spout's span: {a}"
+        );
         assert_eq!(a["name"], "split");
         assert_eq!(a["kind"], "CONSUMER");
         assert_eq!(a["localEndpoint"]["serviceName"], "storm-split");
@@ -160,7 +190,10 @@ fn storm_local_cluster_acks_every_tuple_and_continues_every_trace() {
             "one count span per word of {sentence:?}: {b:?}"
         );
         for s in b {
-            assert_eq!(s["parentId"], a["id"], "count's parent is split's span: {s}");
+            assert_eq!(
+                s["parentId"], a["id"],
+                "count's parent is split's span: {s}"
+            );
             assert_eq!(s["name"], "count");
             assert_eq!(s["kind"], "CONSUMER");
             assert_eq!(s["localEndpoint"]["serviceName"], "storm-count");

@@ -18,7 +18,8 @@ import org.apache.storm.tuple.Fields;
  *
  * <p>Usage: {@code TopologyMain OUT_DIR BOLT_BINARY [SLEEP_SECS] [TIMEOUT_SECS]}. Writes to OUT_DIR:
  * {@code spout.jsonl} (one line per emitted tuple with its parent context), {@code acks.txt},
- * {@code spans-split.jsonl} and {@code spans-count.jsonl} (the bolts' TDIST_FILEs).
+ * {@code spans-split.jsonl} and {@code spans-count.jsonl} (the bolts' TDIST_FILEs), and
+ * {@code topology.pid} (this JVM's process id).
  */
 public final class TopologyMain {
     static final String OUT_DIR_KEY = "tdist.out.dir";
@@ -38,6 +39,8 @@ public final class TopologyMain {
         int sleepSecs = args.length > 2 ? Integer.parseInt(args[2]) : 7;
         int timeoutSecs = args.length > 3 ? Integer.parseInt(args[3]) : 120;
         Files.createDirectories(out);
+        // Lets a CI script stop this very process (by id) if its caller was interrupted.
+        Files.writeString(out.resolve("topology.pid"), ProcessHandle.current().pid() + "\n");
         for (String f : List.of("spout.jsonl", "acks.txt", "spans-split.jsonl", "spans-count.jsonl")) {
             Files.deleteIfExists(out.resolve(f));
         }
