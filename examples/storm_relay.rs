@@ -14,7 +14,8 @@
 //!
 //! Test only: `TDIST_STORM_RELAY_NAIVE=1` runs `count` on a single-threaded loop that does its
 //! work where it reads stdin, so Storm's heartbeats go unanswered while it works (what the
-//! tdist runtime avoids); the cluster test uses it to show that such a bolt is killed.
+//! tdist runtime avoids). Set it for a run of tdist-storm's `storm_cluster` test to see Storm kill
+//! such a bolt ("subprocess heartbeat timeout") and the test fail.
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::Duration;
