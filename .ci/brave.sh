@@ -72,7 +72,11 @@ run_tests() {
     echo "broker: ${TDIST_KAFKA_BOOTSTRAP_SERVERS}"
 
     step "smoke: the Brave peer runs"
-    java -Xmx512m -cp "${TDIST_BRAVE_CLASSPATH}" tdist.peer.BravePeer 2>&1 | grep -q usage
+    # Without arguments it prints its usage (exit 2): proof the classpath holds the peer.
+    local usage
+    usage="$(java -Xmx512m -cp "${TDIST_BRAVE_CLASSPATH}" tdist.peer.BravePeer 2>&1 || true)"
+    echo "${usage}"
+    case "${usage}" in *"usage: BravePeer"*) ;; *) echo "the Brave peer did not start" >&2; return 1 ;; esac
 
     step "build the tests and examples/http_service"
     (cd "${ROOT}" && nice -n 19 cargo build -q -p tdist-examples --example http_service &&
