@@ -29,12 +29,14 @@ command -v mvn >/dev/null || { echo "mvn is required" >&2; exit 1; }
 cleanup() {
     local pid
     pid="$(cat "${OUT}/topology.pid" 2>/dev/null || true)"
-    if [ -n "${pid}" ] && tr '\0' ' ' <"/proc/${pid}/cmdline" 2>/dev/null | grep -q 'tdist.storm.TopologyMain'; then
+    if [ -n "${pid}" ] && [ -r "/proc/${pid}/cmdline" ] \
+        && tr '\0' ' ' <"/proc/${pid}/cmdline" 2>/dev/null | grep -q 'tdist.storm.TopologyMain'; then
         echo "stopping the leftover topology JVM ${pid}" >&2
         kill "${pid}" 2>/dev/null || true
     fi
 }
 trap cleanup EXIT
+rm -rf "${OUT}"
 
 step "resolve org.apache.storm:storm-server:${STORM_VERSION} (cached in ${LIBS})"
 if [ -f "${LIBS}/.complete" ]; then
@@ -65,7 +67,6 @@ for l in sys.stdin:
 echo "${BOLT}"
 
 step "cargo test -p tdist-storm --test storm_cluster (LocalCluster, files in ${OUT})"
-rm -rf "${OUT}"
 mkdir -p "${OUT}"
 TDIST_STORM_CLASSPATH="${JAR}:${LIBS}/*" \
 TDIST_STORM_BOLT="${BOLT}" \
