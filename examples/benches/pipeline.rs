@@ -20,8 +20,9 @@
 //! Peak RSS is this process's `VmHWM` (the API, consumer, Thrift server and harness), reset
 //! before each run through `/proc/self/clear_refs`.
 //!
-//! Environment: `PIPELINE_BENCH_COMMENTS` (default 600 per run), `PIPELINE_BENCH_ROUNDS`
-//! (default 3).
+//! Environment: `PIPELINE_BENCH_COMMENTS` (default 1000 per run), `PIPELINE_BENCH_ROUNDS`
+//! (overhead rounds, default 5), `PIPELINE_BENCH_FAILURE_ROUNDS` (default 3; a black-hole run
+//! takes ~50 s, as every process's last flush waits for the Zipkin timeout, 10 s).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -84,6 +85,10 @@ fn config(comments: usize, zipkin: Option<String>, run: usize) -> Config {
 struct Sample {
     outcome: Outcome,
     rss_mib: f64,
+    /// The whole run, start to shutdown, in seconds.
+    wall_s: f64,
+    /// Requests a fake collector saw.
+    requests: u64,
 }
 
 fn run_once(
@@ -93,6 +98,7 @@ fn run_once(
     run: usize,
 ) -> Result<Sample, String> {
     let c = config(comments, zipkin, run);
+    let t0 = Instant::now();
     reset_peak_rss();
     let outcome = pipeline::run_mode(&c, mode).map_err(|e| e.to_string())?;
     let rss_mib = peak_rss_mib();
@@ -104,7 +110,12 @@ fn run_once(
             outcome.latencies.len()
         ));
     }
-    Ok(Sample { outcome, rss_mib })
+    Ok(Sample {
+        outcome,
+        rss_mib,
+        wall_s: t0.elapsed().as_secs_f64(),
+        requests: 0,
+    })
 }
 
 fn ms(d: Duration) -> f64 {
@@ -294,7 +305,8 @@ fn resume_check() -> Result<String, String> {
     let endpoint = format!("http://{addr}/api/v2/spans");
     let file =
         std::env::temp_dir().join(format!("tdist-bench-resume-{}.jsonl", std::process::id()));
-    let tracer = spans::tracer_for(Mode::Sampled, "resume-check", &file, Some(&endpoint))?;
+    let (tracer, counters) =
+        spans::tracer_counted(Mode::Sampled, "resume-check", &file, Some(&endpoint))?;
     let emit = |n: usize| {
         for i in 0..n {
             let mut s = tracer.span("resume");
@@ -302,13 +314,13 @@ fn resume_check() -> Result<String, String> {
         }
         tracer.flush().map_err(|e| e.to_string())
     };
-    let before = spans::collector_stats();
+    let before = counters.get();
     emit(100)?;
-    let down = spans::collector_stats();
+    let down = counters.get();
     let listener = TcpListener::bind(addr).map_err(|e| format!("rebinding {addr}: {e}"))?;
     let collector = Collector::start(listener, Behaviour::Healthy);
     emit(100)?;
-    let up = spans::collector_stats();
+    let up = counters.get();
     let received = collector.spans.load(Ordering::Relaxed);
     let _ = std::fs::remove_file(&file);
     Ok(format!(
@@ -322,8 +334,9 @@ fn resume_check() -> Result<String, String> {
 }
 
 fn bench() -> Result<(), String> {
-    let comments = env_usize("PIPELINE_BENCH_COMMENTS", 600);
-    let rounds = env_usize("PIPELINE_BENCH_ROUNDS", 3);
+    let comments = env_usize("PIPELINE_BENCH_COMMENTS", 1000);
+    let rounds = env_usize("PIPELINE_BENCH_ROUNDS", 5);
+    let failure_rounds = env_usize("PIPELINE_BENCH_FAILURE_ROUNDS", 3);
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!("comment pipeline benchmark: {comments} comments per run from 4 clients, {rounds} rounds, {cores} cores");
     println!("load average before: {}", loadavg());
@@ -377,72 +390,69 @@ fn bench() -> Result<(), String> {
         println!("- {} runs, comments/s: {}", mode.name(), per_run(i));
     }
 
-    // Failing collectors: sampled mode, every process also sending to the endpoint.
-    println!(
-        "\n## Failing Zipkin collector (sampled mode; load average now {})\n",
-        loadavg()
-    );
-    println!("| collector | comments/s | vs healthy | p50 ms | p99 ms | p99 vs healthy | peak RSS MiB | API process: accepted / sent / failed / dropped | API process collector: took / refused | collector received requests |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    // Failing collectors: sampled mode, every process also sending to the endpoint; each
+    // case `failure_rounds` times, order rotated.
     let cases = [
         "healthy",
         "refused (nothing listens)",
         "black hole (never answers)",
         "503 to everything",
     ];
-    let mut healthy: Option<Summary> = None;
+    let mut failing: Vec<Vec<Sample>> = cases.iter().map(|_| Vec::new()).collect();
+    for round in 0..failure_rounds {
+        for k in 0..cases.len() {
+            let c = (k + round) % cases.len();
+            let bind = || TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string());
+            let collector = match c {
+                0 => Some(Collector::start(bind()?, Behaviour::Healthy)),
+                2 => Some(Collector::start(bind()?, Behaviour::BlackHole)),
+                3 => Some(Collector::start(bind()?, Behaviour::Unavailable)),
+                _ => None,
+            };
+            let endpoint = match &collector {
+                Some(col) => col.endpoint(),
+                None => format!("http://{}/api/v2/spans", free_port()),
+            };
+            run += 1;
+            let mut sample = run_once(comments, Mode::Sampled, Some(endpoint), run)?;
+            sample.requests = collector
+                .as_ref()
+                .map_or(0, |c| c.requests.load(Ordering::Relaxed));
+            failing[c].push(sample);
+        }
+    }
+    println!(
+        "\n## Failing Zipkin collector (sampled mode, {failure_rounds} runs each; load average now {})\n",
+        loadavg()
+    );
+    println!(
+        "| collector | comments/s (median) | vs healthy | p50 ms | p99 ms | p99 vs healthy | peak RSS MiB | \
+         API process spans: accepted / sent / failed / dropped / pending at exit | \
+         API process to the collector: took / refused | requests the collector saw | slowest run incl. shutdown s |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let healthy = summarize(&failing[0]);
     for (c, name) in cases.iter().enumerate() {
-        let (endpoint, collector) = match c {
-            0 => {
-                let col = Collector::start(
-                    TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?,
-                    Behaviour::Healthy,
-                );
-                (col.endpoint(), Some(col))
-            }
-            1 => (format!("http://{}/api/v2/spans", free_port()), None),
-            2 => {
-                let col = Collector::start(
-                    TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?,
-                    Behaviour::BlackHole,
-                );
-                (col.endpoint(), Some(col))
-            }
-            _ => {
-                let col = Collector::start(
-                    TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?,
-                    Behaviour::Unavailable,
-                );
-                (col.endpoint(), Some(col))
-            }
-        };
-        run += 1;
-        let t0 = Instant::now();
-        let sample = run_once(comments, Mode::Sampled, Some(endpoint), run)?;
-        let wall = t0.elapsed();
-        let o = &sample.outcome;
-        let s = summarize(std::slice::from_ref(&sample));
-        let h = *healthy.get_or_insert(s);
-        let st = o.tracer_stats;
+        let samples = &failing[c];
+        let s = summarize(samples);
+        let sum = |f: &dyn Fn(&Outcome) -> u64| samples.iter().map(|x| f(&x.outcome)).sum::<u64>();
         println!(
-            "| {name} | {:.0} | {} | {:.2} | {:.2} | {} | {:.1} | {} / {} / {} / {} | {} / {} | {} |",
+            "| {name} | {:.0} | {} | {:.2} | {:.2} | {} | {:.1} | {} / {} / {} / {} / {} | {} / {} | {} | {:.1} |",
             s.throughput,
-            pct(s.throughput, h.throughput),
+            pct(s.throughput, healthy.throughput),
             ms(s.p50),
             ms(s.p99),
-            pct(ms(s.p99), ms(h.p99)),
+            pct(ms(s.p99), ms(healthy.p99)),
             s.rss_mib,
-            st.accepted,
-            st.sent,
-            st.failed,
-            st.dropped,
-            o.collector.sent,
-            o.collector.failed,
-            collector.as_ref().map_or("-".to_owned(), |c| c.requests.load(Ordering::Relaxed).to_string()),
-        );
-        eprintln!(
-            "  ({name}: whole run incl. start and shutdown {:.1}s)",
-            wall.as_secs_f64()
+            sum(&|o| o.tracer_stats.accepted),
+            sum(&|o| o.tracer_stats.sent),
+            sum(&|o| o.tracer_stats.failed),
+            sum(&|o| o.tracer_stats.dropped),
+            sum(&|o| o.tracer_stats.pending()),
+            sum(&|o| o.collector.sent),
+            sum(&|o| o.collector.failed),
+            samples.iter().map(|r| r.requests).sum::<u64>(),
+            samples.iter().map(|r| r.wall_s).fold(0.0, f64::max),
         );
     }
     println!("\nresume: {}", resume_check()?);

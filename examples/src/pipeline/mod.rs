@@ -213,7 +213,8 @@ pub struct Outcome {
     pub load_span: Option<Duration>,
     /// This process's tracer after the final flush (zero in [`Mode::Plain`]).
     pub tracer_stats: tdist_core::export::Stats,
-    /// Spans this process's collectors (Zipkin, Kafka) took and refused during the run.
+    /// Spans this process's tracer's collectors (Zipkin, Kafka) took and refused by the end of
+    /// the run (the rest of [`Outcome::tracer_stats`]'s accepted spans are still pending).
     pub collector: spans::CollectorStats,
 }
 
@@ -319,9 +320,9 @@ pub fn run_mode(config: &Config, mode: Mode) -> Result<Outcome, PipelineError> {
     let broker = kafka::Broker::from_env(&config.topic).map_err(err)?;
     let demo_file = dir.join("demo.jsonl");
     let zipkin = config.zipkin_endpoint.as_deref();
-    let tracer = spans::tracer_for(mode, "comments-api", &demo_file, zipkin).map_err(err)?;
+    let (tracer, collector) =
+        spans::tracer_counted(mode, "comments-api", &demo_file, zipkin).map_err(err)?;
     let timings = Arc::new(Timings::default());
-    let collector_before = spans::collector_stats();
 
     let thrift_listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(err)?;
     let thrift_addr = thrift_listener.local_addr().map_err(err)?;
@@ -456,12 +457,6 @@ pub fn run_mode(config: &Config, mode: Mode) -> Result<Outcome, PipelineError> {
         latencies: timings.latencies(),
         load_span: timings.span(),
         tracer_stats,
-        collector: {
-            let now = spans::collector_stats();
-            spans::CollectorStats {
-                sent: now.sent - collector_before.sent,
-                failed: now.failed - collector_before.failed,
-            }
-        },
+        collector: collector.get(),
     })
 }

@@ -17,6 +17,7 @@ use super::Mode;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tdist_core::export::{Fanout, JsonLinesFile, Transport, TransportError};
 use tdist_core::{FinishedSpan, Sampler, Tracer};
@@ -32,6 +33,24 @@ struct BestEffort<T> {
     name: &'static str,
     inner: T,
     warned: AtomicBool,
+    counters: Arc<CollectorCounters>,
+}
+
+/// Spans one tracer's collectors took and refused (see [`tracer_counted`]).
+#[derive(Debug, Default)]
+pub struct CollectorCounters {
+    sent: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl CollectorCounters {
+    /// The counts so far.
+    pub fn get(&self) -> CollectorStats {
+        CollectorStats {
+            sent: self.sent.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+        }
+    }
 }
 
 static COLLECTOR_SENT: AtomicU64 = AtomicU64::new(0);
@@ -46,7 +65,7 @@ pub struct CollectorStats {
     pub failed: u64,
 }
 
-/// What this process's collectors took and refused so far.
+/// What this process's collectors (of every tracer) took and refused so far.
 pub fn collector_stats() -> CollectorStats {
     CollectorStats {
         sent: COLLECTOR_SENT.load(Ordering::Relaxed),
@@ -59,9 +78,15 @@ impl<T: Transport> Transport for BestEffort<T> {
         match self.inner.send(spans) {
             Ok(()) => {
                 COLLECTOR_SENT.fetch_add(spans.len() as u64, Ordering::Relaxed);
+                self.counters
+                    .sent
+                    .fetch_add(spans.len() as u64, Ordering::Relaxed);
             }
             Err(e) => {
                 COLLECTOR_FAILED.fetch_add(spans.len() as u64, Ordering::Relaxed);
+                self.counters
+                    .failed
+                    .fetch_add(spans.len() as u64, Ordering::Relaxed);
                 if !self.warned.swap(true, Ordering::Relaxed) {
                     eprintln!("spans to {} failed (counted, not retried): {e}", self.name);
                 }
@@ -71,11 +96,16 @@ impl<T: Transport> Transport for BestEffort<T> {
     }
 }
 
-fn best_effort<T: Transport>(name: &'static str, inner: T) -> BestEffort<T> {
+fn best_effort<T: Transport>(
+    name: &'static str,
+    inner: T,
+    counters: &Arc<CollectorCounters>,
+) -> BestEffort<T> {
     BestEffort {
         name,
         inner,
         warned: AtomicBool::new(false),
+        counters: counters.clone(),
     }
 }
 
@@ -91,7 +121,7 @@ pub fn tracer(
     file: &Path,
     zipkin_endpoint: Option<&str>,
 ) -> Result<Tracer, String> {
-    tracer_with(service, file, zipkin_endpoint, None)
+    tracer_with(service, file, zipkin_endpoint, None, &Arc::default())
 }
 
 /// [`tracer`] for a benchmark mode: [`Mode::Plain`] gets [`Tracer::noop`] (no span file, no
@@ -102,11 +132,24 @@ pub fn tracer_for(
     file: &Path,
     zipkin_endpoint: Option<&str>,
 ) -> Result<Tracer, String> {
-    match mode {
-        Mode::Plain => Ok(Tracer::noop()),
-        Mode::Unsampled => tracer_with(service, file, zipkin_endpoint, Some(Sampler::never())),
-        Mode::Sampled => tracer_with(service, file, zipkin_endpoint, Some(Sampler::always())),
-    }
+    tracer_counted(mode, service, file, zipkin_endpoint).map(|(t, _)| t)
+}
+
+/// [`tracer_for`], also returning the counters of what its collectors took and refused.
+pub fn tracer_counted(
+    mode: Mode,
+    service: &'static str,
+    file: &Path,
+    zipkin_endpoint: Option<&str>,
+) -> Result<(Tracer, Arc<CollectorCounters>), String> {
+    let counters = Arc::<CollectorCounters>::default();
+    let sampler = match mode {
+        Mode::Plain => return Ok((Tracer::noop(), counters)),
+        Mode::Unsampled => Sampler::never(),
+        Mode::Sampled => Sampler::always(),
+    };
+    let tracer = tracer_with(service, file, zipkin_endpoint, Some(sampler), &counters)?;
+    Ok((tracer, counters))
 }
 
 fn tracer_with(
@@ -114,6 +157,7 @@ fn tracer_with(
     file: &Path,
     zipkin_endpoint: Option<&str>,
     sampler: Option<Sampler>,
+    counters: &Arc<CollectorCounters>,
 ) -> Result<Tracer, String> {
     let file_transport =
         JsonLinesFile::create(file).map_err(|e| format!("{}: {e}", file.display()))?;
@@ -123,11 +167,11 @@ fn tracer_with(
         _ => std::env::var(k).ok(),
     });
     if let Some(t) = zipkin.map_err(|e| e.to_string())? {
-        fanout = fanout.with(best_effort("zipkin", t));
+        fanout = fanout.with(best_effort("zipkin", t, counters));
     }
     if to_kafka() {
         match tdist_kafka::KafkaTransport::from_env().map_err(|e| e.to_string())? {
-            Some(t) => fanout = fanout.with(best_effort("kafka", t)),
+            Some(t) => fanout = fanout.with(best_effort("kafka", t, counters)),
             None => return Err("TDIST_TRANSPORT=kafka needs TDIST_KAFKA_BOOTSTRAP_SERVERS".into()),
         }
     }
