@@ -50,6 +50,8 @@ build() {
     cp "${BRAVE_HOME}/build/brave-peer-0.jar" "${LIBS}/"
     rm -rf "${BRAVE_HOME}/build"
     touch "${LIBS}/.complete"
+    # Builds of older sources are of no further use.
+    find "${TDIST_CACHE}/brave" -mindepth 1 -maxdepth 1 -type d ! -name "${HASH}" -exec rm -rf {} +
     echo "built: $(ls "${LIBS}" | wc -l) jars"
 }
 

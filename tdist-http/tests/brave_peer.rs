@@ -89,7 +89,7 @@ impl Proc {
 }
 
 /// Starts `http_service` with spans to a fresh file; returns it, its address and the file.
-fn start_http_service(name: &str, extra: &[&str]) -> (Proc, String, PathBuf) {
+fn start_http_service(name: &str, requests: u32, extra: &[&str]) -> (Proc, String, PathBuf) {
     let file = std::env::temp_dir().join(format!(
         "tdist-brave-{name}-{}-{}.jsonl",
         std::process::id(),
@@ -97,7 +97,12 @@ fn start_http_service(name: &str, extra: &[&str]) -> (Proc, String, PathBuf) {
     ));
     let _ = std::fs::remove_file(&file);
     let mut child = Command::new(http_service_binary())
-        .args(["--listen", "127.0.0.1:0", "--requests", "1"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--requests",
+            &requests.to_string(),
+        ])
         .args(extra)
         .env_remove("OTEL_EXPORTER_ZIPKIN_ENDPOINT")
         .env_remove("TDIST_TRANSPORT")
@@ -164,42 +169,52 @@ fn s<'v>(v: &'v Value, name: &str) -> &'v str {
 #[ignore = "needs the Brave peer; run by .ci/brave.sh"]
 fn our_server_joins_a_brave_client_span() {
     let Some(cp) = classpath() else { return };
-    let (mut service, addr, file) = start_http_service("rust-server", &[]);
-    let out = java(&cp)
-        .arg("http-client")
-        .arg(format!("http://{addr}/orders/7"))
-        .output()
-        .expect("run java");
-    assert!(
-        out.status.success(),
-        "brave http-client: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let brave: Value = serde_json::from_slice(&out.stdout).expect("brave prints JSON");
-    assert_eq!(brave["status"], 200, "{brave}");
+    let (mut service, addr, file) = start_http_service("rust-server", 2, &[]);
+    // Brave's default 64-bit trace ids, then 128-bit ones.
+    let mut calls = Vec::new();
+    for trace_id_128 in ["0", "1"] {
+        let out = java(&cp)
+            .arg("http-client")
+            .arg(format!("http://{addr}/orders/7"))
+            .env("TDIST_BRAVE_TRACE_ID_128", trace_id_128)
+            .output()
+            .expect("run java");
+        assert!(
+            out.status.success(),
+            "brave http-client: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let brave: Value = serde_json::from_slice(&out.stdout).expect("brave prints JSON");
+        assert_eq!(brave["status"], 200, "{brave}");
+        calls.push(brave);
+    }
     service.wait(Duration::from_secs(30));
 
     let spans = spans(&file);
     let _ = std::fs::remove_file(&file);
-    let server = only_kind(&spans, "SERVER");
-    assert_eq!(
-        s(server, "traceId"),
-        s(&brave, "trace_id"),
-        "same trace: {server}"
-    );
-    if server["shared"] == true {
-        // B3 join: the server reports under the client's span id, with the client's parent.
-        assert_eq!(s(server, "id"), s(&brave, "span_id"), "{server}");
-        assert_eq!(
-            server.get("parentId"),
-            brave.get("parent_id").filter(|p| !p.is_null())
-        );
-    } else {
-        assert_eq!(
-            s(server, "parentId"),
-            s(&brave, "span_id"),
-            "child of Brave's client span"
-        );
+    let servers: Vec<&Value> = spans.iter().filter(|s| s["kind"] == "SERVER").collect();
+    assert_eq!(servers.len(), calls.len(), "{spans:?}");
+    assert_eq!(s(&calls[0], "trace_id").len(), 16);
+    assert_eq!(s(&calls[1], "trace_id").len(), 32);
+    for brave in &calls {
+        let server = *servers
+            .iter()
+            .find(|sp| s(sp, "traceId") == s(brave, "trace_id"))
+            .unwrap_or_else(|| panic!("no SERVER span in Brave's trace {brave}: {servers:?}"));
+        if server["shared"] == true {
+            // B3 join: the server reports under the client's span id, with the client's parent.
+            assert_eq!(s(server, "id"), s(brave, "span_id"), "{server}");
+            assert_eq!(
+                server.get("parentId"),
+                brave.get("parent_id").filter(|p| !p.is_null())
+            );
+        } else {
+            assert_eq!(
+                s(server, "parentId"),
+                s(brave, "span_id"),
+                "child of Brave's client span"
+            );
+        }
     }
 }
 
@@ -229,7 +244,7 @@ fn a_brave_server_extracts_our_client_span() {
         .expect("port");
     let downstream = format!("http://127.0.0.1:{port}/stock");
     let (mut service, addr, file) =
-        start_http_service("rust-client", &["--downstream", &downstream]);
+        start_http_service("rust-client", 1, &["--downstream", &downstream]);
 
     // One plain request to our service, which calls Brave.
     let mut conn = TcpStream::connect(&addr).expect("connect");

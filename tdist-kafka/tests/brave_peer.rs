@@ -34,6 +34,11 @@ fn peer_env() -> Option<(String, String)> {
 
 /// Runs the Brave peer and parses its JSON lines.
 fn brave(cp: &str, bootstrap: &str, args: &[&str]) -> Vec<Value> {
+    brave_with(cp, bootstrap, false, args)
+}
+
+/// [`brave`], with Brave starting traces with 128-bit ids when `trace_id_128`.
+fn brave_with(cp: &str, bootstrap: &str, trace_id_128: bool, args: &[&str]) -> Vec<Value> {
     let java = std::env::var("TDIST_JAVA").unwrap_or_else(|_| "java".into());
     let out = Command::new(java)
         .args(["-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"])
@@ -41,6 +46,10 @@ fn brave(cp: &str, bootstrap: &str, args: &[&str]) -> Vec<Value> {
         .arg("tdist.peer.BravePeer")
         .args(args)
         .env("TDIST_KAFKA_BOOTSTRAP_SERVERS", bootstrap)
+        .env(
+            "TDIST_BRAVE_TRACE_ID_128",
+            if trace_id_128 { "1" } else { "0" },
+        )
         .output()
         .expect("run java");
     assert!(
@@ -140,9 +149,21 @@ async fn our_consumer_continues_brave_producer_spans() {
     let Some((cp, bootstrap)) = peer_env() else {
         return;
     };
+    // Brave's default 64-bit trace ids, then 128-bit ones.
+    for trace_id_128 in [false, true] {
+        consume_from_brave(&cp, &bootstrap, trace_id_128).await;
+    }
+}
+
+async fn consume_from_brave(cp: &str, bootstrap: &str, trace_id_128: bool) {
     let broker = Broker::start();
     let topic = broker.topic("from-brave").await;
-    let sent = brave(&cp, &bootstrap, &["produce", &topic, &N.to_string()]);
+    let sent = brave_with(
+        cp,
+        bootstrap,
+        trace_id_128,
+        &["produce", &topic, &N.to_string()],
+    );
     assert_eq!(sent.len(), N, "{sent:?}");
 
     let got = broker.consume_all(&topic, N);
@@ -174,11 +195,18 @@ async fn our_consumer_continues_brave_producer_spans() {
             3,
             "Brave's producer b3 has no parent: {b3}"
         );
-        let trace = TraceId::from_hex(str_field(rec, "producer_trace_id")).unwrap();
+        let trace_hex = str_field(rec, "producer_trace_id");
+        assert_eq!(trace_hex.len(), if trace_id_128 { 32 } else { 16 });
+        let trace = TraceId::from_hex(trace_hex).unwrap();
         let brave_span = SpanId::from_hex(str_field(rec, "producer_span_id")).unwrap();
         assert!(b3.starts_with(&format!("{trace}-{brave_span}-")), "{b3}");
         assert_eq!(span.kind(), Some(Kind::Consumer));
         assert_eq!(span.trace_id(), trace, "we joined Brave's trace: {rec}");
+        assert_eq!(
+            span.trace_id().to_string(),
+            trace_hex,
+            "the id's width is kept"
+        );
         assert_eq!(
             span.parent_id(),
             Some(brave_span),

@@ -61,7 +61,8 @@ import org.apache.kafka.common.serialization.StringSerializer;
  * http-server PORT N   serve N requests through Brave's HttpServerHandler (PORT 0: any free port)
  * </pre>
  *
- * Kafka modes read the bootstrap servers from TDIST_KAFKA_BOOTSTRAP_SERVERS.
+ * Kafka modes read the bootstrap servers from TDIST_KAFKA_BOOTSTRAP_SERVERS. New traces get 64-bit
+ * trace ids (Brave's default), or 128-bit ones when TDIST_BRAVE_TRACE_ID_128=1.
  */
 public final class BravePeer {
   /** Finished spans by span id, recorded by the tracer's handler. */
@@ -76,6 +77,7 @@ public final class BravePeer {
             .localServiceName("brave-peer")
             .propagationFactory(B3Propagation.FACTORY)
             .sampler(Sampler.ALWAYS_SAMPLE)
+            .traceId128Bit("1".equals(System.getenv("TDIST_BRAVE_TRACE_ID_128")))
             .addSpanHandler(
                 new SpanHandler() {
                   @Override
