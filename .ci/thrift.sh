@@ -2,7 +2,9 @@
 # Cross-language check for tdist-thrift against Apache Thrift's own Python library (Debian
 # thrift-compiler and python3-thrift, 0.17): a plain Python client calls our traced server, and
 # our negotiating client calls a plain Python server, for framed/buffered x binary/compact; the
-# same with Go peers (github.com/apache/thrift v0.17.0 from the Go module proxy) when go is installed.
+# same with Go peers (github.com/apache/thrift v0.17.0 from the Go module proxy) when go is installed,
+# including a Go server that closes the connection on an unknown method (as older Go servers and some
+# proxies do; 0.17's TSimpleServer answers UNKNOWN_METHOD and keeps it), so the negotiating client's reconnect path meets a real peer.
 # Idempotent, non-interactive; exits non-zero on any failure; kills everything it started.
 set -euo pipefail
 
@@ -179,6 +181,24 @@ func (handler) Check(ctx context.Context, c *comments.Comment) (*comments.SpamSc
 
 func (handler) Report(ctx context.Context, id string, v comments.Verdict) error { return nil }
 
+// closingProcessor answers known methods as the generated processor does, and closes the
+// connection without a reply on an unknown one, as older Go servers and some proxies do
+// (0.17's TSimpleServer answers UNKNOWN_METHOD and keeps the connection).
+type closingProcessor struct{ thrift.TProcessor }
+
+func (p closingProcessor) Process(ctx context.Context, in, out thrift.TProtocol) (bool, thrift.TException) {
+	name, _, seqID, err := in.ReadMessageBegin(ctx)
+	if err != nil {
+		return false, thrift.WrapTException(err)
+	}
+	f, ok := p.ProcessorMap()[name]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "unknown method %q: closing the connection\n", name)
+		return false, thrift.NewTTransportException(thrift.UNKNOWN_TRANSPORT_EXCEPTION, "unknown method "+name)
+	}
+	return f.Process(ctx, seqID, in, out)
+}
+
 func main() {
 	addr, framing, protocol := os.Args[1], os.Args[2], os.Args[3]
 	sock, err := thrift.NewTServerSocket(addr)
@@ -193,7 +213,11 @@ func main() {
 	if protocol == "compact" {
 		pf = thrift.NewTCompactProtocolFactoryConf(nil)
 	}
-	srv := thrift.NewTSimpleServer4(comments.NewSpamCheckProcessor(handler{}), sock, tf, pf)
+	var proc thrift.TProcessor = comments.NewSpamCheckProcessor(handler{})
+	if len(os.Args) > 4 && os.Args[4] == "close-on-unknown" {
+		proc = closingProcessor{proc}
+	}
+	srv := thrift.NewTSimpleServer4(proc, sock, tf, pf)
 	fmt.Println("listening")
 	if err := srv.Serve(); err != nil {
 		panic(err)
@@ -222,6 +246,15 @@ GOEOF
       PIDS+=($!)
       wait_port "$port"
       "$BIN" --connect "127.0.0.1:$port" --framing "$framing" --protocol "$protocol" --count 10 --expect-traced no
+      stop_last
+
+      step "$framing/$protocol: negotiating Rust client -> Go server that closes the connection on the probe"
+      port=$(free_port)
+      "$GODIR/gosrv" "127.0.0.1:$port" "$framing" "$protocol" close-on-unknown 2>"$CACHE/gosrv-closing.err" &
+      PIDS+=($!)
+      wait_port "$port"
+      "$BIN" --connect "127.0.0.1:$port" --framing "$framing" --protocol "$protocol" --count 10 --expect-traced no
+      grep -q 'closing the connection' "$CACHE/gosrv-closing.err" || { echo "the Go server never saw the probe"; exit 1; }
       stop_last
     done
   done
