@@ -58,10 +58,11 @@ pub enum Upgrade {
 /// With [`Upgrade::Negotiate`] (the default) every new connection starts with one probe call.
 /// A traced server answers it with a REPLY and the connection carries prefixes. Anything else
 /// (an `UNKNOWN_METHOD` exception from a plain Apache Thrift server, a connection closed by an
-/// older Go server or a proxy, garbage, a timeout) means "not traced": the probed connection is discarded (a
-/// plain server may have left the probe's arguments unread on it), a fresh one is opened, and
-/// the answer is remembered for the address, so later connections skip the probe. No user call
-/// is ever sent before negotiation is over, so none is lost. Clones share the memory.
+/// older Go server or a proxy, garbage, a timeout) means "not traced": the probed connection is
+/// discarded (a plain server may have left the probe's arguments unread on it), a fresh one is
+/// opened, and the answer is remembered for the address, so later connections skip the probe.
+/// No user call is ever sent before negotiation is over, so none is lost. Clones share the
+/// memory.
 ///
 /// ```no_run
 /// use tdist_core::Tracer;
