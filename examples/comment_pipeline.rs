@@ -158,8 +158,14 @@ fn main() -> ExitCode {
     );
     let s = outcome.tracer_stats;
     println!(
-        "spans: accepted {}, sent {}, failed {}, dropped {} (this process); collectors took {}, refused {}",
-        s.accepted, s.sent, s.failed, s.dropped, outcome.collector.sent, outcome.collector.failed
+        "spans: accepted {}, sent {}, failed {}, dropped {} (this process); collectors took {}, refused {}, still pending {}",
+        s.accepted,
+        s.sent,
+        s.failed,
+        s.dropped,
+        outcome.collector.sent,
+        outcome.collector.failed,
+        outcome.collector.pending
     );
     ExitCode::SUCCESS
 }

@@ -428,7 +428,7 @@ fn bench() -> Result<(), String> {
     println!(
         "| collector | comments/s (median) | vs healthy | p50 ms | p99 ms | p99 vs healthy | peak RSS MiB | \
          API process spans: accepted / sent / failed / dropped / pending at exit | \
-         API process to the collector: took / refused | requests the collector saw | slowest run incl. shutdown s |"
+         API process to the collector: took / refused / pending at exit | requests the collector saw | slowest run incl. shutdown s |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let healthy = summarize(&failing[0]);
@@ -437,7 +437,7 @@ fn bench() -> Result<(), String> {
         let s = summarize(samples);
         let sum = |f: &dyn Fn(&Outcome) -> u64| samples.iter().map(|x| f(&x.outcome)).sum::<u64>();
         println!(
-            "| {name} | {:.0} | {} | {:.2} | {:.2} | {} | {:.1} | {} / {} / {} / {} / {} | {} / {} | {} | {:.1} |",
+            "| {name} | {:.0} | {} | {:.2} | {:.2} | {} | {:.1} | {} / {} / {} / {} / {} | {} / {} / {} | {} | {:.1} |",
             s.throughput,
             pct(s.throughput, healthy.throughput),
             ms(s.p50),
@@ -451,6 +451,7 @@ fn bench() -> Result<(), String> {
             sum(&|o| o.tracer_stats.pending()),
             sum(&|o| o.collector.sent),
             sum(&|o| o.collector.failed),
+            sum(&|o| o.collector.pending),
             samples.iter().map(|r| r.requests).sum::<u64>(),
             samples.iter().map(|r| r.wall_s).fold(0.0, f64::max),
         );

@@ -278,3 +278,46 @@ fn a_panicking_transport_fails_its_batch_and_the_worker_lives_on() {
     assert_eq!((s.sent, s.failed), (1, 1));
     assert_eq!(sink.spans()[0].name(), "after");
 }
+
+#[test]
+fn a_detached_destination_that_hangs_holds_up_neither_its_siblings_nor_flush() {
+    use tdist_core::export::{Detached, Fanout};
+    let hanging = Hanging::default();
+    let sink = InMemory::new();
+    let collector = Detached::builder("hanging-collector")
+        .capacity(100)
+        .build(hanging.clone());
+    let counts = collector.handle();
+    let tracer = Tracer::builder()
+        .transport(Fanout::new().with(sink.clone()).with(collector))
+        .configure_reporter(|c| {
+            c.schedule_delay = Duration::from_millis(1);
+            c.max_export_batch_size = 50;
+            c.shutdown_timeout = Duration::from_millis(200);
+        })
+        .build()
+        .unwrap();
+    for _ in 0..1000 {
+        tracer.root_span("work").finish();
+    }
+    // The sibling gets every span although the collector hangs from its first batch on; flush
+    // waits for the collector only until its deadline and says how much it still holds.
+    let started = Instant::now();
+    let err = tracer.flush().unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(sink.spans().len(), 1000);
+    let c = counts.stats();
+    assert_eq!(err.pending, c.pending);
+    assert!(c.pending > 0 && c.pending <= 100, "{c:?}");
+    assert_eq!(c.delivered + c.failed, 0);
+    assert_eq!(
+        c.pending + c.dropped,
+        1000,
+        "every span accounted for: {c:?}"
+    );
+    // The collector comes back: what it still held is delivered, and flush succeeds.
+    hanging.release();
+    tracer.flush().unwrap();
+    let c = counts.stats();
+    assert_eq!((c.delivered, c.pending), (1000 - c.dropped, 0), "{c:?}");
+}

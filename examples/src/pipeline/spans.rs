@@ -16,97 +16,89 @@
 use super::Mode;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tdist_core::export::{Fanout, JsonLinesFile, Transport, TransportError};
+use tdist_core::export::{
+    Detached, DetachedHandle, Fanout, JsonLinesFile, Transport, TransportError,
+};
 use tdist_core::{FinishedSpan, Sampler, Tracer};
 
 /// Opts in to also publishing spans to the `zipkin` topic when set to `kafka` (and
 /// `TDIST_KAFKA_BOOTSTRAP_SERVERS` is set).
 pub const TRANSPORT_VAR: &str = "TDIST_TRANSPORT";
 
-/// A transport whose failures are counted ([`collector_stats`]), reported once on stderr and
-/// otherwise ignored, so that a collector that is down never makes the reporter retry a batch
-/// the span file already has.
-struct BestEffort<T> {
+/// A collector's transport that reports its first failure on stderr (the demo installs no log
+/// subscriber) and passes every result on to the [`Detached`] around it, which counts.
+struct WarnOnce<T> {
     name: &'static str,
     inner: T,
     warned: AtomicBool,
-    counters: Arc<CollectorCounters>,
 }
 
-/// Spans one tracer's collectors took and refused (see [`tracer_counted`]).
-#[derive(Debug, Default)]
-pub struct CollectorCounters {
-    sent: AtomicU64,
-    failed: AtomicU64,
-}
-
-impl CollectorCounters {
-    /// The counts so far.
-    pub fn get(&self) -> CollectorStats {
-        CollectorStats {
-            sent: self.sent.load(Ordering::Relaxed),
-            failed: self.failed.load(Ordering::Relaxed),
+impl<T: Transport> Transport for WarnOnce<T> {
+    fn send(&self, spans: &[FinishedSpan]) -> Result<(), TransportError> {
+        let result = self.inner.send(spans);
+        if let Err(e) = &result {
+            if !self.warned.swap(true, Ordering::Relaxed) {
+                eprintln!("spans to {} failed (counted, not retried): {e}", self.name);
+            }
         }
+        result
     }
 }
 
-static COLLECTOR_SENT: AtomicU64 = AtomicU64::new(0);
-static COLLECTOR_FAILED: AtomicU64 = AtomicU64::new(0);
+/// Spans one tracer's collectors (Zipkin, Kafka) took and refused, beside its span file (see
+/// [`tracer_counted`]).
+#[derive(Debug, Default)]
+pub struct CollectorCounters {
+    collectors: Mutex<Vec<DetachedHandle>>,
+}
 
-/// Spans this process handed to its collectors (Zipkin, Kafka) beside the span file.
+impl CollectorCounters {
+    /// The counts so far, summed over the collectors.
+    pub fn get(&self) -> CollectorStats {
+        let collectors = self.collectors.lock().unwrap_or_else(|p| p.into_inner());
+        collectors
+            .iter()
+            .map(DetachedHandle::stats)
+            .fold(CollectorStats::default(), |acc, s| CollectorStats {
+                sent: acc.sent + s.delivered,
+                failed: acc.failed + s.failed + s.dropped,
+                pending: acc.pending + s.pending,
+            })
+    }
+}
+
+/// What a tracer's collectors did with its spans.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CollectorStats {
     /// Spans a collector took.
     pub sent: u64,
-    /// Spans a collector did not take (counted, never retried: the span file has them).
+    /// Spans a collector did not take, or that did not fit in its queue (counted, never
+    /// retried: the span file has them).
     pub failed: u64,
+    /// Spans still on their way to a collector.
+    pub pending: u64,
 }
 
-/// What this process's collectors (of every tracer) took and refused so far.
-pub fn collector_stats() -> CollectorStats {
-    CollectorStats {
-        sent: COLLECTOR_SENT.load(Ordering::Relaxed),
-        failed: COLLECTOR_FAILED.load(Ordering::Relaxed),
-    }
-}
-
-impl<T: Transport> Transport for BestEffort<T> {
-    fn send(&self, spans: &[FinishedSpan]) -> Result<(), TransportError> {
-        match self.inner.send(spans) {
-            Ok(()) => {
-                COLLECTOR_SENT.fetch_add(spans.len() as u64, Ordering::Relaxed);
-                self.counters
-                    .sent
-                    .fetch_add(spans.len() as u64, Ordering::Relaxed);
-            }
-            Err(e) => {
-                COLLECTOR_FAILED.fetch_add(spans.len() as u64, Ordering::Relaxed);
-                self.counters
-                    .failed
-                    .fetch_add(spans.len() as u64, Ordering::Relaxed);
-                if !self.warned.swap(true, Ordering::Relaxed) {
-                    eprintln!("spans to {} failed (counted, not retried): {e}", self.name);
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-fn best_effort<T: Transport>(
-    name: &'static str,
-    inner: T,
-    counters: &Arc<CollectorCounters>,
-) -> BestEffort<T> {
-    BestEffort {
+/// Each collector runs on a thread of its own behind a bounded queue ([`Detached`]), so a
+/// collector that hangs never holds up the span file or the other collector.
+fn collector<T: Transport>(name: &'static str, inner: T, counters: &CollectorCounters) -> Detached {
+    let detached = Detached::new(
         name,
-        inner,
-        warned: AtomicBool::new(false),
-        counters: counters.clone(),
-    }
+        WarnOnce {
+            name,
+            inner,
+            warned: AtomicBool::new(false),
+        },
+    );
+    counters
+        .collectors
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(detached.handle());
+    detached
 }
 
 /// The standard variable naming a Zipkin collector's span endpoint.
@@ -167,11 +159,11 @@ fn tracer_with(
         _ => std::env::var(k).ok(),
     });
     if let Some(t) = zipkin.map_err(|e| e.to_string())? {
-        fanout = fanout.with(best_effort("zipkin", t, counters));
+        fanout = fanout.with(collector("zipkin", t, counters));
     }
     if to_kafka() {
         match tdist_kafka::KafkaTransport::from_env().map_err(|e| e.to_string())? {
-            Some(t) => fanout = fanout.with(best_effort("kafka", t, counters)),
+            Some(t) => fanout = fanout.with(collector("kafka", t, counters)),
             None => return Err("TDIST_TRANSPORT=kafka needs TDIST_KAFKA_BOOTSTRAP_SERVERS".into()),
         }
     }

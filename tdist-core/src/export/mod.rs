@@ -1,9 +1,11 @@
 //! Publishing finished spans: the [`Transport`] trait, the [`Reporter`] pipeline that feeds it
 //! off the request path, and the transports that need nothing but the standard library.
 
+mod detached;
 mod reporter;
 mod transports;
 
+pub use detached::{Detached, DetachedBuilder, DetachedHandle, DetachedStats};
 pub(crate) use reporter::{record_box, submit};
 pub use reporter::{FlushError, Reporter, ReporterConfig, Stats};
 #[cfg(feature = "test-util")]
@@ -12,6 +14,7 @@ pub use transports::{Fanout, JsonLinesFile, NoopTransport, Stdout};
 
 use crate::record::FinishedSpan;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Delivers batches of finished spans somewhere: a collector, a topic, a file.
 ///
@@ -21,17 +24,34 @@ use std::sync::Arc;
 pub trait Transport: Send + Sync + 'static {
     /// Sends one batch (at most the configured export batch size).
     fn send(&self, spans: &[FinishedSpan]) -> Result<(), TransportError>;
+
+    /// For a transport that delivers after [`send`](Self::send) returns (such as [`Detached`]):
+    /// waits until what it was given is delivered or failed, or until `deadline`, and returns
+    /// how many spans are still pending. Called by [`Tracer::flush`](crate::Tracer::flush) and
+    /// at shutdown, on the flushing thread. The default has nothing pending.
+    fn flush(&self, deadline: Instant) -> u64 {
+        let _ = deadline;
+        0
+    }
 }
 
 impl<T: Transport + ?Sized> Transport for Box<T> {
     fn send(&self, spans: &[FinishedSpan]) -> Result<(), TransportError> {
         (**self).send(spans)
     }
+
+    fn flush(&self, deadline: Instant) -> u64 {
+        (**self).flush(deadline)
+    }
 }
 
 impl<T: Transport + ?Sized> Transport for Arc<T> {
     fn send(&self, spans: &[FinishedSpan]) -> Result<(), TransportError> {
         (**self).send(spans)
+    }
+
+    fn flush(&self, deadline: Instant) -> u64 {
+        (**self).flush(deadline)
     }
 }
 

@@ -261,6 +261,12 @@ impl Shared {
                 .0;
         }
         drop(c);
+        // Transports that deliver on threads of their own (`Detached`) are waited for here, on
+        // the flushing thread, within the same deadline; the worker never waits for them.
+        let pending = self.transport.flush(deadline);
+        if pending > 0 {
+            return Err(FlushError { timeout, pending });
+        }
         Ok(self.stats())
     }
 

@@ -76,9 +76,10 @@ impl Transport for NoopTransport {
     }
 }
 
-/// Sends every batch to several transports. The batch succeeds when all succeed; when some fail,
-/// the error is retryable only if every failure was, and successful transports may see a retried
-/// batch again.
+/// Sends every batch to several transports, one after the other. The batch succeeds when all
+/// succeed; when some fail, the error is retryable only if every failure was, and successful
+/// transports may see a retried batch again. Put a destination that may hang behind
+/// [`Detached`](super::Detached) so that it cannot hold up the others.
 #[derive(Default)]
 pub struct Fanout {
     targets: Vec<Box<dyn Transport>>,
@@ -136,6 +137,10 @@ impl Transport for Fanout {
         } else {
             Err(TransportError::fatal(message))
         }
+    }
+
+    fn flush(&self, deadline: std::time::Instant) -> u64 {
+        self.targets.iter().map(|t| t.flush(deadline)).sum()
     }
 }
 

@@ -1,0 +1,484 @@
+//! [`Detached`]: a transport on a thread of its own, so that one slow destination cannot hold up
+//! the others.
+
+use super::{Transport, TransportError};
+use crate::record::FinishedSpan;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Runs a transport on a thread of its own, behind a bounded queue of batches.
+///
+/// The reporter has one worker thread, and a [`Fanout`](super::Fanout) calls its transports one
+/// after the other. A destination that hangs (a collector that accepts connections and never
+/// answers) then holds every other destination back for its whole timeout, batch after batch.
+/// Behind `Detached`, it has its own worker instead, as each sender has in Brave's
+/// `AsyncReporter`: [`send`](Transport::send) copies the batch into the queue and returns at
+/// once, so the reporter and the other destinations go on at their own pace.
+///
+/// Nothing is lost silently and memory stays bounded: a batch that does not fit in the queue
+/// (`capacity` spans, 2048 by default) is dropped and counted; what the inner transport fails
+/// on (after `retries` retries of retryable errors, 0 by default) is counted as failed; what is
+/// still queued when the `Detached` is dropped is counted as dropped. [`stats`](Self::stats)
+/// (or a [`DetachedHandle`] kept after the transport was handed to a tracer) reads the counts.
+///
+/// To the reporter, a batch handed to a `Detached` counts as sent: its own counters tell what
+/// the destination got. [`Tracer::flush`](crate::Tracer::flush) and shutdown wait, within their
+/// deadline, until the queue is empty.
+///
+/// ```
+/// use tdist_core::export::{Detached, Fanout, JsonLinesFile, NoopTransport};
+/// # let path = std::env::temp_dir().join(format!("tdist-detached-doc-{}.jsonl", std::process::id()));
+/// let collector = Detached::new("collector", NoopTransport);
+/// let counts = collector.handle();
+/// let transport = Fanout::new()
+///     .with(JsonLinesFile::create(&path)?) // always written, however the collector behaves
+///     .with(collector);
+/// # let _ = transport;
+/// assert_eq!(counts.stats().dropped, 0);
+/// # std::fs::remove_file(&path).ok();
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Detached {
+    shared: Arc<Shared>,
+}
+
+/// Reads a [`Detached`] transport's counters and waits for its queue, from anywhere.
+#[derive(Debug, Clone)]
+pub struct DetachedHandle {
+    shared: Arc<Shared>,
+}
+
+/// What a [`Detached`] transport did with the spans it was given, in spans.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DetachedStats {
+    /// Delivered by the inner transport.
+    pub delivered: u64,
+    /// Given up on after the inner transport failed.
+    pub failed: u64,
+    /// Dropped because the queue was full, or still queued when the transport was dropped.
+    pub dropped: u64,
+    /// Queued or being sent now.
+    pub pending: u64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    name: String,
+    capacity: usize,
+    state: Mutex<State>,
+    /// Wakes the worker: work arrived, or the transport closed.
+    work: Condvar,
+    /// Wakes flushers: a batch was finished.
+    idle: Condvar,
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    dropped: AtomicU64,
+    /// Last time a drop or failure was logged (rate limit), as ms since `created`.
+    created: Instant,
+    last_log_ms: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    batches: VecDeque<Vec<FinishedSpan>>,
+    /// Spans in `batches` plus the batch being sent.
+    pending: usize,
+    closed: bool,
+}
+
+impl Detached {
+    /// Runs `inner` on a new thread named `tdist-<name>`, with room for 2048 spans and no
+    /// retries.
+    pub fn new(name: impl Into<String>, inner: impl Transport) -> Detached {
+        Detached::builder(name).build(inner)
+    }
+
+    /// Settings beyond [`new`](Self::new)'s.
+    pub fn builder(name: impl Into<String>) -> DetachedBuilder {
+        DetachedBuilder {
+            name: name.into(),
+            capacity: 2048,
+            retries: 0,
+        }
+    }
+
+    /// A handle that reads the counters and outlives the transport's move into a tracer.
+    pub fn handle(&self) -> DetachedHandle {
+        DetachedHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The counts so far.
+    pub fn stats(&self) -> DetachedStats {
+        self.shared.stats()
+    }
+}
+
+/// Builds a [`Detached`] transport.
+#[derive(Debug)]
+pub struct DetachedBuilder {
+    name: String,
+    capacity: usize,
+    retries: u32,
+}
+
+impl DetachedBuilder {
+    /// Most spans queued at once (at least one batch is always taken when the queue is empty).
+    pub fn capacity(mut self, spans: usize) -> Self {
+        self.capacity = spans;
+        self
+    }
+
+    /// Retries of a retryable failure, with doubling backoff from 100 ms (at most 2 s).
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// Starts the worker thread around `inner`.
+    pub fn build(self, inner: impl Transport) -> Detached {
+        let shared = Arc::new(Shared {
+            name: self.name,
+            capacity: self.capacity,
+            state: Mutex::new(State::default()),
+            work: Condvar::new(),
+            idle: Condvar::new(),
+            delivered: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            created: Instant::now(),
+            last_log_ms: AtomicU64::new(u64::MAX),
+        });
+        let worker = shared.clone();
+        let retries = self.retries;
+        let spawned = std::thread::Builder::new()
+            .name(format!("tdist-{}", shared.name))
+            .spawn(move || run(&worker, &inner, retries));
+        if let Err(e) = spawned {
+            // No thread: every batch will be dropped and counted.
+            tracing::warn!(target: "tdist", name = %shared.name, error = %e, "tdist: no thread for a detached transport");
+            lock(&shared.state).closed = true;
+        }
+        Detached { shared }
+    }
+}
+
+impl DetachedHandle {
+    /// The counts so far.
+    pub fn stats(&self) -> DetachedStats {
+        self.shared.stats()
+    }
+
+    /// Waits at most `timeout` for the queue to empty; returns the spans still pending.
+    pub fn flush(&self, timeout: Duration) -> u64 {
+        self.shared.wait_idle(Instant::now() + timeout)
+    }
+}
+
+impl Transport for Detached {
+    fn send(&self, spans: &[FinishedSpan]) -> Result<(), TransportError> {
+        if spans.is_empty() {
+            return Ok(());
+        }
+        let s = &self.shared;
+        let mut state = lock(&s.state);
+        let fits = state.pending == 0 || state.pending + spans.len() <= s.capacity;
+        if state.closed || !fits {
+            drop(state);
+            s.dropped.fetch_add(spans.len() as u64, Ordering::AcqRel);
+            s.log_loss("queue full: spans dropped");
+            return Ok(());
+        }
+        state.pending += spans.len();
+        state.batches.push_back(spans.to_vec());
+        drop(state);
+        s.work.notify_one();
+        Ok(())
+    }
+
+    fn flush(&self, deadline: Instant) -> u64 {
+        self.shared.wait_idle(deadline)
+    }
+}
+
+impl Drop for Detached {
+    /// Stops the worker without waiting for it (a flush with a deadline comes first when the
+    /// tracer shuts down): what is still queued is counted as dropped. A send in progress ends
+    /// within the inner transport's own timeout.
+    fn drop(&mut self) {
+        let mut state = lock(&self.shared.state);
+        state.closed = true;
+        let left: usize = state.batches.drain(..).map(|b| b.len()).sum();
+        state.pending -= left;
+        drop(state);
+        self.shared.dropped.fetch_add(left as u64, Ordering::AcqRel);
+        self.shared.work.notify_all();
+        self.shared.idle.notify_all();
+    }
+}
+
+impl Shared {
+    fn stats(&self) -> DetachedStats {
+        let pending = lock(&self.state).pending as u64;
+        DetachedStats {
+            delivered: self.delivered.load(Ordering::Acquire),
+            failed: self.failed.load(Ordering::Acquire),
+            dropped: self.dropped.load(Ordering::Acquire),
+            pending,
+        }
+    }
+
+    fn wait_idle(&self, deadline: Instant) -> u64 {
+        let mut state = lock(&self.state);
+        while state.pending > 0 && !state.closed {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            state = self
+                .idle
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        state.pending as u64
+    }
+
+    /// Logs a loss at most every 10 s.
+    fn log_loss(&self, what: &str) {
+        let now = self.created.elapsed().as_millis() as u64;
+        let last = self.last_log_ms.load(Ordering::Relaxed);
+        if last != u64::MAX && now.saturating_sub(last) < 10_000 {
+            return;
+        }
+        if self
+            .last_log_ms
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            tracing::warn!(
+                target: "tdist",
+                transport = %self.name,
+                delivered = self.delivered.load(Ordering::Relaxed),
+                failed = self.failed.load(Ordering::Relaxed),
+                dropped = self.dropped.load(Ordering::Relaxed),
+                "tdist detached transport: {what}"
+            );
+        }
+    }
+}
+
+fn run(shared: &Shared, inner: &dyn Transport, retries: u32) {
+    loop {
+        let batch = {
+            let mut state = lock(&shared.state);
+            loop {
+                if state.closed {
+                    return;
+                }
+                if let Some(b) = state.batches.pop_front() {
+                    break b;
+                }
+                state = shared.work.wait(state).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        let delivered = send_with_retries(shared, inner, &batch, retries);
+        let n = batch.len() as u64;
+        if delivered {
+            shared.delivered.fetch_add(n, Ordering::AcqRel);
+        } else {
+            shared.failed.fetch_add(n, Ordering::AcqRel);
+        }
+        let mut state = lock(&shared.state);
+        state.pending -= batch.len();
+        drop(state);
+        shared.idle.notify_all();
+    }
+}
+
+fn send_with_retries(
+    shared: &Shared,
+    inner: &dyn Transport,
+    batch: &[FinishedSpan],
+    retries: u32,
+) -> bool {
+    let mut backoff = Duration::from_millis(100);
+    let mut attempt = 0;
+    loop {
+        // A transport that panics must not take the worker with it.
+        let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.send(batch)))
+            .unwrap_or_else(|_| Err(TransportError::fatal("transport panicked")));
+        let e = match sent {
+            Ok(()) => return true,
+            Err(e) => e,
+        };
+        if !e.is_retryable() || attempt >= retries {
+            shared.log_loss(&format!("spans failed: {e}"));
+            return false;
+        }
+        attempt += 1;
+        // Back off, but stop at once when the transport is dropped.
+        let state = lock(&shared.state);
+        let (state, _) = shared
+            .work
+            .wait_timeout_while(state, backoff, |s| !s.closed)
+            .unwrap_or_else(|p| p.into_inner());
+        if state.closed {
+            return false;
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::{Fanout, JsonLinesFile};
+    use crate::record::FinishedSpan;
+    use std::sync::atomic::AtomicUsize;
+
+    fn spans(n: usize) -> Vec<FinishedSpan> {
+        (0..n).map(|_| FinishedSpan::empty()).collect()
+    }
+
+    /// Blocks every send until released; counts calls.
+    #[derive(Default)]
+    struct Gate {
+        open: Mutex<bool>,
+        cv: Condvar,
+        calls: AtomicUsize,
+    }
+
+    impl Gate {
+        fn release(&self) {
+            *lock(&self.open) = true;
+            self.cv.notify_all();
+        }
+    }
+
+    impl Transport for Gate {
+        fn send(&self, _: &[FinishedSpan]) -> Result<(), TransportError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let open = lock(&self.open);
+            let _open = self.cv.wait_while(open, |o| !*o).unwrap();
+            Ok(())
+        }
+    }
+
+    struct Failing(AtomicUsize, bool);
+
+    impl Transport for Failing {
+        fn send(&self, _: &[FinishedSpan]) -> Result<(), TransportError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            if self.1 {
+                Err(TransportError::retryable("503"))
+            } else {
+                Err(TransportError::fatal("400"))
+            }
+        }
+    }
+
+    #[test]
+    fn a_hanging_destination_holds_up_neither_the_caller_nor_its_siblings() {
+        let gate = Arc::new(Gate::default());
+        let path =
+            std::env::temp_dir().join(format!("tdist-detached-test-{}.jsonl", std::process::id()));
+        let hanging = Detached::builder("hanging")
+            .capacity(10)
+            .build(gate.clone());
+        let handle = hanging.handle();
+        let fanout = Fanout::new()
+            .with(JsonLinesFile::create(&path).unwrap())
+            .with(hanging);
+        let started = Instant::now();
+        for _ in 0..5 {
+            fanout.send(&spans(4)).unwrap();
+        }
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let written = std::fs::read_to_string(&path).unwrap().lines().count();
+        assert_eq!(written, 20, "the file got every span");
+        // Two batches fit in 10 spans (one stuck in the gate, one queued); three are dropped.
+        assert_eq!(handle.flush(Duration::from_millis(50)), 8);
+        let s = handle.stats();
+        assert_eq!((s.delivered, s.failed, s.dropped, s.pending), (0, 0, 12, 8));
+
+        gate.release();
+        assert_eq!(handle.flush(Duration::from_secs(10)), 0);
+        let s = handle.stats();
+        assert_eq!((s.delivered, s.failed, s.dropped, s.pending), (8, 0, 12, 0));
+        assert_eq!(gate.calls.load(Ordering::SeqCst), 2);
+        drop(fanout);
+        std::fs::remove_file(&path).ok();
+    }
+
+    #[test]
+    fn failures_are_retried_as_configured_then_counted() {
+        let retryable = Arc::new(Failing(AtomicUsize::new(0), true));
+        let t = Detached::builder("retrying")
+            .retries(2)
+            .build(retryable.clone());
+        t.send(&spans(3)).unwrap();
+        assert_eq!(t.flush(Instant::now() + Duration::from_secs(10)), 0);
+        assert_eq!(
+            retryable.0.load(Ordering::SeqCst),
+            3,
+            "first try and two retries"
+        );
+        assert_eq!(t.stats().failed, 3);
+
+        let fatal = Arc::new(Failing(AtomicUsize::new(0), false));
+        let t = Detached::builder("fatal").retries(5).build(fatal.clone());
+        t.send(&spans(2)).unwrap();
+        assert_eq!(t.flush(Instant::now() + Duration::from_secs(10)), 0);
+        assert_eq!(
+            fatal.0.load(Ordering::SeqCst),
+            1,
+            "a fatal error is not retried"
+        );
+        assert_eq!(
+            t.stats(),
+            DetachedStats {
+                delivered: 0,
+                failed: 2,
+                dropped: 0,
+                pending: 0
+            }
+        );
+    }
+
+    #[test]
+    fn dropping_counts_what_is_still_queued_and_does_not_wait() {
+        let gate = Arc::new(Gate::default());
+        let t = Detached::new("closing", gate.clone());
+        let handle = t.handle();
+        for _ in 0..3 {
+            t.send(&spans(2)).unwrap();
+        }
+        // Wait until the worker holds the first batch in the gate.
+        while gate.calls.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        let started = Instant::now();
+        drop(t);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let s = handle.stats();
+        assert_eq!(
+            (s.dropped, s.pending),
+            (4, 2),
+            "two batches dropped, one in flight"
+        );
+        gate.release();
+        while handle.stats().pending > 0 {
+            std::thread::yield_now();
+        }
+        assert_eq!(handle.stats().delivered, 2);
+    }
+}
