@@ -161,6 +161,18 @@ impl Tracer {
         }
     }
 
+    /// Delivers every span finished so far within the shutdown timeout, then stops the
+    /// reporter (shared by every clone and [`with_service_name`](Self::with_service_name)
+    /// tracer): spans finished afterwards are not delivered. This is what dropping the last
+    /// handle does, for a program that wants the final counts or still holds other handles;
+    /// later calls, and that drop, return at once.
+    pub fn shutdown(&self) -> Result<Stats, FlushError> {
+        match &self.inner.reporter {
+            Some(r) => r.shutdown(self.inner.shutdown_timeout),
+            None => Ok(Stats::default()),
+        }
+    }
+
     /// A child of the current context, or a new root when there is none.
     pub fn span(&self, name: impl Into<Cow<'static, str>>) -> Span {
         match current() {

@@ -321,3 +321,32 @@ fn a_detached_destination_that_hangs_holds_up_neither_its_siblings_nor_flush() {
     let c = counts.stats();
     assert_eq!((c.delivered, c.pending), (1000 - c.dropped, 0), "{c:?}");
 }
+
+#[test]
+fn shutdown_delivers_once_and_later_calls_return_at_once() {
+    let hanging = Hanging::default();
+    let sink = InMemory::new();
+    let tracer = Tracer::builder()
+        .transport(
+            tdist_core::export::Fanout::new()
+                .with(sink.clone())
+                .with(tdist_core::export::Detached::new("never", hanging.clone())),
+        )
+        .configure_reporter(|c| c.shutdown_timeout = Duration::from_secs(2))
+        .build()
+        .unwrap();
+    for _ in 0..10 {
+        tracer.root_span("before").finish();
+    }
+    let err = tracer.shutdown().unwrap_err();
+    assert_eq!(err.pending, 10, "the hanging collector still holds them");
+    assert_eq!(sink.spans().len(), 10);
+    // Already shut down: no second wait, here or when the tracer is dropped.
+    let started = Instant::now();
+    assert_eq!(tracer.shutdown().unwrap().sent, 10);
+    tracer.root_span("after").finish();
+    drop(tracer);
+    assert!(started.elapsed() < Duration::from_secs(1), "no second 2 s wait");
+    assert_eq!(sink.spans().len(), 10, "nothing is delivered after shutdown");
+    hanging.release();
+}

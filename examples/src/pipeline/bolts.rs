@@ -317,7 +317,9 @@ pub fn run(name: &str) -> ExitCode {
         Mode::Plain => run_bolt(bolt),
         _ => run_bolt(TracedBolt::new(bolt, tracer.clone()).with_name(name)),
     };
-    let _ = tracer.flush();
+    // One bounded wait for the span file and the collectors (TDIST_SHUTDOWN_TIMEOUT), not a
+    // flush followed by another at the drop.
+    let _ = tracer.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::FAILURE,

@@ -434,7 +434,7 @@ pub fn run_mode(config: &Config, mode: Mode) -> Result<Outcome, PipelineError> {
     let failed = topology.failed();
     let bolt_files = topology.shutdown(Duration::from_secs(30));
     thrift.shutdown();
-    let _ = tracer.flush();
+    let _ = tracer.shutdown();
     let tracer_stats = tracer.stats();
     loaded?;
     settled.map_err(err)?;

@@ -297,21 +297,34 @@ impl Topology {
         for p in self.pumps.drain(..) {
             let _ = p.join();
         }
-        let mut files = Vec::new();
-        let mut problems = Vec::new();
-        for n in self.nodes.drain(..) {
-            files.push(n.span_file.clone());
-            let Ok(h) = Arc::try_unwrap(n.harness) else {
-                problems.push(format!("bolt {} still in use", n.name));
-                continue;
-            };
-            match h.close(timeout) {
-                Ok(Some(s)) if s.success() => {}
-                Ok(Some(s)) => problems.push(format!("bolt {} exited with {s}", n.name)),
-                Ok(None) => problems.push(format!("bolt {} had to be killed", n.name)),
-                Err(e) => problems.push(format!("bolt {}: {e}", n.name)),
-            }
-        }
+        let files = self.nodes.iter().map(|n| n.span_file.clone()).collect();
+        // Every bolt at once: each may spend up to its shutdown timeout flushing spans.
+        let problems: Vec<String> = std::thread::scope(|scope| {
+            let closing: Vec<_> = self
+                .nodes
+                .drain(..)
+                .map(|n| {
+                    scope.spawn(move || {
+                        let Ok(h) = Arc::try_unwrap(n.harness) else {
+                            return Some(format!("bolt {} still in use", n.name));
+                        };
+                        match h.close(timeout) {
+                            Ok(Some(s)) if s.success() => None,
+                            Ok(Some(s)) => Some(format!("bolt {} exited with {s}", n.name)),
+                            Ok(None) => Some(format!("bolt {} had to be killed", n.name)),
+                            Err(e) => Some(format!("bolt {}: {e}", n.name)),
+                        }
+                    })
+                })
+                .collect();
+            closing
+                .into_iter()
+                .filter_map(|c| {
+                    c.join()
+                        .unwrap_or_else(|_| Some("closing a bolt panicked".into()))
+                })
+                .collect()
+        });
         if problems.is_empty() {
             Ok(files)
         } else {
