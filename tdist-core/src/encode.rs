@@ -113,6 +113,7 @@ pub fn write_json_span(s: &FinishedSpan, out: &mut Vec<u8>) {
         out.push(b':');
         match v {
             TagValue::Str(v) => write_json_str(v, out),
+            TagValue::Inline(v) => write_json_str(v.as_str(), out),
             TagValue::I64(v) => {
                 out.push(b'"');
                 out.extend_from_slice(num.format(*v).as_bytes());
@@ -325,6 +326,26 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "\"a\\\"b\\\\c\\nd\\u0001é\""
+        );
+    }
+
+    #[test]
+    fn inline_and_owned_tag_text_encode_alike() {
+        use crate::{SpanContext, SpanId, TraceId};
+        let ctx = SpanContext::new(TraceId::new(0, 1).unwrap(), SpanId::new(2).unwrap());
+        let json = |v: TagValue| {
+            let mut s = FinishedSpan::empty();
+            s.context = ctx;
+            s.tags.push(("http.path".into(), v));
+            let mut out = Vec::new();
+            write_json_span(&s, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        let text = "/a\"b/é";
+        assert!(json(TagValue::text(text)).contains(r#""tags":{"http.path":"/a\"b/é"}"#));
+        assert_eq!(
+            json(TagValue::text(text)),
+            json(TagValue::from(text.to_owned()))
         );
     }
 

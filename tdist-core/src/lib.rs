@@ -60,7 +60,7 @@ pub use current::{
     FutureExt, WithContext,
 };
 pub use id::{random_u64, HexId, IdError, SpanId, TraceId};
-pub use record::{Annotation, Endpoint, FinishedSpan, Kind, TagValue};
+pub use record::{Annotation, Endpoint, FinishedSpan, InlineStr, Kind, TagValue};
 pub use sampler::Sampler;
 pub use span::Span;
 pub use tracer::{Tracer, TracerGuard};

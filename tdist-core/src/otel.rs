@@ -73,6 +73,7 @@ impl<E: SpanExporter + 'static> OtelTransport<E> {
             .tags()
             .map(|(k, v)| match v {
                 TagValue::Str(v) => KeyValue::new(k.to_owned(), v.to_string()),
+                TagValue::Inline(v) => KeyValue::new(k.to_owned(), v.as_str().to_owned()),
                 TagValue::I64(v) => KeyValue::new(k.to_owned(), *v),
                 TagValue::Bool(v) => KeyValue::new(k.to_owned(), *v),
             })

@@ -132,23 +132,109 @@ pub(crate) fn intern_endpoint(e: Endpoint) -> &'static Endpoint {
 
 /// A tag value. Zipkin tag values are strings; numbers and booleans are formatted only when the
 /// span is encoded, off the request path.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Text borrowed for the request only (a path, a topic) goes in with [`TagValue::text`], which
+/// keeps up to [`InlineStr::CAPACITY`] bytes inside the value: no allocation on the request
+/// path, and no memory freed by the reporter thread that another thread allocated. Values
+/// compare by their text, whichever way they are stored.
+#[derive(Debug, Clone)]
 pub enum TagValue {
     /// Text.
     Str(Cow<'static, str>),
+    /// Short text kept inline.
+    Inline(InlineStr),
     /// A signed integer.
     I64(i64),
     /// A boolean, written `true`/`false`.
     Bool(bool),
 }
 
+impl TagValue {
+    /// `s` as a tag value: inline when it fits, else an owned copy.
+    ///
+    /// ```
+    /// use tdist_core::TagValue;
+    /// assert!(matches!(TagValue::text("/orders/42"), TagValue::Inline(_)));
+    /// assert!(matches!(TagValue::text(&"x".repeat(100)), TagValue::Str(_)));
+    /// assert_eq!(TagValue::text("/orders/42"), TagValue::from(String::from("/orders/42")));
+    /// ```
+    pub fn text(s: &str) -> TagValue {
+        match InlineStr::new(s) {
+            Some(inline) => TagValue::Inline(inline),
+            None => TagValue::Str(Cow::Owned(s.to_owned())),
+        }
+    }
+
+    /// The text of a text value.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            TagValue::Str(s) => Some(s),
+            TagValue::Inline(s) => Some(s.as_str()),
+            TagValue::I64(_) | TagValue::Bool(_) => None,
+        }
+    }
+}
+
+impl PartialEq for TagValue {
+    fn eq(&self, other: &TagValue) -> bool {
+        match (self, other) {
+            (TagValue::I64(a), TagValue::I64(b)) => a == b,
+            (TagValue::Bool(a), TagValue::Bool(b)) => a == b,
+            _ => match (self.as_str(), other.as_str()) {
+                (Some(a), Some(b)) => a == b,
+                _ => false,
+            },
+        }
+    }
+}
+
+impl Eq for TagValue {}
+
 impl fmt::Display for TagValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TagValue::Str(s) => f.write_str(s),
+            TagValue::Inline(s) => f.write_str(s.as_str()),
             TagValue::I64(v) => write!(f, "{v}"),
             TagValue::Bool(v) => write!(f, "{v}"),
         }
+    }
+}
+
+/// Text of at most [`CAPACITY`](Self::CAPACITY) bytes stored in place (see [`TagValue::text`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct InlineStr {
+    len: u8,
+    bytes: [u8; InlineStr::CAPACITY],
+}
+
+impl InlineStr {
+    /// The longest text kept inline, in bytes (a tag value stays as small as a `String`).
+    pub const CAPACITY: usize = 22;
+
+    /// `s` inline, or `None` when it is longer than [`CAPACITY`](Self::CAPACITY).
+    pub fn new(s: &str) -> Option<InlineStr> {
+        if s.len() > Self::CAPACITY {
+            return None;
+        }
+        let mut bytes = [0u8; Self::CAPACITY];
+        bytes[..s.len()].copy_from_slice(s.as_bytes());
+        Some(InlineStr {
+            len: s.len() as u8,
+            bytes,
+        })
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // Always a whole `str` copied in `new`; checked here rather than trusted (no unsafe).
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for InlineStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
@@ -296,5 +382,29 @@ impl FinishedSpan {
     /// Whether the span id is shared with the remote side.
     pub fn shared(&self) -> bool {
         self.context.shared()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_text_up_to_capacity_and_by_whole_characters() {
+        let fits = "a".repeat(InlineStr::CAPACITY);
+        assert!(matches!(TagValue::text(&fits), TagValue::Inline(_)));
+        let too_long = "a".repeat(InlineStr::CAPACITY + 1);
+        assert!(matches!(TagValue::text(&too_long), TagValue::Str(_)));
+        for s in ["", "/", "/é/ü/🦀", &fits, &too_long] {
+            let v = TagValue::text(s);
+            assert_eq!(v.as_str(), Some(s));
+            assert_eq!(v.to_string(), s);
+            assert_eq!(v, TagValue::from(s.to_owned()));
+        }
+        assert_ne!(TagValue::text("1"), TagValue::I64(1));
+        assert_eq!(
+            format!("{:?}", InlineStr::new("x\"y").unwrap()),
+            "\"x\\\"y\""
+        );
     }
 }

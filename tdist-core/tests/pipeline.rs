@@ -346,7 +346,14 @@ fn shutdown_delivers_once_and_later_calls_return_at_once() {
     assert_eq!(tracer.shutdown().unwrap().sent, 10);
     tracer.root_span("after").finish();
     drop(tracer);
-    assert!(started.elapsed() < Duration::from_secs(1), "no second 2 s wait");
-    assert_eq!(sink.spans().len(), 10, "nothing is delivered after shutdown");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "no second 2 s wait"
+    );
+    assert_eq!(
+        sink.spans().len(),
+        10,
+        "nothing is delivered after shutdown"
+    );
     hanging.release();
 }

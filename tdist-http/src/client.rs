@@ -27,7 +27,7 @@ use http::{Request, Response, Uri};
 use std::fmt;
 use std::net::IpAddr;
 use std::task::{Context, Poll};
-use tdist_core::{set_current, Endpoint, FutureExt, Kind, Span, Tracer};
+use tdist_core::{set_current, Endpoint, FutureExt, Kind, Span, TagValue, Tracer};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -91,7 +91,7 @@ impl<S> TraceClient<S> {
         if span.is_recording() {
             span.set_kind(Kind::Client);
             span.tag("http.method", method_name(req.method()));
-            span.tag("http.path", req.uri().path().to_owned());
+            span.tag("http.path", TagValue::text(req.uri().path()));
             if let Some(remote) = remote_endpoint(req.uri()) {
                 span.set_remote_endpoint(remote);
             }

@@ -48,7 +48,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::task::{Context, Poll};
 use tdist_core::propagation::extract;
-use tdist_core::{set_current, FutureExt, Kind, Span, Tracer};
+use tdist_core::{set_current, FutureExt, Kind, Span, TagValue, Tracer};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -126,7 +126,7 @@ impl<S> TraceServer<S> {
                 span.set_name(format!("{} {}", req.method(), route));
             }
             span.tag("http.method", method_name(req.method()));
-            span.tag("http.path", req.uri().path().to_owned());
+            span.tag("http.path", TagValue::text(req.uri().path()));
             if let Some(peer) = peer(req) {
                 span.set_remote_endpoint(tdist_core::Endpoint::addr(peer));
             }

@@ -4,7 +4,7 @@ use crate::headers;
 use crate::{frame, Carrier};
 use rdkafka::message::OwnedHeaders;
 use std::borrow::Cow;
-use tdist_core::{current, Endpoint, Extracted, Kind, Span, SpanContext, Tracer};
+use tdist_core::{current, Endpoint, Extracted, Kind, Span, SpanContext, TagValue, Tracer};
 
 /// Tag with the record's topic.
 pub const TOPIC_TAG: &str = "kafka.topic";
@@ -90,10 +90,10 @@ impl KafkaTracing {
         if span.is_recording() {
             span.set_kind(Kind::Producer);
             span.set_remote_endpoint(Endpoint::service(self.remote_service.clone()));
-            span.tag(TOPIC_TAG, topic.to_owned());
+            span.tag(TOPIC_TAG, TagValue::text(topic));
             if let Some(k) = key.filter(|k| !k.is_empty()) {
                 if let Ok(k) = std::str::from_utf8(k) {
-                    span.tag(KEY_TAG, k.to_owned());
+                    span.tag(KEY_TAG, TagValue::text(k));
                 }
             }
         }
@@ -108,7 +108,7 @@ impl KafkaTracing {
         if span.is_recording() {
             span.set_kind(Kind::Consumer);
             span.set_remote_endpoint(Endpoint::service(self.remote_service.clone()));
-            span.tag(TOPIC_TAG, topic.to_owned());
+            span.tag(TOPIC_TAG, TagValue::text(topic));
         }
         span
     }

@@ -38,7 +38,9 @@ use serde_json::Value;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use tdist_core::propagation::{b3, w3c};
-use tdist_core::{binary, set_current, Endpoint, Extracted, Kind, Span, SpanContext, Tracer};
+use tdist_core::{
+    binary, set_current, Endpoint, Extracted, Kind, Span, SpanContext, TagValue, Tracer,
+};
 
 pub use crate::traced_spout::{TracedSpout, TracedSpoutOutput};
 
@@ -288,9 +290,9 @@ impl<B: Bolt> Bolt for TracedBolt<B> {
         span.set_kind(Kind::Consumer);
         span.set_remote_endpoint(Endpoint::service(self.remote_service.clone()));
         if let Some(c) = &tuple.component {
-            span.tag("storm.source", c.clone());
+            span.tag("storm.source", TagValue::text(c));
         }
-        span.tag("storm.stream", tuple.stream.clone());
+        span.tag("storm.stream", TagValue::text(&tuple.stream));
         let ctx = span.context();
         let id = tuple.id.clone();
         self.spans.insert(id.clone(), span);

@@ -35,7 +35,7 @@ use crate::spout::{Spout, SpoutOutput};
 use crate::traced::{inject, TraceField};
 use serde_json::Value;
 use std::collections::HashMap;
-use tdist_core::{current, Kind, Span, Tracer};
+use tdist_core::{current, Kind, Span, TagValue, Tracer};
 
 /// A spout wrapped so that every tuple it emits carries a trace.
 #[derive(Debug)]
@@ -179,7 +179,7 @@ impl SpoutOutput for TracedSpoutOutput<'_> {
         };
         span.set_kind(Kind::Producer);
         if let Some(stream) = &emit.stream {
-            span.tag("storm.stream", stream.clone());
+            span.tag("storm.stream", TagValue::text(stream));
         }
         inject(&s.field, &s.topology, &mut emit, Some(span.context()));
         let id = emit.message_id.as_ref().map(key);
