@@ -1,11 +1,12 @@
 //! [`Detached`]: a transport on a thread of its own, so that one slow destination cannot hold up
 //! the others.
 
+use super::reporter::lock;
 use super::{Transport, TransportError};
 use crate::record::FinishedSpan;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// Runs a transport on a thread of its own, behind a bounded queue of batches.
@@ -233,18 +234,11 @@ impl Shared {
     }
 
     fn wait_idle(&self, deadline: Instant) -> u64 {
-        let mut state = lock(&self.state);
-        while state.pending > 0 && !state.closed {
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            state = self
-                .idle
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let (state, _) = self
+            .idle
+            .wait_timeout_while(lock(&self.state), timeout, |s| s.pending > 0 && !s.closed)
+            .unwrap_or_else(|p| p.into_inner());
         state.pending as u64
     }
 
@@ -332,10 +326,6 @@ fn send_with_retries(
         }
         backoff = (backoff * 2).min(Duration::from_secs(2));
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

@@ -146,7 +146,8 @@ fn registry() -> &'static Registry {
     REG.get_or_init(Default::default)
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// Locks `m`; a panic elsewhere while it was held does not stop span delivery.
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
