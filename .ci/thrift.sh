@@ -2,9 +2,10 @@
 # Cross-language check for tdist-thrift against Apache Thrift's own Python library (Debian
 # thrift-compiler and python3-thrift, 0.17): a plain Python client calls our traced server, and
 # our negotiating client calls a plain Python server, for framed/buffered x binary/compact; the
-# same with Go peers (github.com/apache/thrift v0.17.0 from the Go module proxy) when go is installed,
-# including a Go server that closes the connection on an unknown method (as older Go servers and some
-# proxies do; 0.17's TSimpleServer answers UNKNOWN_METHOD and keeps it), so the negotiating client's reconnect path meets a real peer.
+# same with Go peers (github.com/apache/thrift v0.17.0 from the Go module proxy) when go is
+# installed, including a Go server that closes the connection on an unknown method (as older Go
+# servers and some proxies do; 0.17's TSimpleServer answers UNKNOWN_METHOD and keeps it), so the
+# negotiating client's reconnect path meets a real peer.
 # Idempotent, non-interactive; exits non-zero on any failure; kills everything it started.
 set -euo pipefail
 

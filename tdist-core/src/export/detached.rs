@@ -188,10 +188,15 @@ impl Transport for Detached {
         let s = &self.shared;
         let mut state = lock(&s.state);
         let fits = state.pending == 0 || state.pending + spans.len() <= s.capacity;
-        if state.closed || !fits {
+        let state_closed = state.closed;
+        if state_closed || !fits {
             drop(state);
             s.dropped.fetch_add(spans.len() as u64, Ordering::AcqRel);
-            s.log_loss("queue full: spans dropped");
+            s.log_loss(&if state_closed {
+                "closed: spans dropped"
+            } else {
+                "queue full: spans dropped"
+            });
             return Ok(());
         }
         state.pending += spans.len();
@@ -242,8 +247,8 @@ impl Shared {
         state.pending as u64
     }
 
-    /// Logs a loss at most every 10 s.
-    fn log_loss(&self, what: &str) {
+    /// Logs a loss at most every 10 s (`what` is formatted only then).
+    fn log_loss(&self, what: &dyn std::fmt::Display) {
         let now = self.created.elapsed().as_millis() as u64;
         let last = self.last_log_ms.load(Ordering::Relaxed);
         if last != u64::MAX && now.saturating_sub(last) < 10_000 {
@@ -303,15 +308,12 @@ fn send_with_retries(
     let mut backoff = Duration::from_millis(100);
     let mut attempt = 0;
     loop {
-        // A transport that panics must not take the worker with it.
-        let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.send(batch)))
-            .unwrap_or_else(|_| Err(TransportError::fatal("transport panicked")));
-        let e = match sent {
+        let e = match super::send_catching_panics(inner, batch) {
             Ok(()) => return true,
             Err(e) => e,
         };
         if !e.is_retryable() || attempt >= retries {
-            shared.log_loss(&format!("spans failed: {e}"));
+            shared.log_loss(&format_args!("spans failed: {e}"));
             return false;
         }
         attempt += 1;

@@ -55,6 +55,16 @@ impl<T: Transport + ?Sized> Transport for Arc<T> {
     }
 }
 
+/// Calls `transport.send`, turning a panic into a fatal failure of the batch: a transport that
+/// panics must not take a worker thread (and every later span) with it.
+pub(crate) fn send_catching_panics(
+    transport: &dyn Transport,
+    spans: &[FinishedSpan],
+) -> Result<(), TransportError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| transport.send(spans)))
+        .unwrap_or_else(|_| Err(TransportError::fatal("transport panicked")))
+}
+
 /// A failed delivery: whether retrying may help, and why.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]

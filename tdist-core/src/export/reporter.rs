@@ -369,11 +369,7 @@ fn export(shared: &Shared, spans: &[FinishedSpan]) {
     let mut backoff = Duration::from_millis(50);
     let mut attempt = 0;
     loop {
-        // A transport that panics must not take the worker (and every later span) with it.
-        let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            shared.transport.send(spans)
-        }))
-        .unwrap_or_else(|_| Err(TransportError::fatal("transport panicked")));
+        let sent = super::send_catching_panics(&*shared.transport, spans);
         match sent {
             Ok(()) => {
                 shared.sent.fetch_add(spans.len() as u64, Ordering::AcqRel);
