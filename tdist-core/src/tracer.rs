@@ -163,7 +163,7 @@ impl Tracer {
 
     /// Delivers every span finished so far within the shutdown timeout, then stops the
     /// reporter (shared by every clone and [`with_service_name`](Self::with_service_name)
-    /// tracer): spans finished afterwards are not delivered. This is what dropping the last
+    /// tracer): spans finished afterwards may not be delivered. This is what dropping the last
     /// handle does, for a program that wants the final counts or still holds other handles;
     /// later calls, and that drop, return at once.
     pub fn shutdown(&self) -> Result<Stats, FlushError> {

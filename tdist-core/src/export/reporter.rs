@@ -199,7 +199,8 @@ impl Reporter {
         self.handle.shared.flush(timeout)
     }
 
-    /// Flushes within `timeout`, then stops the worker. Spans finished afterwards are dropped.
+    /// Flushes within `timeout`, then stops the worker. Spans finished afterwards may not be
+    /// delivered.
     pub fn shutdown(&self, timeout: Duration) -> Result<Stats, FlushError> {
         self.handle.shared.shutdown(timeout)
     }
