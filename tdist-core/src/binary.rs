@@ -105,9 +105,9 @@ impl std::fmt::Debug for Frame {
     }
 }
 
-/// Encodes `ctx` (the `shared` flag is local and not carried).
-pub fn encode(ctx: &SpanContext) -> Frame {
-    let mut buf = [0u8; MAX_LEN];
+/// The four header bytes (magic, version, flags) and the id fields of `ctx`, in wire order.
+#[inline]
+fn fields(ctx: &SpanContext) -> (u32, [u64; 4], usize) {
     let trace = ctx.trace_id();
     let mut flags = match ctx.sampling() {
         SamplingState::Defer => 0,
@@ -115,23 +115,37 @@ pub fn encode(ctx: &SpanContext) -> Frame {
         SamplingState::Accept => 2,
         SamplingState::Debug => 3,
     };
-    buf[..2].copy_from_slice(&MAGIC);
-    buf[2] = VERSION;
-    let mut at = HEADER_LEN;
+    let mut ids = [0u64; 4];
+    let mut n = 0;
     if trace.is_128() {
         flags |= FLAG_128;
-        buf[at..at + 8].copy_from_slice(&trace.high().to_be_bytes());
-        at += 8;
+        ids[n] = trace.high();
+        n += 1;
     }
-    buf[at..at + 8].copy_from_slice(&trace.low().to_be_bytes());
-    buf[at + 8..at + 16].copy_from_slice(&ctx.span_id().get().to_be_bytes());
-    at += 16;
+    ids[n] = trace.low();
+    ids[n + 1] = ctx.span_id().get();
+    n += 2;
     if let Some(p) = ctx.parent_id() {
         flags |= FLAG_PARENT;
-        buf[at..at + 8].copy_from_slice(&p.get().to_be_bytes());
-        at += 8;
+        ids[n] = p.get();
+        n += 1;
     }
-    buf[3] = flags;
+    let header = u32::from_be_bytes([MAGIC[0], MAGIC[1], VERSION, flags]);
+    (header, ids, n)
+}
+
+/// Encodes `ctx` (the `shared` flag is local and not carried).
+#[inline]
+pub fn encode(ctx: &SpanContext) -> Frame {
+    let (header, ids, n) = fields(ctx);
+    let mut buf = [0u8; MAX_LEN];
+    // Field-sized stores, so that the checksum's loads below are served from the store buffer.
+    buf[..HEADER_LEN].copy_from_slice(&header.to_be_bytes());
+    for (i, id) in ids[..n].iter().enumerate() {
+        let at = HEADER_LEN + 8 * i;
+        buf[at..at + 8].copy_from_slice(&id.to_be_bytes());
+    }
+    let at = HEADER_LEN + 8 * n;
     let crc = crc32fast::hash(&buf[..at]);
     buf[at..at + 4].copy_from_slice(&crc.to_be_bytes());
     Frame {
@@ -140,13 +154,23 @@ pub fn encode(ctx: &SpanContext) -> Frame {
     }
 }
 
-/// Appends the frame for `ctx` to `out`.
+/// Appends the frame for `ctx` to `out`, written in place (no intermediate copy).
+#[inline]
 pub fn encode_into(ctx: &SpanContext, out: &mut Vec<u8>) {
-    out.extend_from_slice(encode(ctx).as_bytes());
+    let (header, ids, n) = fields(ctx);
+    out.reserve(HEADER_LEN + 8 * n + 4);
+    let start = out.len();
+    out.extend_from_slice(&header.to_be_bytes());
+    for id in &ids[..n] {
+        out.extend_from_slice(&id.to_be_bytes());
+    }
+    let crc = crc32fast::hash(&out[start..]);
+    out.extend_from_slice(&crc.to_be_bytes());
 }
 
 /// The total frame length announced by the first [`HEADER_LEN`] bytes, for stream readers that
 /// must know how much to read before [`decode`]. Checks magic, version and reserved flags.
+#[inline]
 pub fn frame_len(header: &[u8]) -> Result<usize, NoFrame> {
     if header.len() < HEADER_LEN {
         return Err(if header.is_empty() || header[0] == MAGIC[0] {
@@ -171,6 +195,7 @@ pub fn frame_len(header: &[u8]) -> Result<usize, NoFrame> {
 }
 
 /// Decodes a frame at the start of `input`; returns the context and the bytes after it.
+#[inline]
 pub fn decode(input: &[u8]) -> Result<(SpanContext, &[u8]), NoFrame> {
     let len = frame_len(input)?;
     if input.len() < len {
@@ -225,6 +250,7 @@ pub fn decode(input: &[u8]) -> Result<(SpanContext, &[u8]), NoFrame> {
 
 /// The context and payload when `input` starts with a valid frame; otherwise `None` and the
 /// whole input, untouched.
+#[inline]
 pub fn split(input: &[u8]) -> (Option<SpanContext>, &[u8]) {
     match decode(input) {
         Ok((ctx, rest)) => (Some(ctx), rest),
@@ -264,6 +290,10 @@ mod tests {
                     assert_eq!(f.as_bytes().len(), expect);
                     assert_eq!(frame_len(f.as_bytes()), Ok(expect));
                     assert_eq!(decode(f.as_bytes()), Ok((c, &[][..])));
+                    let mut out = b"before".to_vec();
+                    encode_into(&c, &mut out);
+                    assert_eq!(&out[..6], b"before");
+                    assert_eq!(&out[6..], f.as_bytes());
                 }
             }
         }

@@ -58,7 +58,7 @@ pub fn decode(input: &[u8]) -> Unframed<'_> {
 #[inline]
 pub fn write_frame(ctx: Option<&SpanContext>, out: &mut Vec<u8>) {
     if let Some(ctx) = ctx {
-        out.extend_from_slice(binary::encode(ctx).as_bytes());
+        binary::encode_into(ctx, out);
     }
 }
 
