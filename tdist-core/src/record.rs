@@ -296,31 +296,84 @@ pub struct FinishedSpan {
     pub(crate) annotations: Vec<Annotation>,
 }
 
-static NO_ENDPOINT: Endpoint = Endpoint {
-    service_name: None,
-    ipv4: None,
-    ipv6: None,
-    port: None,
-};
-
 impl FinishedSpan {
-    /// A placeholder left in a record box whose record was taken out (owns no heap memory).
-    pub(crate) fn empty() -> FinishedSpan {
+    /// A record being started at `start_ns`.
+    pub(crate) fn started(
+        context: SpanContext,
+        name: Cow<'static, str>,
+        local: &'static Endpoint,
+        start_ns: u64,
+    ) -> FinishedSpan {
         FinishedSpan {
-            context: SpanContext::new(
-                TraceId::new(0, 1).expect("non-zero"),
-                SpanId::new(1).expect("non-zero"),
-            ),
-            name: Cow::Borrowed(""),
+            context,
+            name,
             kind: None,
-            start_ns: 0,
+            start_ns,
             timestamp_us: 0,
             duration_us: 0,
-            local: &NO_ENDPOINT,
+            local,
             remote: None,
             tags: Tags::new(),
             annotations: Vec::new(),
         }
+    }
+
+    /// Starts a new record in place of this one (a recycled, emptied record box), writing only
+    /// what a new record needs rather than building one and copying it in.
+    pub(crate) fn restart(
+        &mut self,
+        context: SpanContext,
+        name: Cow<'static, str>,
+        local: &'static Endpoint,
+        start_ns: u64,
+    ) {
+        self.context = context;
+        self.name = name;
+        self.kind = None;
+        self.start_ns = start_ns;
+        self.timestamp_us = 0;
+        self.duration_us = 0;
+        self.local = local;
+        self.remote = None;
+        self.tags.clear();
+        self.annotations.clear();
+    }
+
+    /// Moves the record out, leaving an empty one that owns no heap memory; only the fields
+    /// that own memory are written back.
+    pub(crate) fn take(&mut self) -> FinishedSpan {
+        FinishedSpan {
+            context: self.context,
+            name: std::mem::replace(&mut self.name, Cow::Borrowed("")),
+            kind: self.kind,
+            start_ns: self.start_ns,
+            timestamp_us: self.timestamp_us,
+            duration_us: self.duration_us,
+            local: self.local,
+            remote: self.remote.take(),
+            tags: std::mem::take(&mut self.tags),
+            annotations: std::mem::take(&mut self.annotations),
+        }
+    }
+
+    /// A record with placeholder ids that owns no heap memory, for tests.
+    #[cfg(test)]
+    pub(crate) fn empty() -> FinishedSpan {
+        static NO_ENDPOINT: Endpoint = Endpoint {
+            service_name: None,
+            ipv4: None,
+            ipv6: None,
+            port: None,
+        };
+        FinishedSpan::started(
+            SpanContext::new(
+                TraceId::new(0, 1).expect("non-zero"),
+                SpanId::new(1).expect("non-zero"),
+            ),
+            Cow::Borrowed(""),
+            &NO_ENDPOINT,
+            0,
+        )
     }
 
     /// The span's context (ids, sampling, shared).

@@ -26,7 +26,7 @@
 use crate::clock::now_ns;
 use crate::context::SpanContext;
 use crate::current::{set_current, ContextGuard};
-use crate::record::{Annotation, Endpoint, FinishedSpan, Kind, TagValue, Tags};
+use crate::record::{Annotation, Endpoint, FinishedSpan, Kind, TagValue};
 use std::borrow::Cow;
 
 /// A unit of work in a trace.
@@ -59,21 +59,7 @@ impl Span {
         Span {
             context,
             reporter,
-            recording: Some(crate::export::record_box(
-                reporter,
-                FinishedSpan {
-                    context,
-                    name,
-                    kind: None,
-                    start_ns: now_ns(),
-                    timestamp_us: 0,
-                    duration_us: 0,
-                    local,
-                    remote: None,
-                    tags: Tags::new(),
-                    annotations: Vec::new(),
-                },
-            )),
+            recording: Some(crate::export::record_box(context, name, local, now_ns())),
         }
     }
 

@@ -352,3 +352,42 @@ fn shutdown_delivers_once_and_later_calls_return_at_once() {
     assert_eq!(sink.spans().len(), 10);
     hanging.release();
 }
+
+#[test]
+fn a_thread_s_next_span_starts_empty_after_a_full_one() {
+    // Record boxes are reused by the thread that emptied them: nothing of a span with every
+    // field set may leak into the thread's next spans.
+    let (tracer, sink) = tracer("reuse");
+    for round in 0..3 {
+        let mut full = tracer.root_span("full");
+        full.set_kind(Kind::Client);
+        for i in 0..6 {
+            full.tag(format!("owned.{i}"), format!("value {round} {i}"));
+        }
+        full.annotate(format!("event {round}"));
+        full.set_remote_endpoint(Endpoint::service("peer"));
+        full.set_error("boom");
+        full.finish();
+        tracer.root_span("plain").finish();
+    }
+    tracer.flush().unwrap();
+    let spans = sink.spans();
+    assert_eq!(spans.len(), 6);
+    let plain: Vec<_> = spans.iter().filter(|s| s.name() == "plain").collect();
+    assert_eq!(plain.len(), 3);
+    for s in plain {
+        assert_eq!(s.kind(), None);
+        assert_eq!(s.tags().count(), 0, "{:?}", s.tags().collect::<Vec<_>>());
+        assert!(s.annotations().is_empty());
+        assert!(s.remote_endpoint().is_none());
+    }
+    for s in spans.iter().filter(|s| s.name() == "full") {
+        assert_eq!(s.kind(), Some(Kind::Client));
+        assert_eq!(s.tags().count(), 7);
+        assert_eq!(s.annotations().len(), 1);
+        assert_eq!(
+            s.remote_endpoint().and_then(|e| e.service_name()),
+            Some("peer")
+        );
+    }
+}

@@ -1,8 +1,10 @@
 //! The reporter: per-thread bounded lock-free queues, one background worker, counted drops.
 //!
-//! Application threads push each finished span onto their own bounded queue (a
-//! `crossbeam_queue::ArrayQueue`: one uncontended compare-and-swap, no lock, no allocation, no
-//! I/O). A full queue drops the span and counts it. The worker wakes on a timer, when a thread has
+//! Application threads write each finished span into a bounded ring of their own (an `rtrb`
+//! single-producer single-consumer ring holding the records themselves: a copy into the next
+//! slot and one release store, no compare-and-swap, no lock, no allocation, no I/O). A full ring
+//! drops the span and counts it. The worker only reads the slots, so each record's cache lines
+//! cross between cores once, and the live span's record box never leaves its thread. The worker wakes on a timer, when a thread has
 //! pushed half a queue's worth, or on `flush`; it drains every thread's queue (also those of
 //! threads that have exited, so nothing is lost at thread exit), batches, hands batches to the
 //! [`Transport`] and retries retryable failures with bounded backoff.
@@ -12,7 +14,7 @@
 
 use super::{Transport, TransportError};
 use crate::record::FinishedSpan;
-use crossbeam_queue::ArrayQueue;
+use rtrb::{Consumer, Producer, RingBuffer};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
@@ -31,6 +33,10 @@ pub struct ReporterConfig {
     /// Time budget for one batch, retries included (`OTEL_BSP_EXPORT_TIMEOUT`, 30 s).
     pub export_timeout: Duration,
     /// Spans each thread may buffer before the worker drains them (`TDIST_LOCAL_QUEUE_SIZE`, 2048).
+    /// The ring holds the records themselves (368 bytes each), so 2048 reserves ~750 KB of
+    /// address space per thread that reports spans (pages are touched as the ring fills), from
+    /// the thread's first span until it has exited and its spans are drained. The worker is
+    /// woken when a thread has written a quarter of its ring since the last wake.
     pub local_queue_size: usize,
     /// Retries of a retryable failure within the export timeout (`TDIST_EXPORT_RETRIES`, 3).
     pub max_retries: u32,
@@ -83,12 +89,11 @@ pub struct FlushError {
     pub pending: u64,
 }
 
-/// One thread's queue, shared with the worker.
+/// One thread's queue, shared with the worker. The producing end lives in the thread's
+/// [`LocalEntry`].
 struct LocalQueue {
-    queue: ArrayQueue<Box<FinishedSpan>>,
-    /// Emptied record boxes the worker hands back for this thread to reuse, so the hot path
-    /// allocates nothing in the steady state and no memory is freed across threads.
-    free: ArrayQueue<Box<FinishedSpan>>,
+    /// Taken by the worker only (the lock is never contended on the span path).
+    consumer: Mutex<Consumer<FinishedSpan>>,
     /// Written by the owning thread only; read by anyone.
     accepted: AtomicU64,
     dropped: AtomicU64,
@@ -338,19 +343,18 @@ fn drain(shared: &Shared, batch: &mut Vec<FinishedSpan>) {
     let cap = shared.config.max_queue_size;
     let mut queues = lock(&shared.queues);
     for q in queues.iter() {
-        while batch.len() < cap {
-            match q.queue.pop() {
-                Some(mut boxed) => {
-                    batch.push(std::mem::replace(&mut *boxed, FinishedSpan::empty()));
-                    // A full free list just lets the box go.
-                    let _ = q.free.push(boxed);
-                }
-                None => break,
-            }
+        let mut consumer = lock(&q.consumer);
+        let n = consumer.slots().min(cap.saturating_sub(batch.len()));
+        if n == 0 {
+            continue;
+        }
+        // Moving the records out only reads the slots; the producer later overwrites them.
+        if let Ok(chunk) = consumer.read_chunk(n) {
+            batch.extend(chunk);
         }
     }
     queues.retain(|q| {
-        let orphaned = Arc::strong_count(q) == 1 && q.queue.is_empty();
+        let orphaned = Arc::strong_count(q) == 1 && lock(&q.consumer).is_empty();
         if orphaned {
             shared
                 .retired_accepted
@@ -400,11 +404,13 @@ fn fail(shared: &Shared, n: usize, e: &TransportError) {
     tracing::debug!(target: "tdist", spans = n, error = %e, "tdist transport failed");
 }
 
-/// At most this many recycled boxes wait per thread (~100 KB of records).
-const FREE_LIST_LEN: usize = 256;
+/// At most this many emptied record boxes wait per thread for reuse (~12 KB).
+const FREE_BOXES: usize = 32;
 
 struct LocalEntry {
     reporter: u64,
+    producer: Producer<FinishedSpan>,
+    capacity: usize,
     queue: Arc<LocalQueue>,
     shared: Weak<Shared>,
     since_wake: usize,
@@ -412,26 +418,42 @@ struct LocalEntry {
 
 thread_local! {
     static LOCAL: RefCell<Vec<LocalEntry>> = const { RefCell::new(Vec::new()) };
+    /// Record boxes of spans this thread finished, for its next spans: a box is filled, read and
+    /// emptied on one thread, so its cache lines stay on that core. The boxes are what is kept
+    /// (a live span owns one), so `Vec<Box<_>>` is meant.
+    #[allow(clippy::vec_box)]
+    static FREE: RefCell<Vec<Box<FinishedSpan>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A record box for a new span of reporter `id`: a recycled one from this thread's free list
-/// when there is one, else a new allocation.
-pub(crate) fn record_box(reporter: u64, record: FinishedSpan) -> Box<FinishedSpan> {
-    let recycled = LOCAL
-        .try_with(|local| {
-            let mut local = local.try_borrow_mut().ok()?;
-            let idx = entry_index(&mut local, reporter)?;
-            local[idx].queue.free.pop()
-        })
+/// A record box for a new span: one this thread emptied before, else a new allocation.
+pub(crate) fn record_box(
+    context: crate::SpanContext,
+    name: std::borrow::Cow<'static, str>,
+    local: &'static crate::record::Endpoint,
+    start_ns: u64,
+) -> Box<FinishedSpan> {
+    let recycled = FREE
+        .try_with(|free| free.try_borrow_mut().ok()?.pop())
         .ok()
         .flatten();
     match recycled {
         Some(mut boxed) => {
-            *boxed = record;
+            boxed.restart(context, name, local, start_ns);
             boxed
         }
-        None => Box::new(record),
+        None => Box::new(FinishedSpan::started(context, name, local, start_ns)),
     }
+}
+
+/// Keeps an emptied record box for this thread's next span, up to [`FREE_BOXES`].
+fn recycle(boxed: Box<FinishedSpan>) {
+    let _ = FREE.try_with(|free| {
+        if let Ok(mut free) = free.try_borrow_mut() {
+            if free.len() < FREE_BOXES {
+                free.push(boxed);
+            }
+        }
+    });
 }
 
 fn entry_index(local: &mut Vec<LocalEntry>, reporter: u64) -> Option<usize> {
@@ -445,7 +467,9 @@ fn entry_index(local: &mut Vec<LocalEntry>, reporter: u64) -> Option<usize> {
 }
 
 /// Hands a finished span to reporter `id` from the current thread. Never blocks.
-pub(crate) fn submit(reporter: u64, span: Box<FinishedSpan>) {
+pub(crate) fn submit(reporter: u64, mut span: Box<FinishedSpan>) {
+    let record = span.take();
+    recycle(span);
     let _ = LOCAL.try_with(|local| {
         let Ok(mut local) = local.try_borrow_mut() else {
             return;
@@ -455,7 +479,7 @@ pub(crate) fn submit(reporter: u64, span: Box<FinishedSpan>) {
         };
         let entry = &mut local[idx];
         let q = &entry.queue;
-        match q.queue.push(span) {
+        match entry.producer.push(record) {
             Ok(()) => {
                 // Only this thread writes these counters: a plain load and store suffice.
                 q.accepted
@@ -468,7 +492,7 @@ pub(crate) fn submit(reporter: u64, span: Box<FinishedSpan>) {
                 entry.since_wake = usize::MAX / 2;
             }
         }
-        if entry.since_wake >= q.queue.capacity() / 4 {
+        if entry.since_wake >= entry.capacity / 4 {
             entry.since_wake = 0;
             match entry.shared.upgrade() {
                 Some(s) => s.wake(),
@@ -485,15 +509,18 @@ fn register(reporter: u64) -> Option<LocalEntry> {
         .iter()
         .find(|(id, _)| *id == reporter)
         .and_then(|(_, w)| w.upgrade())?;
+    let capacity = shared.config.local_queue_size;
+    let (producer, consumer) = RingBuffer::new(capacity);
     let queue = Arc::new(LocalQueue {
-        queue: ArrayQueue::new(shared.config.local_queue_size),
-        free: ArrayQueue::new(shared.config.local_queue_size.min(FREE_LIST_LEN)),
+        consumer: Mutex::new(consumer),
         accepted: AtomicU64::new(0),
         dropped: AtomicU64::new(0),
     });
     lock(&shared.queues).push(queue.clone());
     Some(LocalEntry {
         reporter,
+        producer,
+        capacity,
         queue,
         shared: Arc::downgrade(&shared),
         since_wake: 0,
