@@ -1,9 +1,11 @@
 //! The current span context: task-local inside futures run by tdist, thread-local otherwise,
 //! and one [`current()`] that looks at both.
 //!
-//! Async code gets its context from a `tokio::task_local!` slot that [`FutureExt`] installs
-//! around every poll, so it survives `.await` and never leaks to other tasks on the same worker
-//! thread. Sync code (a Thrift handler thread, a Storm bolt) uses a thread-local slot.
+//! Async code gets its context from a task slot that [`FutureExt`] installs around every poll
+//! (the future keeps the task's context between polls, and puts it in a thread-local for the
+//! length of each poll, as `tokio::task_local!` does, minus its bookkeeping), so it survives
+//! `.await` and never leaks to other tasks on the same worker thread. Sync code (a Thrift
+//! handler thread, a Storm bolt) uses a thread-local slot.
 //! [`set_current`] writes to whichever slot is active and restores it when the guard drops.
 //!
 //! ```
@@ -29,11 +31,10 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-tokio::task_local! {
-    static TASK_CONTEXT: Cell<Option<SpanContext>>;
-}
-
 thread_local! {
+    /// The context of the task being polled: `Some` while a [`WithContext`] polls its future (the
+    /// value is that task's context), `None` outside every tdist future.
+    static TASK_CONTEXT: Cell<Option<Option<SpanContext>>> = const { Cell::new(None) };
     static THREAD_CONTEXT: Cell<Option<SpanContext>> = const { Cell::new(None) };
 }
 
@@ -42,15 +43,18 @@ thread_local! {
 #[inline]
 pub fn current() -> Option<SpanContext> {
     TASK_CONTEXT
-        .try_with(Cell::get)
-        .unwrap_or_else(|_| THREAD_CONTEXT.with(Cell::get))
+        .with(Cell::get)
+        .unwrap_or_else(|| THREAD_CONTEXT.with(Cell::get))
 }
 
 fn replace(ctx: Option<SpanContext>) -> (Option<SpanContext>, bool) {
-    match TASK_CONTEXT.try_with(|c| c.replace(ctx)) {
-        Ok(prev) => (prev, true),
-        Err(_) => (THREAD_CONTEXT.with(|c| c.replace(ctx)), false),
-    }
+    TASK_CONTEXT.with(|task| match task.get() {
+        Some(prev) => {
+            task.set(Some(ctx));
+            (prev, true)
+        }
+        None => (THREAD_CONTEXT.with(|c| c.replace(ctx)), false),
+    })
 }
 
 /// Makes `ctx` current until the guard drops, then restores what was current before.
@@ -79,22 +83,71 @@ pub struct ContextGuard {
 impl Drop for ContextGuard {
     fn drop(&mut self) {
         if self.task {
-            // The task-local slot may already be gone if the guard outlived its scope.
-            let _ = TASK_CONTEXT.try_with(|c| c.set(self.prev));
+            // A guard that outlived its task's poll has no task slot to restore.
+            TASK_CONTEXT.with(|task| {
+                if task.get().is_some() {
+                    task.set(Some(self.prev));
+                }
+            });
         } else {
             THREAD_CONTEXT.with(|c| c.set(self.prev));
         }
     }
 }
 
+/// The task slot installed for one poll (or one drop) of a [`WithContext`]: on exit the task's
+/// context, as the future left it, goes back into the future, and the outer slot is restored,
+/// also when the poll panics.
+struct TaskScope<'a> {
+    slot: &'a mut Option<SpanContext>,
+    outer: Option<Option<SpanContext>>,
+}
+
+impl<'a> TaskScope<'a> {
+    fn enter(slot: &'a mut Option<SpanContext>) -> TaskScope<'a> {
+        let outer = TASK_CONTEXT.with(|task| task.replace(Some(*slot)));
+        TaskScope { slot, outer }
+    }
+}
+
+impl Drop for TaskScope<'_> {
+    fn drop(&mut self) {
+        if let Some(ctx) = TASK_CONTEXT.with(|task| task.replace(self.outer)) {
+            *self.slot = ctx;
+        }
+    }
+}
+
 pin_project_lite::pin_project! {
     /// A future that runs with a given context current on every poll, and optionally finishes a
-    /// span when it completes or is dropped. Made by [`FutureExt`].
+    /// span when it completes or is dropped. Made by [`FutureExt`]. The wrapped future is also
+    /// dropped with its context current.
     #[derive(Debug)]
     pub struct WithContext<F> {
         #[pin]
-        inner: tokio::task::futures::TaskLocalFuture<Cell<Option<SpanContext>>, F>,
+        inner: Option<F>,
+        ctx: Option<SpanContext>,
         span: Option<Span>,
+    }
+
+    impl<F> PinnedDrop for WithContext<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            if this.inner.as_ref().is_some() {
+                let _scope = TaskScope::enter(this.ctx);
+                this.inner.set(None);
+            }
+        }
+    }
+}
+
+impl<F> WithContext<F> {
+    fn new(inner: F, ctx: Option<SpanContext>, span: Option<Span>) -> WithContext<F> {
+        WithContext {
+            inner: Some(inner),
+            ctx,
+            span,
+        }
     }
 }
 
@@ -103,7 +156,13 @@ impl<F: Future> Future for WithContext<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let out = this.inner.poll(cx);
+        let out = {
+            let _scope = TaskScope::enter(this.ctx);
+            match this.inner.as_pin_mut() {
+                Some(inner) => inner.poll(cx),
+                None => unreachable!("the future is taken out only when `WithContext` drops"),
+            }
+        };
         if out.is_ready() {
             if let Some(span) = this.span.take() {
                 span.finish();
@@ -119,18 +178,12 @@ pub trait FutureExt: Future + Sized {
     /// dropped before completing).
     fn in_span(self, span: Span) -> WithContext<Self> {
         let ctx = Some(span.context());
-        WithContext {
-            inner: TASK_CONTEXT.scope(Cell::new(ctx), self),
-            span: Some(span),
-        }
+        WithContext::new(self, ctx, Some(span))
     }
 
     /// Runs the future with `ctx` current.
     fn with_context(self, ctx: Option<SpanContext>) -> WithContext<Self> {
-        WithContext {
-            inner: TASK_CONTEXT.scope(Cell::new(ctx), self),
-            span: None,
-        }
+        WithContext::new(self, ctx, None)
     }
 
     /// Runs the future with the context that is current now (call it before handing the future

@@ -160,3 +160,85 @@ async fn context_set_with_a_guard_inside_a_task_survives_await() {
     .await;
     assert_eq!(current(), None);
 }
+
+#[test]
+fn nested_scopes_restore_the_outer_context_and_drop_runs_inside_the_scope() {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll, Waker};
+    use tdist_core::{current, FutureExt, SpanContext, SpanId, TraceId};
+
+    let outer = Some(SpanContext::new(TraceId::random_64(), SpanId::random()));
+    let inner = Some(SpanContext::new(TraceId::random_64(), SpanId::random()));
+    let mut cx = Context::from_waker(Waker::noop());
+
+    // Inside nested futures the innermost context is current; after each poll the thread sees
+    // nothing; a context set inside the inner future stays with that future between polls.
+    let fut = async move {
+        assert_eq!(current(), outer);
+        let nested = async move {
+            assert_eq!(current(), inner);
+            let _g = tdist_core::set_current(outer);
+            YieldOnce(false).await;
+            assert_eq!(current(), outer, "set inside the task, kept across a poll");
+        }
+        .with_context(inner);
+        nested.await;
+        assert_eq!(current(), outer);
+    }
+    .with_context(outer);
+    let mut fut = pin!(fut);
+    assert_eq!(fut.as_mut().poll(&mut cx), Poll::Pending);
+    assert_eq!(current(), None);
+    assert_eq!(fut.as_mut().poll(&mut cx), Poll::Ready(()));
+    assert_eq!(current(), None);
+
+    // A future dropped before completing is dropped with its context current, so destructors
+    // that finish spans or log still belong to the trace.
+    struct SeesContext(Arc<Mutex<Option<Option<SpanContext>>>>);
+    impl Drop for SeesContext {
+        fn drop(&mut self) {
+            *self.0.lock().unwrap() = Some(current());
+        }
+    }
+    let seen = Arc::new(Mutex::new(None));
+    let guard = SeesContext(seen.clone());
+    let mut pending = Box::pin(
+        async move {
+            let _guard = guard;
+            YieldOnce(false).await;
+        }
+        .with_context(inner),
+    );
+    assert_eq!(pending.as_mut().poll(&mut cx), Poll::Pending);
+    drop(pending);
+    assert_eq!(*seen.lock().unwrap(), Some(inner));
+    assert_eq!(current(), None);
+
+    // A panicking poll leaves the thread as it was.
+    let panicking = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut f = pin!(async { panic!("in the task") }.with_context(inner));
+        let _ = f.as_mut().poll(&mut cx);
+    }));
+    assert!(panicking.is_err());
+    assert_eq!(current(), None);
+}
+
+struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            std::task::Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    }
+}
