@@ -87,6 +87,11 @@ impl<'a> ScannedHeaders<'a> {
         }
         scanned
     }
+
+    /// Whether the headers hold none of the propagation headers (a caller that does not trace).
+    pub fn is_empty(&self) -> bool {
+        self.values.iter().all(Option::is_none)
+    }
 }
 
 fn slot(name: &str) -> Option<usize> {
@@ -231,13 +236,14 @@ mod tests {
             ]),
             headers(&[("b3", &"a".repeat(MAX_VALUE_LEN + 1))]),
             headers(&[]),
+            headers(&[("accept", "*/*"), ("x-b3", "1"), ("b3x", "1")]),
         ];
-        for h in &sets {
-            assert_eq!(
-                extract(&ScannedHeaders::new(h)),
-                extract(&HeaderExtractor(h)),
-                "{h:?}"
-            );
+        for (i, h) in sets.iter().enumerate() {
+            let scanned = ScannedHeaders::new(h);
+            assert_eq!(extract(&scanned), extract(&HeaderExtractor(h)), "{h:?}");
+            // The server layer skips extraction for these: only sets without any propagation
+            // header may say so.
+            assert_eq!(scanned.is_empty(), i >= 6, "{h:?}");
         }
         assert_eq!(ScannedHeaders::new(&sets[3]).count("traceparent"), 2);
         assert_eq!(

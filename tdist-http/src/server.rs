@@ -48,7 +48,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::task::{Context, Poll};
 use tdist_core::propagation::extract;
-use tdist_core::{set_current, FutureExt, Kind, Span, TagValue, Tracer};
+use tdist_core::{set_current, Extracted, FutureExt, Kind, Span, TagValue, Tracer};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -114,7 +114,13 @@ impl<S> TraceServer<S> {
     }
 
     fn start<B>(&self, req: &Request<B>) -> Span {
-        let (extracted, source) = extract(&ScannedHeaders::new(req.headers()));
+        let scanned = ScannedHeaders::new(req.headers());
+        let (extracted, source) = if scanned.is_empty() {
+            // Most callers of an edge service do not trace: no need to ask for each form.
+            (Extracted::Empty, None)
+        } else {
+            extract(&scanned)
+        };
         let name = method_name(req.method());
         let mut span = match source {
             Some(s) if s.shares_span_id() => self.tracer.join_span(extracted, name),
