@@ -210,6 +210,9 @@ fn server_interleaved(c: &mut Criterion) {
                 })
             });
             let (p, t, n) = totals;
+            if n == 0 {
+                continue; // filtered out
+            }
             eprintln!(
                 "interleaved {clock}{suffix}: plain {:.2} us, traced {:.2} us per request, \
                  layer {:+.1}% ({n} requests each)",
