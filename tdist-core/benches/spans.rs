@@ -5,6 +5,9 @@
 //! Paced: the timer stops every 1000 pairs while each tracer flushes, so the background side
 //! keeps up and the figure is the hot path. Flat out: no pauses; the fraction of spans the
 //! transport received is printed beside the figure (a tracer that drops looks fast here).
+//! Process CPU: flat out, then one flush, timed with the CPU clock of the whole process, so work
+//! moved to background threads is counted; the spans received and the growth of the process's
+//! resident memory are printed beside it.
 #![allow(missing_docs)]
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -113,6 +116,60 @@ fn tracing_pair() {
     drop(black_box(child));
 }
 
+/// CPU time of every thread of this process, in ns (`CLOCK_PROCESS_CPUTIME_ID`).
+fn process_cpu_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// Resident memory of this process in KiB (`VmRSS` in `/proc/self/status`; 0 where absent).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Whole-process CPU per pair: `iters` pairs flat out, then `flush`, on the process CPU clock.
+fn process_cpu(iters: u64, mut pair: impl FnMut(), flush: impl FnOnce()) -> Duration {
+    let start = process_cpu_ns();
+    for _ in 0..iters {
+        pair();
+    }
+    flush();
+    Duration::from_nanos(process_cpu_ns().saturating_sub(start))
+}
+
+/// Benches `name/process_cpu` and prints what the transport received and the RSS growth.
+fn bench_process_cpu(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    received: impl Fn() -> u64,
+    mut pair: impl FnMut(),
+    mut flush: impl FnMut(),
+) {
+    let (before, rss_before) = (received(), rss_kib());
+    let mut made = 0;
+    g.bench_function(format!("{name}/process_cpu"), |b| {
+        b.iter_custom(|iters| {
+            made += 2 * iters;
+            process_cpu(iters, &mut pair, &mut flush)
+        })
+    });
+    if made > 0 {
+        report(&format!("{name}/process_cpu"), received() - before, made);
+        eprintln!(
+            "  {name}/process_cpu: resident memory {} -> {} KiB",
+            rss_before,
+            rss_kib()
+        );
+    }
+}
+
 fn report(label: &str, count: u64, expected: u64) {
     if expected > 0 {
         eprintln!(
@@ -156,6 +213,15 @@ fn bench_pairs(c: &mut Criterion) {
     });
     tracer.flush().unwrap();
     report("tdist/flat_out", count.get() - before, made);
+    bench_process_cpu(
+        &mut g,
+        "tdist",
+        || count.get(),
+        || tdist_pair(&tracer),
+        || {
+            tracer.flush().unwrap();
+        },
+    );
     let unsampled = Tracer::builder().sampler(Sampler::never()).build().unwrap();
     g.bench_function("tdist/unsampled", |b| b.iter(|| tdist_pair(&unsampled)));
 
@@ -171,6 +237,13 @@ fn bench_pairs(c: &mut Criterion) {
     });
     fastrace::flush();
     report("fastrace/paced", fcount.get(), made);
+    bench_process_cpu(
+        &mut g,
+        "fastrace",
+        || fcount.get(),
+        fastrace_pair,
+        fastrace::flush,
+    );
 
     // opentelemetry_sdk
     let ocount = OtelCount::default();
@@ -196,6 +269,15 @@ fn bench_pairs(c: &mut Criterion) {
         ocount.0.load(Ordering::Relaxed),
         made,
     );
+    bench_process_cpu(
+        &mut g,
+        "opentelemetry_sdk",
+        || ocount.0.load(Ordering::Relaxed),
+        || otel_pair(&otel),
+        || {
+            let _ = provider.force_flush();
+        },
+    );
 
     // tracing + tracing-opentelemetry
     let tcount = OtelCount::default();
@@ -219,6 +301,15 @@ fn bench_pairs(c: &mut Criterion) {
         "tracing_opentelemetry/paced",
         tcount.0.load(Ordering::Relaxed),
         made,
+    );
+    bench_process_cpu(
+        &mut g,
+        "tracing_opentelemetry",
+        || tcount.0.load(Ordering::Relaxed),
+        tracing_pair,
+        || {
+            let _ = tprovider.force_flush();
+        },
     );
     g.finish();
 }
