@@ -87,7 +87,15 @@ fn process_cpu_ns() -> u64 {
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
-fn server(c: &mut Criterion) {
+/// The headers of a B3 caller that sampled the trace.
+const B3_CALLER: [(&str, &str); 3] = [
+    ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"),
+    ("x-b3-spanid", "a2fb4a1d1a96d312"),
+    ("x-b3-sampled", "1"),
+];
+
+/// The runtime client and servers share, and a tracer publishing to a no-op transport.
+fn runtime_and_tracer() -> (tokio::runtime::Runtime, Tracer) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -98,11 +106,12 @@ fn server(c: &mut Criterion) {
         .configure_reporter(|r| r.schedule_delay = Duration::from_millis(100))
         .build()
         .unwrap();
-    let b3 = [
-        ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"),
-        ("x-b3-spanid", "a2fb4a1d1a96d312"),
-        ("x-b3-sampled", "1"),
-    ];
+    (rt, tracer)
+}
+
+fn server(c: &mut Criterion) {
+    let (rt, tracer) = runtime_and_tracer();
+    let b3 = B3_CALLER;
     let mut g = c.benchmark_group("hyper_hello_loopback");
     g.throughput(Throughput::Elements(1));
     type Headers<'a> = &'a [(&'a str, &'a str)];
@@ -158,21 +167,8 @@ const CHUNK: u64 = 32;
 /// `thread_cpu/*` the runtime thread's CPU time (the reporter thread's work is left out there
 /// and shows in the sequential `cpu/*` figures above).
 fn server_interleaved(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let tracer = Tracer::builder()
-        .service_name("bench")
-        .transport(NoopTransport)
-        .configure_reporter(|r| r.schedule_delay = Duration::from_millis(100))
-        .build()
-        .unwrap();
-    let b3 = [
-        ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"),
-        ("x-b3-spanid", "a2fb4a1d1a96d312"),
-        ("x-b3-sampled", "1"),
-    ];
+    let (rt, tracer) = runtime_and_tracer();
+    let b3 = B3_CALLER;
     let mut plain = rt.block_on(setup(None));
     let mut traced = rt.block_on(setup(Some(tracer.clone())));
     let mut g = c.benchmark_group("hyper_hello_interleaved");
