@@ -4,10 +4,12 @@
 //! single-producer single-consumer ring holding the records themselves: a copy into the next
 //! slot and one release store, no compare-and-swap, no lock, no allocation, no I/O). A full ring
 //! drops the span and counts it. The worker only reads the slots, so each record's cache lines
-//! cross between cores once, and the live span's record box never leaves its thread. The worker wakes on a timer, when a thread has
-//! pushed half a queue's worth, or on `flush`; it drains every thread's queue (also those of
-//! threads that have exited, so nothing is lost at thread exit), batches, hands batches to the
-//! [`Transport`] and retries retryable failures with bounded backoff.
+//! cross between cores once, and the live span's record box never leaves its thread.
+//!
+//! The worker wakes on a timer, when a thread has written a quarter of its ring since the last
+//! wake, or on `flush`; it drains every thread's ring (also those of threads that have exited,
+//! so nothing is lost at thread exit), batches, hands batches to the [`Transport`] and retries
+//! retryable failures with bounded backoff.
 //!
 //! Memory is bounded: each thread's queue holds at most `local_queue_size` spans and the worker
 //! holds at most `max_queue_size` drained spans while the transport is slow.
