@@ -470,8 +470,8 @@ fn entry_index(local: &mut Vec<LocalEntry>, reporter: u64) -> Option<usize> {
 
 /// Hands a finished span to reporter `id` from the current thread. Never blocks.
 pub(crate) fn submit(reporter: u64, mut span: Box<FinishedSpan>) {
-    let record = span.take();
-    recycle(span);
+    // The record is moved straight from its box into the ring slot: every extra move of the
+    // 368 bytes (into a local, into the closure) showed up as a `memcpy` of its own.
     let _ = LOCAL.try_with(|local| {
         let Ok(mut local) = local.try_borrow_mut() else {
             return;
@@ -481,7 +481,7 @@ pub(crate) fn submit(reporter: u64, mut span: Box<FinishedSpan>) {
         };
         let entry = &mut local[idx];
         let q = &entry.queue;
-        match entry.producer.push(record) {
+        match entry.producer.push(span.take()) {
             Ok(()) => {
                 // Only this thread writes these counters: a plain load and store suffice.
                 q.accepted
@@ -504,6 +504,8 @@ pub(crate) fn submit(reporter: u64, mut span: Box<FinishedSpan>) {
             }
         }
     });
+    // Emptied unless this thread's locals are gone, in which case the span is lost either way.
+    recycle(span);
 }
 
 fn register(reporter: u64) -> Option<LocalEntry> {
