@@ -105,9 +105,12 @@ impl std::fmt::Debug for Frame {
     }
 }
 
-/// The four header bytes (magic, version, flags) and the id fields of `ctx`, in wire order.
+/// Writes the frame for `ctx` at the start of `buf` (at least [`MAX_LEN`] bytes) and returns
+/// its length. The header is one 4-byte store and each id one 8-byte store, so that the
+/// checksum's loads, each inside one of them, are served from the store buffer (loads spanning
+/// several smaller stores stall until they complete).
 #[inline]
-fn fields(ctx: &SpanContext) -> (u32, [u64; 4], usize) {
+fn write(ctx: &SpanContext, buf: &mut [u8]) -> usize {
     let trace = ctx.trace_id();
     let mut flags = match ctx.sampling() {
         SamplingState::Defer => 0,
@@ -130,17 +133,7 @@ fn fields(ctx: &SpanContext) -> (u32, [u64; 4], usize) {
         ids[n] = p.get();
         n += 1;
     }
-    let header = u32::from_be_bytes([MAGIC[0], MAGIC[1], VERSION, flags]);
-    (header, ids, n)
-}
-
-/// Encodes `ctx` (the `shared` flag is local and not carried).
-#[inline]
-pub fn encode(ctx: &SpanContext) -> Frame {
-    let (header, ids, n) = fields(ctx);
-    let mut buf = [0u8; MAX_LEN];
-    // Field-sized stores, so that the checksum's loads below are served from the store buffer.
-    buf[..HEADER_LEN].copy_from_slice(&header.to_be_bytes());
+    buf[..HEADER_LEN].copy_from_slice(&[MAGIC[0], MAGIC[1], VERSION, flags]);
     for (i, id) in ids[..n].iter().enumerate() {
         let at = HEADER_LEN + 8 * i;
         buf[at..at + 8].copy_from_slice(&id.to_be_bytes());
@@ -148,24 +141,27 @@ pub fn encode(ctx: &SpanContext) -> Frame {
     let at = HEADER_LEN + 8 * n;
     let crc = crc32fast::hash(&buf[..at]);
     buf[at..at + 4].copy_from_slice(&crc.to_be_bytes());
+    at + 4
+}
+
+/// Encodes `ctx` (the `shared` flag is local and not carried).
+#[inline]
+pub fn encode(ctx: &SpanContext) -> Frame {
+    let mut buf = [0u8; MAX_LEN];
+    let len = write(ctx, &mut buf);
     Frame {
         buf,
-        len: (at + 4) as u8,
+        len: len as u8,
     }
 }
 
 /// Appends the frame for `ctx` to `out`, written in place (no intermediate copy).
 #[inline]
 pub fn encode_into(ctx: &SpanContext, out: &mut Vec<u8>) {
-    let (header, ids, n) = fields(ctx);
-    out.reserve(HEADER_LEN + 8 * n + 4);
     let start = out.len();
-    out.extend_from_slice(&header.to_be_bytes());
-    for id in &ids[..n] {
-        out.extend_from_slice(&id.to_be_bytes());
-    }
-    let crc = crc32fast::hash(&out[start..]);
-    out.extend_from_slice(&crc.to_be_bytes());
+    out.resize(start + MAX_LEN, 0);
+    let len = write(ctx, &mut out[start..]);
+    out.truncate(start + len);
 }
 
 /// The total frame length announced by the first [`HEADER_LEN`] bytes, for stream readers that
