@@ -21,6 +21,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
+use rustix::time::ClockId;
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 use tdist_core::export::NoopTransport;
@@ -81,9 +82,9 @@ async fn requests(sender: &mut SendRequest<Empty<Bytes>>, n: u64, headers: &[(&s
     }
 }
 
-/// CPU time of every thread of this process, in ns (`CLOCK_PROCESS_CPUTIME_ID`).
-fn process_cpu_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+/// A CPU clock in ns: the whole process (`ProcessCPUTime`, every thread) or the calling thread.
+fn cpu_ns(clock: ClockId) -> u64 {
+    let t = rustix::time::clock_gettime(clock);
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
@@ -135,11 +136,11 @@ fn server(c: &mut Criterion) {
         g.bench_function(format!("cpu/{name}"), |b| {
             b.iter_custom(|iters| {
                 rt.block_on(async {
-                    let start = process_cpu_ns();
+                    let start = cpu_ns(ClockId::ProcessCPUTime);
                     requests(&mut sender, iters, headers).await;
                     // The reporter's work on these spans may land in the next sample; over
                     // many samples it is all counted (the run ends with nothing dropped).
-                    Duration::from_nanos(process_cpu_ns().saturating_sub(start))
+                    Duration::from_nanos(cpu_ns(ClockId::ProcessCPUTime).saturating_sub(start))
                 })
             })
         });
@@ -148,12 +149,6 @@ fn server(c: &mut Criterion) {
     let stats = tracer.flush().unwrap();
     eprintln!("tracer stats after the run: {stats:?}");
     assert_eq!(stats.dropped, 0, "spans dropped: {stats:?}");
-}
-
-/// CPU time of the calling thread, in ns (`CLOCK_THREAD_CPUTIME_ID`).
-fn thread_cpu_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
 /// Requests per chunk in the interleaved measurement (~0.3 ms of requests).
@@ -179,7 +174,7 @@ fn server_interleaved(c: &mut Criterion) {
         for clock in ["wall", "thread_cpu"] {
             let now = || match clock {
                 "wall" => START.elapsed().as_nanos() as u64,
-                _ => thread_cpu_ns(),
+                _ => cpu_ns(ClockId::ThreadCPUTime),
             };
             // Totals over every chunk of this bench: (plain ns, traced ns, requests each).
             let mut totals = (0u64, 0u64, 0u64);
