@@ -126,6 +126,79 @@ impl SpanContext {
     }
 }
 
+/// An optional context as five plain words, for the current-context slots: saving and restoring
+/// it is a few register moves, where the enum layout of `Option<SpanContext>` is copied field
+/// by field. Flags: sampling in bits 0–7, `shared` bit 8, "a context is present" bit 9; bit 10
+/// is left to the slot's owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Packed {
+    trace_high: u64,
+    trace_low: u64,
+    span_id: u64,
+    parent_id: u64,
+    flags: u64,
+}
+
+const PRESENT: u64 = 1 << 9;
+const SHARED: u64 = 1 << 8;
+
+impl Packed {
+    /// No context, no owner flag.
+    pub(crate) const NONE: Packed = Packed {
+        trace_high: 0,
+        trace_low: 0,
+        span_id: 0,
+        parent_id: 0,
+        flags: 0,
+    };
+
+    #[inline]
+    pub(crate) fn new(ctx: Option<SpanContext>) -> Packed {
+        match ctx {
+            None => Packed::NONE,
+            Some(c) => Packed {
+                trace_high: c.trace_id.high(),
+                trace_low: c.trace_id.low(),
+                span_id: c.span_id.get(),
+                parent_id: c.parent_id.map_or(0, SpanId::get),
+                flags: PRESENT | c.sampling as u64 | if c.shared { SHARED } else { 0 },
+            },
+        }
+    }
+
+    #[inline]
+    pub(crate) fn get(self) -> Option<SpanContext> {
+        if self.flags & PRESENT == 0 {
+            return None;
+        }
+        Some(SpanContext {
+            trace_id: TraceId::new(self.trace_high, self.trace_low)?,
+            span_id: SpanId::new(self.span_id)?,
+            parent_id: SpanId::new(self.parent_id),
+            sampling: match self.flags & 0xff {
+                0 => SamplingState::Defer,
+                1 => SamplingState::Deny,
+                2 => SamplingState::Accept,
+                _ => SamplingState::Debug,
+            },
+            shared: self.flags & SHARED != 0,
+        })
+    }
+
+    /// Whether owner flag `bit` (10 and up) is set.
+    #[inline]
+    pub(crate) const fn has(self, bit: u64) -> bool {
+        self.flags & bit != 0
+    }
+
+    /// With owner flag `bit` set.
+    #[inline]
+    pub(crate) const fn with(mut self, bit: u64) -> Packed {
+        self.flags |= bit;
+        self
+    }
+}
+
 /// What an extractor found on a carrier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Extracted {
@@ -171,5 +244,38 @@ impl From<SpanContext> for Extracted {
 impl From<Option<SpanContext>> for Extracted {
     fn from(c: Option<SpanContext>) -> Extracted {
         c.map_or(Extracted::Empty, Extracted::Context)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_round_trips_every_field() {
+        assert_eq!(Packed::new(None).get(), None);
+        assert_eq!(Packed::NONE.with(1 << 10).get(), None);
+        let trace = TraceId::new(0x463a_c35c_9f64_13ad, 0x4848_5a39_53bb_6124).unwrap();
+        for sampling in [
+            SamplingState::Defer,
+            SamplingState::Deny,
+            SamplingState::Accept,
+            SamplingState::Debug,
+        ] {
+            for shared in [false, true] {
+                for parent in [None, SpanId::new(7)] {
+                    let ctx = SpanContext::new(trace, SpanId::new(u64::MAX).unwrap())
+                        .with_parent(parent)
+                        .with_sampling(sampling)
+                        .with_shared(shared);
+                    assert_eq!(Packed::new(Some(ctx)).get(), Some(ctx));
+                    let owned = Packed::new(Some(ctx)).with(1 << 10);
+                    assert!(owned.has(1 << 10));
+                    assert_eq!(owned.get(), Some(ctx));
+                }
+            }
+        }
+        let short = SpanContext::new(TraceId::new(0, 1).unwrap(), SpanId::new(1).unwrap());
+        assert_eq!(Packed::new(Some(short)).get(), Some(short));
     }
 }

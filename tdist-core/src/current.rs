@@ -23,7 +23,7 @@
 //! assert_eq!(current(), None);
 //! ```
 
-use crate::context::SpanContext;
+use crate::context::{Packed, SpanContext};
 use crate::span::Span;
 use std::cell::Cell;
 use std::future::Future;
@@ -32,29 +32,25 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 thread_local! {
-    /// The context of the task being polled: `Some` while a [`WithContext`] polls its future (the
-    /// value is that task's context), `None` outside every tdist future.
-    static TASK_CONTEXT: Cell<Option<Option<SpanContext>>> = const { Cell::new(None) };
-    static THREAD_CONTEXT: Cell<Option<SpanContext>> = const { Cell::new(None) };
+    /// The context of the task being polled: marked [`TASK`] while a [`WithContext`] polls its
+    /// future (the rest is that task's context), unmarked outside every tdist future.
+    static TASK_CONTEXT: Cell<Packed> = const { Cell::new(Packed::NONE) };
+    static THREAD_CONTEXT: Cell<Packed> = const { Cell::new(Packed::NONE) };
 }
+
+/// The task-slot flag: a task scope is active.
+const TASK: u64 = 1 << 10;
 
 /// The current span context, if any: the task's inside a tdist-instrumented future, else the
 /// thread's.
 #[inline]
 pub fn current() -> Option<SpanContext> {
-    TASK_CONTEXT
-        .with(Cell::get)
-        .unwrap_or_else(|| THREAD_CONTEXT.with(Cell::get))
-}
-
-fn replace(ctx: Option<SpanContext>) -> (Option<SpanContext>, bool) {
-    TASK_CONTEXT.with(|task| match task.get() {
-        Some(prev) => {
-            task.set(Some(ctx));
-            (prev, true)
-        }
-        None => (THREAD_CONTEXT.with(|c| c.replace(ctx)), false),
-    })
+    let task = TASK_CONTEXT.with(Cell::get);
+    if task.has(TASK) {
+        task.get()
+    } else {
+        THREAD_CONTEXT.with(Cell::get).get()
+    }
 }
 
 /// Makes `ctx` current until the guard drops, then restores what was current before.
@@ -63,11 +59,20 @@ fn replace(ctx: Option<SpanContext>) -> (Option<SpanContext>, bool) {
 /// guard may be held across `.await`. Elsewhere it sets the thread's; do not hold that across an
 /// `.await` in a task tdist does not know about.
 #[must_use = "the context is current only while the guard lives"]
+#[inline]
 pub fn set_current(ctx: Option<SpanContext>) -> ContextGuard {
-    let (prev, task) = replace(ctx);
+    let new = Packed::new(ctx);
+    let prev = TASK_CONTEXT.with(|task| {
+        let prev = task.get();
+        if prev.has(TASK) {
+            task.set(new.with(TASK));
+            prev
+        } else {
+            THREAD_CONTEXT.with(|c| c.replace(new))
+        }
+    });
     ContextGuard {
         prev,
-        task,
         _not_send: PhantomData,
     }
 }
@@ -75,18 +80,19 @@ pub fn set_current(ctx: Option<SpanContext>) -> ContextGuard {
 /// Restores the previous current context on drop. Not `Send`: it belongs to its thread or task.
 #[derive(Debug)]
 pub struct ContextGuard {
-    prev: Option<SpanContext>,
-    task: bool,
+    /// What was current, marked [`TASK`] when it was a task's.
+    prev: Packed,
     _not_send: PhantomData<*const ()>,
 }
 
 impl Drop for ContextGuard {
+    #[inline]
     fn drop(&mut self) {
-        if self.task {
+        if self.prev.has(TASK) {
             // A guard that outlived its task's poll has no task slot to restore.
             TASK_CONTEXT.with(|task| {
-                if task.get().is_some() {
-                    task.set(Some(self.prev));
+                if task.get().has(TASK) {
+                    task.set(self.prev);
                 }
             });
         } else {
@@ -99,21 +105,25 @@ impl Drop for ContextGuard {
 /// context, as the future left it, goes back into the future, and the outer slot is restored,
 /// also when the poll panics.
 struct TaskScope<'a> {
-    slot: &'a mut Option<SpanContext>,
-    outer: Option<Option<SpanContext>>,
+    /// The task's context, marked [`TASK`].
+    slot: &'a mut Packed,
+    outer: Packed,
 }
 
 impl<'a> TaskScope<'a> {
-    fn enter(slot: &'a mut Option<SpanContext>) -> TaskScope<'a> {
-        let outer = TASK_CONTEXT.with(|task| task.replace(Some(*slot)));
+    #[inline]
+    fn enter(slot: &'a mut Packed) -> TaskScope<'a> {
+        let outer = TASK_CONTEXT.with(|task| task.replace(*slot));
         TaskScope { slot, outer }
     }
 }
 
 impl Drop for TaskScope<'_> {
+    #[inline]
     fn drop(&mut self) {
-        if let Some(ctx) = TASK_CONTEXT.with(|task| task.replace(self.outer)) {
-            *self.slot = ctx;
+        let left = TASK_CONTEXT.with(|task| task.replace(self.outer));
+        if left.has(TASK) {
+            *self.slot = left;
         }
     }
 }
@@ -126,7 +136,7 @@ pin_project_lite::pin_project! {
     pub struct WithContext<F> {
         #[pin]
         inner: Option<F>,
-        ctx: Option<SpanContext>,
+        ctx: Packed,
         span: Option<Span>,
     }
 
@@ -145,7 +155,7 @@ impl<F> WithContext<F> {
     fn new(inner: F, ctx: Option<SpanContext>, span: Option<Span>) -> WithContext<F> {
         WithContext {
             inner: Some(inner),
-            ctx,
+            ctx: Packed::new(ctx).with(TASK),
             span,
         }
     }
@@ -154,14 +164,22 @@ impl<F> WithContext<F> {
 impl<F: Future> Future for WithContext<F> {
     type Output = F::Output;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
+        let mut inner = this.inner;
         let out = {
             let _scope = TaskScope::enter(this.ctx);
-            match this.inner.as_pin_mut() {
+            let out = match inner.as_mut().as_pin_mut() {
                 Some(inner) => inner.poll(cx),
-                None => unreachable!("the future is taken out only when `WithContext` drops"),
+                None => panic!("`WithContext` polled after completion"),
+            };
+            if out.is_ready() {
+                // Dropped here, in the scope this poll already has, rather than in a scope of
+                // its own when the wrapper drops.
+                inner.set(None);
             }
+            out
         };
         if out.is_ready() {
             if let Some(span) = this.span.take() {
