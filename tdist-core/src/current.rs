@@ -152,6 +152,7 @@ pin_project_lite::pin_project! {
 }
 
 impl<F> WithContext<F> {
+    #[inline]
     fn new(inner: F, ctx: Option<SpanContext>, span: Option<Span>) -> WithContext<F> {
         WithContext {
             inner: Some(inner),
@@ -194,18 +195,21 @@ impl<F: Future> Future for WithContext<F> {
 pub trait FutureExt: Future + Sized {
     /// Runs the future with `span` current; the span finishes when the future completes (or is
     /// dropped before completing).
+    #[inline]
     fn in_span(self, span: Span) -> WithContext<Self> {
         let ctx = Some(span.context());
         WithContext::new(self, ctx, Some(span))
     }
 
     /// Runs the future with `ctx` current.
+    #[inline]
     fn with_context(self, ctx: Option<SpanContext>) -> WithContext<Self> {
         WithContext::new(self, ctx, None)
     }
 
     /// Runs the future with the context that is current now (call it before handing the future
     /// to another task or executor).
+    #[inline]
     fn with_current_context(self) -> WithContext<Self> {
         self.with_context(current())
     }

@@ -66,6 +66,7 @@ impl TraceId {
     }
 
     /// A new random 128-bit trace id from the per-thread generator.
+    #[inline]
     pub fn random_128() -> TraceId {
         TraceId {
             high: random_non_zero(),
@@ -74,6 +75,7 @@ impl TraceId {
     }
 
     /// A new random 64-bit trace id from the per-thread generator.
+    #[inline]
     pub fn random_64() -> TraceId {
         TraceId {
             high: 0,
@@ -142,6 +144,7 @@ impl SpanId {
     }
 
     /// A new random span id from the per-thread generator.
+    #[inline]
     pub fn random() -> SpanId {
         SpanId(NonZeroU64::new(random_non_zero()).expect("generator never yields zero"))
     }
@@ -287,6 +290,7 @@ fn seed() -> u64 {
 use std::hash::Hash;
 
 /// wyrand: one multiply per value, passes BigCrush, state per thread.
+#[inline]
 fn next_u64() -> u64 {
     RNG.with(|s| {
         let x = s.get().wrapping_add(0xa076_1d64_78bd_642f);
@@ -296,6 +300,7 @@ fn next_u64() -> u64 {
     })
 }
 
+#[inline]
 fn random_non_zero() -> u64 {
     loop {
         let v = next_u64();

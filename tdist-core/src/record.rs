@@ -158,6 +158,7 @@ impl TagValue {
     /// assert!(matches!(TagValue::text(&"x".repeat(100)), TagValue::Str(_)));
     /// assert_eq!(TagValue::text("/orders/42"), TagValue::from(String::from("/orders/42")));
     /// ```
+    #[inline]
     pub fn text(s: &str) -> TagValue {
         match InlineStr::new(s) {
             Some(inline) => TagValue::Inline(inline),
@@ -213,6 +214,7 @@ impl InlineStr {
     pub const CAPACITY: usize = 22;
 
     /// `s` inline, or `None` when it is longer than [`CAPACITY`](Self::CAPACITY).
+    #[inline]
     pub fn new(s: &str) -> Option<InlineStr> {
         if s.len() > Self::CAPACITY {
             return None;
@@ -320,6 +322,7 @@ impl FinishedSpan {
 
     /// Starts a new record in place of this one (a recycled, emptied record box), writing only
     /// what a new record needs rather than building one and copying it in.
+    #[inline]
     pub(crate) fn restart(
         &mut self,
         context: SpanContext,
@@ -341,6 +344,7 @@ impl FinishedSpan {
 
     /// Moves the record out, leaving an empty one that owns no heap memory; only the fields
     /// that own memory are written back.
+    #[inline]
     pub(crate) fn take(&mut self) -> FinishedSpan {
         FinishedSpan {
             context: self.context,

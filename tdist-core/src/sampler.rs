@@ -114,6 +114,7 @@ impl Sampler {
     }
 
     /// The decision for a span whose caller sent `inbound` (Defer for a new trace).
+    #[inline]
     pub fn decide(&self, inbound: SamplingState, trace_id: TraceId) -> SamplingState {
         let decide_here = |s: &Sampler| {
             if s.should_sample(trace_id) {

@@ -50,6 +50,7 @@ impl Span {
         }
     }
 
+    #[inline]
     pub(crate) fn recording(
         context: SpanContext,
         name: Cow<'static, str>,
@@ -64,11 +65,13 @@ impl Span {
     }
 
     /// This span's context, to make children of or to inject.
+    #[inline]
     pub fn context(&self) -> SpanContext {
         self.context
     }
 
     /// Whether this span will be reported.
+    #[inline]
     pub fn is_recording(&self) -> bool {
         self.recording.is_some()
     }
@@ -79,6 +82,7 @@ impl Span {
     }
 
     /// Renames the span (names are reported lower-case).
+    #[inline]
     pub fn set_name(&mut self, name: impl Into<Cow<'static, str>>) {
         if let Some(r) = &mut self.recording {
             r.name = name.into();
@@ -86,6 +90,7 @@ impl Span {
     }
 
     /// Sets the kind (client, server, producer, consumer); unset means local.
+    #[inline]
     pub fn set_kind(&mut self, kind: Kind) {
         if let Some(r) = &mut self.recording {
             r.kind = Some(kind);
@@ -93,6 +98,7 @@ impl Span {
     }
 
     /// Adds a tag. Values are formatted when the span is encoded, off the request path.
+    #[inline]
     pub fn tag(&mut self, key: impl Into<Cow<'static, str>>, value: impl Into<TagValue>) {
         if let Some(r) = &mut self.recording {
             r.tags.push((key.into(), value.into()));
@@ -136,6 +142,7 @@ impl Span {
     }
 
     /// Finishes the span now and hands it to the reporter.
+    #[inline]
     pub fn finish(mut self) {
         self.end(now_ns_if(&self.recording));
     }
@@ -150,6 +157,7 @@ impl Span {
         self.recording = None;
     }
 
+    #[inline]
     fn end(&mut self, end_ns: u64) {
         let Some(mut r) = self.recording.take() else {
             return;
@@ -160,6 +168,7 @@ impl Span {
     }
 }
 
+#[inline]
 fn now_ns_if(r: &Option<Box<FinishedSpan>>) -> u64 {
     if r.is_some() {
         now_ns()
@@ -169,6 +178,7 @@ fn now_ns_if(r: &Option<Box<FinishedSpan>>) -> u64 {
 }
 
 impl Drop for Span {
+    #[inline]
     fn drop(&mut self) {
         if self.recording.is_some() {
             self.end(now_ns());

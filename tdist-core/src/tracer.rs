@@ -174,6 +174,7 @@ impl Tracer {
     }
 
     /// A child of the current context, or a new root when there is none.
+    #[inline]
     pub fn span(&self, name: impl Into<Cow<'static, str>>) -> Span {
         match current() {
             Some(parent) => self.child_span(&parent, name),
@@ -182,10 +183,12 @@ impl Tracer {
     }
 
     /// A new trace.
+    #[inline]
     pub fn root_span(&self, name: impl Into<Cow<'static, str>>) -> Span {
         self.new_trace(SamplingState::Defer, name)
     }
 
+    #[inline]
     fn new_trace(&self, inbound: SamplingState, name: impl Into<Cow<'static, str>>) -> Span {
         let trace_id = if self.inner.trace_id_128 {
             TraceId::random_128()
@@ -198,6 +201,7 @@ impl Tracer {
     }
 
     /// A child of `parent` in the same process: it inherits the parent's decision.
+    #[inline]
     pub fn child_span(&self, parent: &SpanContext, name: impl Into<Cow<'static, str>>) -> Span {
         let mut ctx = parent.new_child();
         if ctx.sampling() == SamplingState::Defer {
@@ -213,6 +217,7 @@ impl Tracer {
     /// A child of a context received from another process (a message, a W3C caller, a tuple):
     /// the caller's decision is respected as the sampler says. Starts a new trace when
     /// nothing was extracted, keeping a sampling-only decision.
+    #[inline]
     pub fn child_of_remote(
         &self,
         extracted: Extracted,
@@ -233,6 +238,7 @@ impl Tracer {
 
     /// The server side of a B3 RPC: reports under the caller's span id (marked `shared`), with
     /// the caller's parent. Starts a new trace when nothing was extracted.
+    #[inline]
     pub fn join_span(&self, extracted: Extracted, name: impl Into<Cow<'static, str>>) -> Span {
         match extracted {
             Extracted::Context(remote) => {
@@ -247,6 +253,7 @@ impl Tracer {
         }
     }
 
+    #[inline]
     fn start(&self, ctx: SpanContext, name: impl Into<Cow<'static, str>>) -> Span {
         match (&self.inner.reporter, ctx.is_sampled()) {
             (Some(r), true) => Span::recording(ctx, name.into(), r.id(), self.inner.local),

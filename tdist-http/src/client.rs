@@ -87,10 +87,11 @@ impl<S> TraceClient<S> {
     }
 
     fn start<B>(&self, req: &mut Request<B>) -> Span {
-        let mut span = self.tracer.span(method_name(req.method()));
+        let method = method_name(req.method());
+        let mut span = self.tracer.span(method.clone());
         if span.is_recording() {
             span.set_kind(Kind::Client);
-            span.tag("http.method", method_name(req.method()));
+            span.tag("http.method", method);
             span.tag("http.path", TagValue::text(req.uri().path()));
             if let Some(remote) = remote_endpoint(req.uri()) {
                 span.set_remote_endpoint(remote);

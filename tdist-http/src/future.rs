@@ -24,6 +24,7 @@ pin_project_lite::pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
+    #[inline]
     pub(crate) fn new(inner: WithContext<F>, span: Span, error_from: u16) -> ResponseFuture<F> {
         ResponseFuture {
             inner,
@@ -85,6 +86,7 @@ pin_project_lite::pin_project! {
 
 impl<B> TracedBody<B> {
     /// Wraps `inner`; `span` (if any) finishes when the body ends.
+    #[inline]
     pub fn new(inner: B, span: Option<Span>) -> TracedBody<B> {
         TracedBody { inner, span }
     }

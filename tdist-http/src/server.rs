@@ -121,17 +121,17 @@ impl<S> TraceServer<S> {
         } else {
             extract(&scanned)
         };
-        let name = method_name(req.method());
+        let method = method_name(req.method());
         let mut span = match source {
-            Some(s) if s.shares_span_id() => self.tracer.join_span(extracted, name),
-            _ => self.tracer.child_of_remote(extracted, name),
+            Some(s) if s.shares_span_id() => self.tracer.join_span(extracted, method.clone()),
+            _ => self.tracer.child_of_remote(extracted, method.clone()),
         };
         if span.is_recording() {
             span.set_kind(Kind::Server);
             if let Some(route) = route(req) {
                 span.set_name(format!("{} {}", req.method(), route));
             }
-            span.tag("http.method", method_name(req.method()));
+            span.tag("http.method", method);
             span.tag("http.path", TagValue::text(req.uri().path()));
             if let Some(peer) = peer(req) {
                 span.set_remote_endpoint(tdist_core::Endpoint::addr(peer));
