@@ -252,10 +252,58 @@ const UNHEX: [u8; 256] = {
 };
 
 /// Parses 1 to 16 lower-hex digits. Upper case and every other character is an error.
+///
+/// Full groups of eight digits are checked and converted eight at a time inside a `u64`
+/// ([`parse_hex8`]); a shorter tail goes through the table.
+#[inline]
 pub(crate) fn parse_hex_u64(b: &[u8]) -> Result<u64, IdError> {
-    if b.is_empty() || b.len() > 16 {
-        return Err(IdError::Length(b.len(), "1 to 16"));
+    match b.len() {
+        16 => {
+            let (hi, lo) = b.split_at(8);
+            Ok(u64::from(parse_hex8(hi)?) << 32 | u64::from(parse_hex8(lo)?))
+        }
+        8 => Ok(u64::from(parse_hex8(b)?)),
+        1..=15 => parse_hex_tail(b),
+        n => Err(IdError::Length(n, "1 to 16")),
     }
+}
+
+/// Byte `b` in every byte of a `u64`.
+const fn lanes(b: u8) -> u64 {
+    u64::from_ne_bytes([b; 8])
+}
+
+/// Exactly eight lower-hex digits (`b.len() == 8`), converted inside one `u64`.
+///
+/// With every byte below 0x80, adding `0x80 - lo` to a byte sets its top bit exactly when the
+/// byte is at least `lo`, and adding `0x7f - hi` exactly when it is above `hi`; no sum carries
+/// into the next byte. So each byte is classified as a digit or a letter `a`–`f` at once, and
+/// its value is its low nibble, plus 9 for a letter.
+#[inline]
+fn parse_hex8(b: &[u8]) -> Result<u32, IdError> {
+    let mut chunk = [0u8; 8];
+    chunk.copy_from_slice(b);
+    // Big-endian: the first digit lands in the top byte and is the most significant.
+    let v = u64::from_be_bytes(chunk);
+    let top = lanes(0x80);
+    let at_least = |lo: u8| v.wrapping_add(lanes(0x80 - lo));
+    let above = |hi: u8| v.wrapping_add(lanes(0x7f - hi));
+    let digit = at_least(b'0') & !above(b'9');
+    let letter = at_least(b'a') & !above(b'f');
+    if v & top != 0 || (digit | letter) & top != top {
+        return Err(IdError::NotLowerHex);
+    }
+    let letter = (letter & top) >> 7;
+    // One nibble per byte, then pairs, quads and the whole eight folded together.
+    let n = (v & lanes(0x0f)) + letter * 9;
+    let n = (n | n >> 4) & 0x00ff_00ff_00ff_00ff;
+    let n = (n | n >> 8) & 0x0000_ffff_0000_ffff;
+    let n = (n | n >> 16) & 0x0000_0000_ffff_ffff;
+    Ok(n as u32)
+}
+
+/// 1 to 15 digits, one at a time through the table.
+fn parse_hex_tail(b: &[u8]) -> Result<u64, IdError> {
     let mut v: u64 = 0;
     let mut bad = 0u8;
     for &c in b {
@@ -318,6 +366,51 @@ pub fn random_u64() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn eight_at_a_time_agrees_with_the_table_for_every_byte_in_every_place() {
+        let bases: [&[u8; 8]; 3] = [b"00000000", b"fedcba98", b"a1b2c3d4"];
+        for base in bases {
+            for place in 0..8 {
+                for byte in 0..=255u8 {
+                    let mut chunk = *base;
+                    chunk[place] = byte;
+                    assert_eq!(
+                        parse_hex8(&chunk).map(u64::from),
+                        parse_hex_tail(&chunk),
+                        "{chunk:?}"
+                    );
+                }
+            }
+        }
+        assert_eq!(parse_hex8(b"ffffffff"), Ok(u32::MAX));
+        assert_eq!(parse_hex8(b"0123abcd"), Ok(0x0123_abcd));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn hex_parsing_agrees_with_the_table(
+            s in "[0-9a-f]{0,17}",
+            corrupt in proptest::option::of((0usize..17, proptest::num::u8::ANY)),
+        ) {
+            let mut b = s.into_bytes();
+            if let Some((at, byte)) = corrupt {
+                if let Some(c) = b.get_mut(at) {
+                    *c = byte;
+                }
+            }
+            let table = if (1..=16).contains(&b.len()) {
+                b.iter().try_fold(0u64, |v, &c| match c {
+                    b'0'..=b'9' => Some(v << 4 | u64::from(c - b'0')),
+                    b'a'..=b'f' => Some(v << 4 | u64::from(c - b'a' + 10)),
+                    _ => None,
+                })
+            } else {
+                None
+            };
+            proptest::prop_assert_eq!(parse_hex_u64(&b).ok(), table);
+        }
+    }
 
     #[test]
     fn trace_id_lengths() {

@@ -66,15 +66,20 @@ impl Extractor for HeaderExtractor<'_> {
 /// server layer uses it.
 #[derive(Debug, Clone, Copy)]
 pub struct ScannedHeaders<'a> {
-    values: [Option<&'a HeaderValue>; 7],
+    /// The first value of each header, when it is readable (checked once, here).
+    values: [Option<&'a str>; 7],
+    /// Which headers are present at all, readable or not (bit `i` for slot `i`).
+    present: u8,
     traceparents: usize,
 }
 
 impl<'a> ScannedHeaders<'a> {
     /// Finds the first value of each propagation header in `headers`.
+    #[inline]
     pub fn new(headers: &'a HeaderMap) -> ScannedHeaders<'a> {
         let mut scanned = ScannedHeaders {
             values: [None; 7],
+            present: 0,
             traceparents: 0,
         };
         for (name, value) in headers {
@@ -82,28 +87,36 @@ impl<'a> ScannedHeaders<'a> {
                 if i == 6 {
                     scanned.traceparents += 1;
                 }
-                scanned.values[i].get_or_insert(value);
+                if scanned.present & (1 << i) == 0 {
+                    scanned.present |= 1 << i;
+                    scanned.values[i] = readable(value);
+                }
             }
         }
         scanned
     }
 
     /// Whether the headers hold none of the propagation headers (a caller that does not trace).
+    #[inline]
     pub fn is_empty(&self) -> bool {
-        self.values.iter().all(Option::is_none)
+        self.present == 0
     }
 }
 
+#[inline(always)]
 fn slot(name: &str) -> Option<usize> {
-    // Names in a HeaderMap are lower-case; the index follows PROPAGATION_HEADERS.
-    Some(match name {
-        "b3" => 0,
-        "x-b3-traceid" => 1,
-        "x-b3-spanid" => 2,
-        "x-b3-parentspanid" => 3,
-        "x-b3-sampled" => 4,
-        "x-b3-flags" => 5,
-        "traceparent" => 6,
+    // Names in a HeaderMap are lower-case; the index follows PROPAGATION_HEADERS. Every name
+    // but `b3` starts with `x-b3-` or is `traceparent`: most headers are told apart by their
+    // length and first byte before any comparison.
+    let b = name.as_bytes();
+    Some(match (b.len(), b.first()) {
+        (2, Some(b'b')) if b == b"b3" => 0,
+        (12, Some(b'x')) if b == b"x-b3-traceid" => 1,
+        (11, Some(b'x')) if b == b"x-b3-spanid" => 2,
+        (17, Some(b'x')) if b == b"x-b3-parentspanid" => 3,
+        (12, Some(b'x')) if b == b"x-b3-sampled" => 4,
+        (10, Some(b'x')) if b == b"x-b3-flags" => 5,
+        (11, Some(b't')) if b == b"traceparent" => 6,
         _ => return None,
     })
 }
@@ -116,15 +129,20 @@ fn readable(value: &HeaderValue) -> Option<&str> {
 }
 
 impl Extractor for ScannedHeaders<'_> {
+    // Always inlined: `extract` asks for constant keys, so `slot` folds away.
+    #[inline(always)]
     fn get(&self, key: &str) -> Option<&str> {
-        let i = slot(key).or_else(|| slot(&key.to_ascii_lowercase()))?;
-        readable(self.values[i]?)
+        let i = match slot(key) {
+            Some(i) => i,
+            None => slot(&key.to_ascii_lowercase())?,
+        };
+        self.values[i]
     }
 
     fn count(&self, key: &str) -> usize {
         match slot(key) {
             Some(6) => self.traceparents,
-            Some(i) => usize::from(self.values[i].is_some()),
+            Some(i) => usize::from(self.present & (1 << i) != 0),
             None => 0,
         }
     }
@@ -253,6 +271,29 @@ mod tests {
     }
 
     #[test]
+    fn every_propagation_header_has_its_slot_and_nothing_else_does() {
+        for (i, name) in PROPAGATION_HEADERS.iter().enumerate() {
+            assert_eq!(slot(name), Some(i), "{name}");
+            let h = headers(&[(name, "v")]);
+            let scanned = ScannedHeaders::new(&h);
+            assert_eq!(scanned.get(name), Some("v"));
+            assert_eq!(scanned.get(&name.to_ascii_uppercase()), Some("v"));
+            assert_eq!(scanned.count(name), 1);
+        }
+        for other in [
+            "",
+            "b",
+            "b4",
+            "x-b3-traceie",
+            "y-b3-spanid",
+            "traceparenT",
+            "tracestate",
+        ] {
+            assert_eq!(slot(other), None, "{other}");
+        }
+    }
+
+    #[test]
     fn oversized_and_non_ascii_values_are_ignored() {
         let long = format!("{}-a2fb4a1d1a96d312", "4".repeat(MAX_VALUE_LEN));
         let mut h = headers(&[("b3", &long)]);
@@ -263,6 +304,37 @@ mod tests {
         h.insert("x-b3-spanid", HeaderValue::from_static("a2fb4a1d1a96d312"));
         assert_eq!(extract(&HeaderExtractor(&h)), (Extracted::Empty, None));
         assert_eq!(extract(&ScannedHeaders::new(&h)), (Extracted::Empty, None));
+        // Tabs and non-ASCII text can reach a HeaderMap; either way the value is malformed.
+        let odd = [
+            ("b3", "463ac35c9f6413ad-a2fb4a1d1a96d312\t-1"),
+            ("b3", "463ac35c9f6413ad-a2fb4a1d1a96d31é"),
+            ("x-b3-traceid", "463ac35c9f6413a\t"),
+            ("x-b3-traceid", "463ac35c9f6413aé"),
+            ("x-b3-sampled", "1\t"),
+            (
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0é",
+            ),
+        ];
+        for (name, value) in odd {
+            let mut h = match name {
+                "x-b3-traceid" => headers(&[("x-b3-spanid", "a2fb4a1d1a96d312")]),
+                "x-b3-sampled" => headers(&[
+                    ("x-b3-traceid", "463ac35c9f6413ad"),
+                    ("x-b3-spanid", "a2fb4a1d1a96d312"),
+                ]),
+                _ => HeaderMap::new(),
+            };
+            h.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_bytes(value.as_bytes()).unwrap(),
+            );
+            let scanned = extract(&ScannedHeaders::new(&h));
+            assert_eq!(scanned, extract(&HeaderExtractor(&h)), "{name}: {value:?}");
+            if name != "x-b3-sampled" {
+                assert_eq!(scanned.0.context(), None, "{name}: {value:?}");
+            }
+        }
     }
 
     #[test]

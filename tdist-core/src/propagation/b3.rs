@@ -211,7 +211,10 @@ pub fn inject_multi(ctx: &SpanContext, carrier: &mut dyn Injector) {
 }
 
 /// Reads `X-B3-*` headers. `Ok(None)` when none is present.
-pub fn extract_multi(carrier: &dyn Extractor) -> Result<Option<Extracted>, MalformedError> {
+#[inline]
+pub fn extract_multi<E: Extractor + ?Sized>(
+    carrier: &E,
+) -> Result<Option<Extracted>, MalformedError> {
     let trace = carrier.get(TRACE_ID);
     let span = carrier.get(SPAN_ID);
     let parent = carrier.get(PARENT_SPAN_ID);

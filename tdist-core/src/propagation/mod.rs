@@ -204,7 +204,11 @@ impl Propagation {
 
 /// Reads the caller's context and says which form it came from. Order: `b3` (malformed falls
 /// through, as in Brave), `X-B3-*`, then `traceparent` (rejected when repeated).
-pub fn extract(carrier: &dyn Extractor) -> (Extracted, Option<Source>) {
+///
+/// Generic over the carrier so that a carrier whose fields are known in advance (such as the
+/// HTTP crate's one-pass header scan) is read without dynamic calls; `&dyn Extractor` works too.
+#[inline]
+pub fn extract<E: Extractor + ?Sized>(carrier: &E) -> (Extracted, Option<Source>) {
     if let Some(v) = carrier.get(b3::B3) {
         if let Ok(e) = b3::parse_single(v) {
             return (e, Some(Source::B3Single));
