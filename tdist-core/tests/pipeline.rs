@@ -391,3 +391,72 @@ fn a_thread_s_next_span_starts_empty_after_a_full_one() {
         );
     }
 }
+
+/// Remembers the names of the spans of each batch it is given.
+#[derive(Clone, Default)]
+struct Batches(Arc<std::sync::Mutex<Vec<Vec<String>>>>);
+
+impl tdist_core::export::Transport for Batches {
+    fn send(
+        &self,
+        spans: &[tdist_core::FinishedSpan],
+    ) -> Result<(), tdist_core::export::TransportError> {
+        let names = spans.iter().map(|s| s.name().to_owned()).collect();
+        self.0.lock().unwrap().push(names);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_busy_thread_s_spans_go_out_in_order_and_quiet_threads_share_a_batch() {
+    let batches = Batches::default();
+    let tracer = Tracer::builder()
+        .transport(batches.clone())
+        .configure_reporter(|c| {
+            c.local_queue_size = 1024;
+            c.max_export_batch_size = 100;
+            c.schedule_delay = Duration::from_secs(3600);
+        })
+        .build()
+        .unwrap();
+    // One busy thread: its ring is exported as it stands, in batches of at most 100, also when
+    // the spans ready wrap around the end of the ring (700 + 700 > 1024). The ring never
+    // overflows: each phase fits in it even if the worker had not run.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..700 {
+                tracer.root_span(i.to_string()).finish();
+            }
+            tracer.flush().unwrap();
+            for i in 700..1400 {
+                tracer.root_span(i.to_string()).finish();
+            }
+        });
+    });
+    tracer.flush().unwrap();
+    let busy = std::mem::take(&mut *batches.0.lock().unwrap());
+    assert!(
+        busy.iter().all(|b| !b.is_empty() && b.len() <= 100),
+        "{busy:?}"
+    );
+    let names: Vec<String> = busy.into_iter().flatten().collect();
+    let expected: Vec<String> = (0..1400).map(|i| i.to_string()).collect();
+    assert_eq!(names, expected);
+
+    // Four quiet threads with three spans each: one batch of twelve.
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let tracer = &tracer;
+            s.spawn(move || {
+                for i in 0..3 {
+                    tracer.root_span(format!("{t}-{i}")).finish();
+                }
+            });
+        }
+    });
+    let stats = tracer.flush().unwrap();
+    let quiet = std::mem::take(&mut *batches.0.lock().unwrap());
+    assert_eq!(quiet.len(), 1, "{quiet:?}");
+    assert_eq!(quiet[0].len(), 12);
+    assert_eq!((stats.accepted, stats.sent, stats.dropped), (1412, 1412, 0));
+}

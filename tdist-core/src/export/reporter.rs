@@ -294,6 +294,7 @@ impl Shared {
 fn run(shared: Arc<Shared>) {
     let cfg = shared.config.clone();
     let mut batch: Vec<FinishedSpan> = Vec::with_capacity(cfg.max_queue_size);
+    let mut queues: Vec<Arc<LocalQueue>> = Vec::new();
     let mut last_drop_log = Instant::now();
     let mut dropped_logged = 0;
     loop {
@@ -301,12 +302,12 @@ fn run(shared: Arc<Shared>) {
             let c = lock(&shared.control);
             (c.requested, c.stop)
         };
-        drain(&shared, &mut batch);
+        drain(&shared, &mut batch, &mut queues);
         while !batch.is_empty() {
             let n = batch.len().min(cfg.max_export_batch_size);
             export(&shared, &batch[..n]);
             batch.drain(..n);
-            drain(&shared, &mut batch);
+            drain(&shared, &mut batch, &mut queues);
         }
         let dropped = shared.stats().dropped;
         if dropped > dropped_logged && last_drop_log.elapsed() > Duration::from_secs(10) {
@@ -341,12 +342,36 @@ fn run(shared: Arc<Shared>) {
 
 /// Moves spans from every thread's queue into `batch`, up to the worker's queue size, and
 /// retires the queues of threads that have exited once they are empty.
-fn drain(shared: &Shared, batch: &mut Vec<FinishedSpan>) {
+///
+/// A thread that has a large batch ready (half an export batch or more, as under load) has it
+/// exported straight from its ring, where the records already are: moving each record into
+/// `batch` first would copy it twice more on the worker, whose work competes with the
+/// application for the cores. Threads with a few spans each are gathered into one batch.
+fn drain(shared: &Shared, batch: &mut Vec<FinishedSpan>, queues: &mut Vec<Arc<LocalQueue>>) {
     let cap = shared.config.max_queue_size;
-    let mut queues = lock(&shared.queues);
+    let export_size = shared.config.max_export_batch_size;
+    // The registry lock is not held while exporting: `stats` takes it.
+    queues.extend(lock(&shared.queues).iter().cloned());
     for q in queues.iter() {
         let mut consumer = lock(&q.consumer);
-        let n = consumer.slots().min(cap.saturating_sub(batch.len()));
+        let ready = consumer.slots();
+        if ready == 0 {
+            continue;
+        }
+        if batch.is_empty() && ready >= export_size.div_ceil(2) {
+            if let Ok(chunk) = consumer.read_chunk(ready) {
+                let (first, second) = chunk.as_slices();
+                for part in [first, second] {
+                    for spans in part.chunks(export_size) {
+                        export(shared, spans);
+                    }
+                }
+                // Drops the exported records in their slots and frees the slots.
+                chunk.commit_all();
+            }
+            continue;
+        }
+        let n = ready.min(cap.saturating_sub(batch.len()));
         if n == 0 {
             continue;
         }
@@ -355,7 +380,8 @@ fn drain(shared: &Shared, batch: &mut Vec<FinishedSpan>) {
             batch.extend(chunk);
         }
     }
-    queues.retain(|q| {
+    queues.clear();
+    lock(&shared.queues).retain(|q| {
         let orphaned = Arc::strong_count(q) == 1 && lock(&q.consumer).is_empty();
         if orphaned {
             shared
