@@ -8,8 +8,9 @@
 //!
 //! The worker wakes on a timer, when a thread has written a quarter of its ring since the last
 //! wake, or on `flush`; it drains every thread's ring (also those of threads that have exited,
-//! so nothing is lost at thread exit), batches, hands batches to the [`Transport`] and retries
-//! retryable failures with bounded backoff.
+//! so nothing is lost at thread exit), hands batches to the [`Transport`] and retries retryable
+//! failures with bounded backoff. A busy thread's spans are exported straight from its ring;
+//! the few spans of quiet threads are gathered into one batch.
 //!
 //! Memory is bounded: each thread's queue holds at most `local_queue_size` spans and the worker
 //! holds at most `max_queue_size` drained spans while the transport is slow.

@@ -1,0 +1,126 @@
+//! The server layer's cost per request in instructions, which unlike time does not depend on
+//! what else the machine is doing. Requests are built and handled in memory (no sockets) and
+//! the response body is read to its end, so each traced request starts, fills and finishes a
+//! span and hands it to the reporter (a no-op transport).
+//!
+//! ```text
+//! cargo bench -p tdist-http --bench layer_instructions --no-run
+//! valgrind --tool=callgrind --toggle-collect=layer_instructions::run \
+//!     target/release/deps/layer_instructions-HASH traced 20000
+//! ```
+//!
+//! The instructions per request are callgrind's total divided by the count given. Variants:
+//! `plain` (no layer), `traced`, `unsampled` (`Sampler::never()`), each with `-b3` for a B3
+//! caller (`X-B3-TraceId`, `X-B3-SpanId`, and `X-B3-Sampled: 1`, or `0` for `unsampled`). Run by `cargo bench` without a
+//! variant, it times each variant briefly instead.
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::Full;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+use tdist_core::export::NoopTransport;
+use tdist_core::{Sampler, Tracer};
+use tdist_http::ServerLayer;
+use tower::Layer;
+use tower_service::Service;
+
+const B3_CALLER: [(&str, &str); 3] = [
+    ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"),
+    ("x-b3-spanid", "a2fb4a1d1a96d312"),
+    ("x-b3-sampled", "1"),
+];
+
+fn hello(_req: Request<()>) -> std::future::Ready<Result<Response<Full<Bytes>>, Infallible>> {
+    std::future::ready(Ok(Response::new(Full::new(Bytes::from_static(
+        b"Hello, World!",
+    )))))
+}
+
+/// `n` requests through `svc`, each answered and its body read to the end; `b3` is the value of
+/// the caller's `X-B3-Sampled`, if it sends B3 headers.
+#[inline(never)]
+fn run<S, B>(svc: &mut S, n: u64, b3: Option<&'static str>)
+where
+    S: Service<Request<()>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: Body,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..n {
+        let mut req = Request::get("/hello").header("host", "127.0.0.1");
+        if let Some(sampled) = b3 {
+            for (k, v) in B3_CALLER {
+                req = req.header(k, if k == "x-b3-sampled" { sampled } else { v });
+            }
+        }
+        let mut fut = pin!(svc.call(req.body(()).unwrap()));
+        let Poll::Ready(Ok(response)) = fut.as_mut().poll(&mut cx) else {
+            panic!("the hello service answers at once");
+        };
+        let mut body = pin!(response.into_body());
+        while let Poll::Ready(Some(frame)) = body.as_mut().poll_frame(&mut cx) {
+            drop(std::hint::black_box(frame));
+        }
+    }
+}
+
+fn variant(name: &str, n: u64) {
+    let unsampled = name.starts_with("unsampled");
+    let b3 = name
+        .ends_with("-b3")
+        .then_some(if unsampled { "0" } else { "1" });
+    let sampler = if unsampled {
+        Sampler::never()
+    } else {
+        Sampler::always()
+    };
+    // A ring larger than the run, so that no span is dropped while the reporter thread waits
+    // for a core (under valgrind the threads take turns).
+    let tracer = Tracer::builder()
+        .service_name("bench")
+        .transport(NoopTransport)
+        .sampler(sampler)
+        .configure_reporter(|r| {
+            r.schedule_delay = Duration::from_millis(100);
+            r.local_queue_size = (n as usize).clamp(2, 1 << 20);
+        })
+        .build()
+        .unwrap();
+    if name.starts_with("plain") {
+        run(&mut tower::service_fn(hello), n, b3);
+    } else {
+        run(
+            &mut ServerLayer::new(tracer.clone()).layer(tower::service_fn(hello)),
+            n,
+            b3,
+        );
+    }
+    let stats = tracer.flush().unwrap();
+    assert_eq!(stats.dropped, 0, "{stats:?}");
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [name, n] if !name.starts_with('-') => variant(name, n.parse().expect("a request count")),
+        _ => {
+            // `cargo bench` passes `--bench`: a short timing of every variant.
+            let names = ["plain", "traced", "unsampled"];
+            for name in names
+                .iter()
+                .flat_map(|n| [n.to_string(), format!("{n}-b3")])
+            {
+                let n = 200_000;
+                let start = Instant::now();
+                variant(&name, n);
+                let per = start.elapsed().as_nanos() as f64 / n as f64;
+                println!("layer_instructions/{name}: {per:.0} ns per request (in memory)");
+            }
+        }
+    }
+}
