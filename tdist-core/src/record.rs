@@ -1,5 +1,6 @@
 //! What a finished span holds: the Zipkin v2 model (kind, endpoints, tags, annotations).
 
+use crate::clock::Stamp;
 use crate::context::SpanContext;
 use crate::id::{SpanId, TraceId};
 use smallvec::SmallVec;
@@ -288,10 +289,10 @@ pub struct FinishedSpan {
     pub(crate) context: SpanContext,
     pub(crate) name: Cow<'static, str>,
     pub(crate) kind: Option<Kind>,
-    /// Start in epoch nanoseconds while recording; `timestamp_us` is set from it at finish.
-    pub(crate) start_ns: u64,
-    pub(crate) timestamp_us: u64,
-    pub(crate) duration_us: u64,
+    /// When the span started and ended, as read on the request path (converted to epoch time
+    /// by [`timestamp_us`](Self::timestamp_us) and [`duration_us`](Self::duration_us)).
+    pub(crate) start: Stamp,
+    pub(crate) end: Stamp,
     pub(crate) local: &'static Endpoint,
     pub(crate) remote: Option<Box<Endpoint>>,
     pub(crate) tags: Tags,
@@ -304,15 +305,14 @@ impl FinishedSpan {
         context: SpanContext,
         name: Cow<'static, str>,
         local: &'static Endpoint,
-        start_ns: u64,
+        start: Stamp,
     ) -> FinishedSpan {
         FinishedSpan {
             context,
             name,
             kind: None,
-            start_ns,
-            timestamp_us: 0,
-            duration_us: 0,
+            start,
+            end: start,
             local,
             remote: None,
             tags: Tags::new(),
@@ -328,14 +328,13 @@ impl FinishedSpan {
         context: SpanContext,
         name: Cow<'static, str>,
         local: &'static Endpoint,
-        start_ns: u64,
+        start: Stamp,
     ) {
         self.context = context;
         self.name = name;
         self.kind = None;
-        self.start_ns = start_ns;
-        self.timestamp_us = 0;
-        self.duration_us = 0;
+        self.start = start;
+        self.end = start;
         self.local = local;
         self.remote = None;
         self.tags.clear();
@@ -350,9 +349,8 @@ impl FinishedSpan {
             context: self.context,
             name: std::mem::replace(&mut self.name, Cow::Borrowed("")),
             kind: self.kind,
-            start_ns: self.start_ns,
-            timestamp_us: self.timestamp_us,
-            duration_us: self.duration_us,
+            start: self.start,
+            end: self.end,
             local: self.local,
             remote: self.remote.take(),
             tags: std::mem::take(&mut self.tags),
@@ -376,7 +374,7 @@ impl FinishedSpan {
             ),
             Cow::Borrowed(""),
             &NO_ENDPOINT,
-            0,
+            Stamp::UnixNs(0),
         )
     }
 
@@ -406,11 +404,11 @@ impl FinishedSpan {
     }
     /// Start, epoch microseconds.
     pub fn timestamp_us(&self) -> u64 {
-        self.timestamp_us
+        self.start.unix_ns() / 1_000
     }
     /// Duration in microseconds, at least 1.
     pub fn duration_us(&self) -> u64 {
-        self.duration_us
+        (self.end.ns_since(self.start) / 1_000).max(1)
     }
     /// The recording service.
     pub fn local_endpoint(&self) -> &Endpoint {

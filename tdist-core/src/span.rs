@@ -23,7 +23,7 @@
 //! assert_eq!(spans[0].parent_id(), Some(spans[1].id()));
 //! ```
 
-use crate::clock::now_ns;
+use crate::clock::{now_ns, Stamp};
 use crate::context::SpanContext;
 use crate::current::{set_current, ContextGuard};
 use crate::record::{Annotation, Endpoint, FinishedSpan, Kind, TagValue};
@@ -60,7 +60,12 @@ impl Span {
         Span {
             context,
             reporter,
-            recording: Some(crate::export::record_box(context, name, local, now_ns())),
+            recording: Some(crate::export::record_box(
+                context,
+                name,
+                local,
+                Stamp::now(),
+            )),
         }
     }
 
@@ -137,19 +142,21 @@ impl Span {
     /// object existed.
     pub fn set_start_us(&mut self, timestamp_us: u64) {
         if let Some(r) = &mut self.recording {
-            r.start_ns = timestamp_us.saturating_mul(1_000);
+            r.start = Stamp::UnixNs(timestamp_us.saturating_mul(1_000));
         }
     }
 
     /// Finishes the span now and hands it to the reporter.
     #[inline]
     pub fn finish(mut self) {
-        self.end(now_ns_if(&self.recording));
+        if self.recording.is_some() {
+            self.end(Stamp::now());
+        }
     }
 
     /// Finishes the span at a given time (epoch microseconds).
     pub fn finish_at_us(mut self, timestamp_us: u64) {
-        self.end(timestamp_us.saturating_mul(1_000));
+        self.end(Stamp::UnixNs(timestamp_us.saturating_mul(1_000)));
     }
 
     /// Drops the span without reporting it.
@@ -158,22 +165,12 @@ impl Span {
     }
 
     #[inline]
-    fn end(&mut self, end_ns: u64) {
+    fn end(&mut self, end: Stamp) {
         let Some(mut r) = self.recording.take() else {
             return;
         };
-        r.timestamp_us = r.start_ns / 1_000;
-        r.duration_us = (end_ns.saturating_sub(r.start_ns) / 1_000).max(1);
+        r.end = end;
         crate::export::submit(self.reporter, r);
-    }
-}
-
-#[inline]
-fn now_ns_if(r: &Option<Box<FinishedSpan>>) -> u64 {
-    if r.is_some() {
-        now_ns()
-    } else {
-        0
     }
 }
 
@@ -181,7 +178,7 @@ impl Drop for Span {
     #[inline]
     fn drop(&mut self) {
         if self.recording.is_some() {
-            self.end(now_ns());
+            self.end(Stamp::now());
         }
     }
 }

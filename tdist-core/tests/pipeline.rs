@@ -460,3 +460,41 @@ fn a_busy_thread_s_spans_go_out_in_order_and_quiet_threads_share_a_batch() {
     assert_eq!(quiet[0].len(), 12);
     assert_eq!((stats.accepted, stats.sent, stats.dropped), (1412, 1412, 0));
 }
+
+#[test]
+fn times_are_read_on_the_span_and_converted_when_reported() {
+    let (tracer, sink) = tracer("times");
+    let before = tdist_core::now_us();
+    let measured = tracer.root_span("measured");
+    std::thread::sleep(Duration::from_millis(3));
+    measured.finish();
+
+    let mut given = tracer.root_span("given");
+    given.set_start_us(1_000_000);
+    given.finish_at_us(1_000_250);
+
+    let mut backwards = tracer.root_span("backwards");
+    backwards.set_start_us(2_000_000);
+    backwards.finish_at_us(1_999_000);
+
+    let mut started_earlier = tracer.root_span("started earlier");
+    started_earlier.set_start_us(before - 10_000);
+    started_earlier.finish();
+    let after = tdist_core::now_us();
+
+    tracer.flush().unwrap();
+    let spans = sink.spans();
+    let by_name = |n: &str| spans.iter().find(|s| s.name() == n).unwrap().clone();
+    let m = by_name("measured");
+    assert!((before..=after).contains(&m.timestamp_us()), "{m:?}");
+    assert!(
+        m.duration_us() >= 3_000 && m.duration_us() <= after - before + 1,
+        "{m:?}"
+    );
+    let g = by_name("given");
+    assert_eq!((g.timestamp_us(), g.duration_us()), (1_000_000, 250));
+    assert_eq!(by_name("backwards").duration_us(), 1);
+    let e = by_name("started earlier");
+    assert_eq!(e.timestamp_us(), before - 10_000);
+    assert!(e.duration_us() >= 10_000 && e.duration_us() <= after - before + 10_001);
+}

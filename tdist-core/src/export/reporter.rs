@@ -460,7 +460,7 @@ pub(crate) fn record_box(
     context: crate::SpanContext,
     name: std::borrow::Cow<'static, str>,
     local: &'static crate::record::Endpoint,
-    start_ns: u64,
+    start: crate::clock::Stamp,
 ) -> Box<FinishedSpan> {
     let recycled = FREE
         .try_with(|free| free.try_borrow_mut().ok()?.pop())
@@ -468,10 +468,10 @@ pub(crate) fn record_box(
         .flatten();
     match recycled {
         Some(mut boxed) => {
-            boxed.restart(context, name, local, start_ns);
+            boxed.restart(context, name, local, start);
             boxed
         }
-        None => Box::new(FinishedSpan::started(context, name, local, start_ns)),
+        None => Box::new(FinishedSpan::started(context, name, local, start)),
     }
 }
 
