@@ -101,21 +101,42 @@ impl Drop for ContextGuard {
     }
 }
 
-/// The task slot installed for one poll (or one drop) of a [`WithContext`]: on exit the task's
-/// context, as the future left it, goes back into the future, and the outer slot is restored,
-/// also when the poll panics.
-struct TaskScope<'a> {
+/// A future's own copy of its task's context, for wrapper futures that poll an inner future
+/// with a context current ([`WithContext`] is one). Enter it around every poll of the inner
+/// future and around the inner future's drop: the context is current for that long, and what
+/// the inner future changes (a [`set_current`] guard held across `.await`) is kept here for the
+/// next poll. An adapter whose own future already wraps the inner one (the HTTP response
+/// future) uses it to avoid a second layer of futures, each of which copies the output.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskSlot(Packed);
+
+impl TaskSlot {
+    /// A slot holding `ctx`.
+    #[inline]
+    pub fn new(ctx: Option<SpanContext>) -> TaskSlot {
+        TaskSlot(Packed::new(ctx).with(TASK))
+    }
+
+    /// Makes this slot the task's context until the scope drops, also when the poll panics.
+    #[inline]
+    pub fn enter(&mut self) -> TaskScope<'_> {
+        let outer = TASK_CONTEXT.with(|task| task.replace(self.0));
+        TaskScope {
+            slot: &mut self.0,
+            outer,
+        }
+    }
+}
+
+/// The task's context installed from a [`TaskSlot`] for one poll (or one drop): on exit the
+/// task's context, as the inner future left it, goes back into the slot, and the outer context
+/// is restored.
+#[must_use = "the slot's context is current only while the scope lives"]
+#[derive(Debug)]
+pub struct TaskScope<'a> {
     /// The task's context, marked [`TASK`].
     slot: &'a mut Packed,
     outer: Packed,
-}
-
-impl<'a> TaskScope<'a> {
-    #[inline]
-    fn enter(slot: &'a mut Packed) -> TaskScope<'a> {
-        let outer = TASK_CONTEXT.with(|task| task.replace(*slot));
-        TaskScope { slot, outer }
-    }
 }
 
 impl Drop for TaskScope<'_> {
@@ -136,7 +157,7 @@ pin_project_lite::pin_project! {
     pub struct WithContext<F> {
         #[pin]
         inner: Option<F>,
-        ctx: Packed,
+        ctx: TaskSlot,
         span: Option<Span>,
     }
 
@@ -144,7 +165,7 @@ pin_project_lite::pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let mut this = this.project();
             if this.inner.as_ref().is_some() {
-                let _scope = TaskScope::enter(this.ctx);
+                let _scope = this.ctx.enter();
                 this.inner.set(None);
             }
         }
@@ -156,7 +177,7 @@ impl<F> WithContext<F> {
     fn new(inner: F, ctx: Option<SpanContext>, span: Option<Span>) -> WithContext<F> {
         WithContext {
             inner: Some(inner),
-            ctx: Packed::new(ctx).with(TASK),
+            ctx: TaskSlot::new(ctx),
             span,
         }
     }
@@ -170,7 +191,7 @@ impl<F: Future> Future for WithContext<F> {
         let this = self.project();
         let mut inner = this.inner;
         let out = {
-            let _scope = TaskScope::enter(this.ctx);
+            let _scope = this.ctx.enter();
             let out = match inner.as_mut().as_pin_mut() {
                 Some(inner) => inner.poll(cx),
                 None => panic!("`WithContext` polled after completion"),

@@ -57,7 +57,7 @@ pub use config::{ConfigError, TracerBuilder};
 pub use context::{Extracted, SamplingState, SpanContext};
 pub use current::{
     current, set_current, spawn, spawn_blocking, spawn_thread, wrap, wrap_fn, ContextGuard,
-    FutureExt, WithContext,
+    FutureExt, TaskScope, TaskSlot, WithContext,
 };
 pub use id::{random_u64, HexId, IdError, SpanId, TraceId};
 pub use record::{Annotation, Endpoint, FinishedSpan, InlineStr, Kind, TagValue};

@@ -27,7 +27,7 @@ use http::{Request, Response, Uri};
 use std::fmt;
 use std::net::IpAddr;
 use std::task::{Context, Poll};
-use tdist_core::{set_current, Endpoint, FutureExt, Kind, Span, TagValue, Tracer};
+use tdist_core::{set_current, Endpoint, Kind, Span, TagValue, Tracer};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -122,7 +122,7 @@ where
             let _current = set_current(ctx);
             self.inner.call(req)
         };
-        ResponseFuture::new(fut.with_context(ctx), span, 400)
+        ResponseFuture::new(fut, span, 400)
     }
 }
 

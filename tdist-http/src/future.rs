@@ -8,26 +8,38 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use tdist_core::{set_current, Span, WithContext};
+use tdist_core::{set_current, Span, TaskSlot};
 
 pin_project_lite::pin_project! {
     /// The response future of [`TraceServer`](crate::TraceServer) and
     /// [`TraceClient`](crate::TraceClient): polls the inner future with the span's context
-    /// current, tags the status, and hands the span to the response body.
+    /// current (and drops it so), tags the status, and hands the span to the response body.
     #[derive(Debug)]
     pub struct ResponseFuture<F> {
         #[pin]
-        inner: WithContext<F>,
+        inner: Option<F>,
+        slot: TaskSlot,
         span: Option<Span>,
         error_from: u16,
+    }
+
+    impl<F> PinnedDrop for ResponseFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            if this.inner.as_ref().is_some() {
+                let _scope = this.slot.enter();
+                this.inner.set(None);
+            }
+        }
     }
 }
 
 impl<F> ResponseFuture<F> {
     #[inline]
-    pub(crate) fn new(inner: WithContext<F>, span: Span, error_from: u16) -> ResponseFuture<F> {
+    pub(crate) fn new(inner: F, span: Span, error_from: u16) -> ResponseFuture<F> {
         ResponseFuture {
-            inner,
+            inner: Some(inner),
+            slot: TaskSlot::new(Some(span.context())),
             span: Some(span),
             error_from,
         }
@@ -43,8 +55,17 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let out = std::task::ready!(this.inner.poll(cx));
+        let mut this = self.project();
+        let out = {
+            let _scope = this.slot.enter();
+            let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+                panic!("`ResponseFuture` polled after completion");
+            };
+            let out = std::task::ready!(inner.poll(cx));
+            // Dropped here, in the scope this poll already has.
+            this.inner.set(None);
+            out
+        };
         let mut span = this.span.take();
         Poll::Ready(match out {
             Ok(response) => {
@@ -149,5 +170,75 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use std::task::Waker;
+    use tdist_core::export::InMemory;
+    use tdist_core::{current, SpanContext, Tracer};
+
+    /// What was current at each poll and at the drop.
+    type Seen = Arc<Mutex<Vec<(&'static str, Option<SpanContext>)>>>;
+
+    /// Pending once, then ready; records the current context on every poll and on drop.
+    struct Probe {
+        polls: usize,
+        seen: Seen,
+    }
+
+    impl Future for Probe {
+        type Output = Result<Response<String>, std::convert::Infallible>;
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            self.seen.lock().unwrap().push(("poll", current()));
+            self.polls += 1;
+            if self.polls == 1 {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            Poll::Ready(Ok(Response::new(String::new())))
+        }
+    }
+
+    impl Drop for Probe {
+        fn drop(&mut self) {
+            self.seen.lock().unwrap().push(("drop", current()));
+        }
+    }
+
+    #[test]
+    fn the_inner_future_is_polled_and_dropped_with_the_span_current() {
+        let tracer = Tracer::builder()
+            .transport(InMemory::new())
+            .build()
+            .unwrap();
+        let mut cx = Context::from_waker(Waker::noop());
+        for cancel in [false, true] {
+            let seen = Seen::default();
+            let span = tracer.root_span("request");
+            let ctx = Some(span.context());
+            let probe = Probe {
+                polls: 0,
+                seen: seen.clone(),
+            };
+            let mut fut = Box::pin(ResponseFuture::new(probe, span, 500));
+            assert!(fut.as_mut().poll(&mut cx).is_pending());
+            if !cancel {
+                assert!(fut.as_mut().poll(&mut cx).is_ready());
+            }
+            drop(fut);
+            assert_eq!(current(), None, "nothing leaks to the thread");
+            let seen = seen.lock().unwrap();
+            let expected: &[&str] = if cancel {
+                &["poll", "drop"]
+            } else {
+                &["poll", "poll", "drop"]
+            };
+            assert_eq!(seen.iter().map(|s| s.0).collect::<Vec<_>>(), expected);
+            assert!(seen.iter().all(|s| s.1 == ctx), "{seen:?}");
+        }
     }
 }

@@ -48,7 +48,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::task::{Context, Poll};
 use tdist_core::propagation::extract;
-use tdist_core::{set_current, Extracted, FutureExt, Kind, Span, TagValue, Tracer};
+use tdist_core::{set_current, Extracted, Kind, Span, TagValue, Tracer};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -161,7 +161,7 @@ where
             let _current = set_current(ctx);
             self.inner.call(req)
         };
-        ResponseFuture::new(fut.with_context(ctx), span, 500)
+        ResponseFuture::new(fut, span, 500)
     }
 }
 
