@@ -348,6 +348,30 @@ fn next_u64() -> u64 {
     })
 }
 
+/// A new trace's ids, 128-bit or 64-bit, and its root span id, from one visit to the generator.
+#[inline]
+pub(crate) fn random_trace_and_span(trace_128: bool) -> (TraceId, SpanId) {
+    RNG.with(|s| {
+        let mut state = s.get();
+        let mut next = || loop {
+            state = state.wrapping_add(0xa076_1d64_78bd_642f);
+            let t = u128::from(state) * u128::from(state ^ 0xe703_7ed1_a0b4_28db);
+            let v = ((t >> 64) as u64) ^ (t as u64);
+            if v != 0 {
+                return v;
+            }
+        };
+        let high = if trace_128 { next() } else { 0 };
+        let low = next();
+        let span = next();
+        s.set(state);
+        (
+            TraceId { high, low },
+            SpanId(NonZeroU64::new(span).expect("never zero")),
+        )
+    })
+}
+
 #[inline]
 fn random_non_zero() -> u64 {
     loop {

@@ -26,7 +26,6 @@ use crate::config::{ConfigError, TracerBuilder};
 use crate::context::{Extracted, SamplingState, SpanContext};
 use crate::current::current;
 use crate::export::{FlushError, Reporter, Stats};
-use crate::id::{SpanId, TraceId};
 use crate::propagation::Propagation;
 use crate::record::{intern_endpoint, Endpoint};
 use crate::sampler::Sampler;
@@ -190,13 +189,9 @@ impl Tracer {
 
     #[inline]
     fn new_trace(&self, inbound: SamplingState, name: impl Into<Cow<'static, str>>) -> Span {
-        let trace_id = if self.inner.trace_id_128 {
-            TraceId::random_128()
-        } else {
-            TraceId::random_64()
-        };
+        let (trace_id, span_id) = crate::id::random_trace_and_span(self.inner.trace_id_128);
         let sampling = self.inner.sampler.decide(inbound, trace_id);
-        let ctx = SpanContext::new(trace_id, SpanId::random()).with_sampling(sampling);
+        let ctx = SpanContext::new(trace_id, span_id).with_sampling(sampling);
         self.start(ctx, name)
     }
 

@@ -445,13 +445,25 @@ struct LocalEntry {
     since_wake: usize,
 }
 
-thread_local! {
-    static LOCAL: RefCell<Vec<LocalEntry>> = const { RefCell::new(Vec::new()) };
+/// What a thread keeps for the spans it finishes (one thread-local, so finishing a span takes
+/// one borrow).
+struct ThreadState {
+    /// This thread's ring for each reporter it has finished spans for.
+    entries: Vec<LocalEntry>,
     /// Record boxes of spans this thread finished, for its next spans: a box is filled, read and
     /// emptied on one thread, so its cache lines stay on that core. The boxes are what is kept
     /// (a live span owns one), so `Vec<Box<_>>` is meant.
     #[allow(clippy::vec_box)]
-    static FREE: RefCell<Vec<Box<FinishedSpan>>> = const { RefCell::new(Vec::new()) };
+    free: Vec<Box<FinishedSpan>>,
+}
+
+thread_local! {
+    static LOCAL: RefCell<ThreadState> = const {
+        RefCell::new(ThreadState {
+            entries: Vec::new(),
+            free: Vec::new(),
+        })
+    };
 }
 
 /// A record box for a new span: one this thread emptied before, else a new allocation.
@@ -462,8 +474,8 @@ pub(crate) fn record_box(
     local: &'static crate::record::Endpoint,
     start: crate::clock::Stamp,
 ) -> Box<FinishedSpan> {
-    let recycled = FREE
-        .try_with(|free| free.try_borrow_mut().ok()?.pop())
+    let recycled = LOCAL
+        .try_with(|local| local.try_borrow_mut().ok()?.free.pop())
         .ok()
         .flatten();
     match recycled {
@@ -473,18 +485,6 @@ pub(crate) fn record_box(
         }
         None => Box::new(FinishedSpan::started(context, name, local, start)),
     }
-}
-
-/// Keeps an emptied record box for this thread's next span, up to [`FREE_BOXES`].
-#[inline]
-fn recycle(boxed: Box<FinishedSpan>) {
-    let _ = FREE.try_with(|free| {
-        if let Ok(mut free) = free.try_borrow_mut() {
-            if free.len() < FREE_BOXES {
-                free.push(boxed);
-            }
-        }
-    });
 }
 
 #[inline]
@@ -507,10 +507,11 @@ pub(crate) fn submit(reporter: u64, mut span: Box<FinishedSpan>) {
         let Ok(mut local) = local.try_borrow_mut() else {
             return;
         };
-        let Some(idx) = entry_index(&mut local, reporter) else {
+        let ThreadState { entries, free } = &mut *local;
+        let Some(idx) = entry_index(entries, reporter) else {
             return;
         };
-        let entry = &mut local[idx];
+        let entry = &mut entries[idx];
         let q = &entry.queue;
         match entry.producer.push(span.take()) {
             Ok(()) => {
@@ -530,13 +531,15 @@ pub(crate) fn submit(reporter: u64, mut span: Box<FinishedSpan>) {
             match entry.shared.upgrade() {
                 Some(s) => s.wake(),
                 None => {
-                    local.swap_remove(idx);
+                    entries.swap_remove(idx);
                 }
             }
         }
+        // The emptied box is kept for this thread's next span, up to `FREE_BOXES`.
+        if free.len() < FREE_BOXES {
+            free.push(span);
+        }
     });
-    // Emptied unless this thread's locals are gone, in which case the span is lost either way.
-    recycle(span);
 }
 
 fn register(reporter: u64) -> Option<LocalEntry> {
