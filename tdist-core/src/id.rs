@@ -337,14 +337,33 @@ fn seed() -> u64 {
 
 use std::hash::Hash;
 
-/// wyrand: one multiply per value, passes BigCrush, state per thread.
+/// One step of wyrand (one multiply per value, passes BigCrush) on `state`.
+#[inline]
+fn wyrand(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0xa076_1d64_78bd_642f);
+    let t = u128::from(*state) * u128::from(*state ^ 0xe703_7ed1_a0b4_28db);
+    ((t >> 64) as u64) ^ (t as u64)
+}
+
+/// The next non-zero value of wyrand on `state` (ids are never zero).
+#[inline]
+fn wyrand_non_zero(state: &mut u64) -> u64 {
+    loop {
+        let v = wyrand(state);
+        if v != 0 {
+            return v;
+        }
+    }
+}
+
+/// The next value of this thread's generator.
 #[inline]
 fn next_u64() -> u64 {
     RNG.with(|s| {
-        let x = s.get().wrapping_add(0xa076_1d64_78bd_642f);
-        s.set(x);
-        let t = u128::from(x) * u128::from(x ^ 0xe703_7ed1_a0b4_28db);
-        ((t >> 64) as u64) ^ (t as u64)
+        let mut state = s.get();
+        let v = wyrand(&mut state);
+        s.set(state);
+        v
     })
 }
 
@@ -353,17 +372,13 @@ fn next_u64() -> u64 {
 pub(crate) fn random_trace_and_span(trace_128: bool) -> (TraceId, SpanId) {
     RNG.with(|s| {
         let mut state = s.get();
-        let mut next = || loop {
-            state = state.wrapping_add(0xa076_1d64_78bd_642f);
-            let t = u128::from(state) * u128::from(state ^ 0xe703_7ed1_a0b4_28db);
-            let v = ((t >> 64) as u64) ^ (t as u64);
-            if v != 0 {
-                return v;
-            }
+        let high = if trace_128 {
+            wyrand_non_zero(&mut state)
+        } else {
+            0
         };
-        let high = if trace_128 { next() } else { 0 };
-        let low = next();
-        let span = next();
+        let low = wyrand_non_zero(&mut state);
+        let span = wyrand_non_zero(&mut state);
         s.set(state);
         (
             TraceId { high, low },
@@ -372,14 +387,15 @@ pub(crate) fn random_trace_and_span(trace_128: bool) -> (TraceId, SpanId) {
     })
 }
 
+/// The next non-zero value of this thread's generator.
 #[inline]
 fn random_non_zero() -> u64 {
-    loop {
-        let v = next_u64();
-        if v != 0 {
-            return v;
-        }
-    }
+    RNG.with(|s| {
+        let mut state = s.get();
+        let v = wyrand_non_zero(&mut state);
+        s.set(state);
+        v
+    })
 }
 
 /// A random `u64` from the per-thread generator (for jitter and sampling tests).
