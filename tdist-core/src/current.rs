@@ -102,10 +102,11 @@ impl Drop for ContextGuard {
 }
 
 /// A future's own copy of its task's context, for wrapper futures that poll an inner future
-/// with a context current ([`WithContext`] is one). Enter it around every poll of the inner
-/// future and around the inner future's drop: the context is current for that long, and what
-/// the inner future changes (a [`set_current`] guard held across `.await`) is kept here for the
-/// next poll. An adapter whose own future already wraps the inner one (the HTTP response
+/// with a context current ([`WithContext`] is one). Poll the inner future with
+/// [`poll_inner`](Self::poll_inner) and drop it with [`drop_inner`](Self::drop_inner) (or
+/// [`enter`](Self::enter) the slot around other work): the context is current for that long,
+/// and what the inner future changes (a [`set_current`] guard held across `.await`) is kept here
+/// for the next poll. An adapter whose own future already wraps the inner one (the HTTP response
 /// future) uses it to avoid a second layer of futures, each of which copies the output.
 #[derive(Debug, Clone, Copy)]
 pub struct TaskSlot(Packed);
@@ -124,6 +125,35 @@ impl TaskSlot {
         TaskScope {
             slot: &mut self.0,
             outer,
+        }
+    }
+
+    /// Polls `inner` with this slot's context current; a future that completes is dropped in
+    /// the same scope. Panics when polled again after completion.
+    #[inline]
+    pub fn poll_inner<F: Future>(
+        &mut self,
+        mut inner: Pin<&mut Option<F>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<F::Output> {
+        let _scope = self.enter();
+        let out = match inner.as_mut().as_pin_mut() {
+            Some(f) => f.poll(cx),
+            None => panic!("a tdist-scoped future polled after completion"),
+        };
+        if out.is_ready() {
+            inner.set(None);
+        }
+        out
+    }
+
+    /// Drops `inner`, if it has not completed, with this slot's context current: for the
+    /// `Drop` of a wrapper future.
+    #[inline]
+    pub fn drop_inner<F>(&mut self, mut inner: Pin<&mut Option<F>>) {
+        if inner.as_ref().is_some() {
+            let _scope = self.enter();
+            inner.set(None);
         }
     }
 }
@@ -163,11 +193,8 @@ pin_project_lite::pin_project! {
 
     impl<F> PinnedDrop for WithContext<F> {
         fn drop(this: Pin<&mut Self>) {
-            let mut this = this.project();
-            if this.inner.as_ref().is_some() {
-                let _scope = this.ctx.enter();
-                this.inner.set(None);
-            }
+            let this = this.project();
+            this.ctx.drop_inner(this.inner);
         }
     }
 }
@@ -189,20 +216,9 @@ impl<F: Future> Future for WithContext<F> {
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let mut inner = this.inner;
-        let out = {
-            let _scope = this.ctx.enter();
-            let out = match inner.as_mut().as_pin_mut() {
-                Some(inner) => inner.poll(cx),
-                None => panic!("`WithContext` polled after completion"),
-            };
-            if out.is_ready() {
-                // Dropped here, in the scope this poll already has, rather than in a scope of
-                // its own when the wrapper drops.
-                inner.set(None);
-            }
-            out
-        };
+        // A completed future is dropped in the scope this poll already has, rather than in a
+        // scope of its own when the wrapper drops.
+        let out = this.ctx.poll_inner(this.inner, cx);
         if out.is_ready() {
             if let Some(span) = this.span.take() {
                 span.finish();

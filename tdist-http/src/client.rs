@@ -27,7 +27,7 @@ use http::{Request, Response, Uri};
 use std::fmt;
 use std::net::IpAddr;
 use std::task::{Context, Poll};
-use tdist_core::{set_current, Endpoint, Kind, Span, TagValue, Tracer};
+use tdist_core::{Endpoint, Kind, Span, TagValue, Tracer};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -117,12 +117,7 @@ where
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let span = self.start(&mut req);
-        let ctx = Some(span.context());
-        let fut = {
-            let _current = set_current(ctx);
-            self.inner.call(req)
-        };
-        ResponseFuture::new(fut, span, 400)
+        ResponseFuture::call(&mut self.inner, req, span, 400)
     }
 }
 

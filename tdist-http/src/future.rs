@@ -25,16 +25,27 @@ pin_project_lite::pin_project! {
 
     impl<F> PinnedDrop for ResponseFuture<F> {
         fn drop(this: Pin<&mut Self>) {
-            let mut this = this.project();
-            if this.inner.as_ref().is_some() {
-                let _scope = this.slot.enter();
-                this.inner.set(None);
-            }
+            let this = this.project();
+            this.slot.drop_inner(this.inner);
         }
     }
 }
 
 impl<F> ResponseFuture<F> {
+    /// Calls `service` with `span`'s context current and wraps the future it returns: the
+    /// common end of the server and client layers' `call`.
+    #[inline]
+    pub(crate) fn call<S, Req>(service: &mut S, req: Req, span: Span, error_from: u16) -> Self
+    where
+        S: tower_service::Service<Req, Future = F>,
+    {
+        let fut = {
+            let _current = set_current(Some(span.context()));
+            service.call(req)
+        };
+        ResponseFuture::new(fut, span, error_from)
+    }
+
     #[inline]
     pub(crate) fn new(inner: F, span: Span, error_from: u16) -> ResponseFuture<F> {
         ResponseFuture {
@@ -55,17 +66,8 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        let out = {
-            let _scope = this.slot.enter();
-            let Some(inner) = this.inner.as_mut().as_pin_mut() else {
-                panic!("`ResponseFuture` polled after completion");
-            };
-            let out = std::task::ready!(inner.poll(cx));
-            // Dropped here, in the scope this poll already has.
-            this.inner.set(None);
-            out
-        };
+        let this = self.project();
+        let out = std::task::ready!(this.slot.poll_inner(this.inner, cx));
         let mut span = this.span.take();
         Poll::Ready(match out {
             Ok(response) => {

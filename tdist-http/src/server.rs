@@ -48,7 +48,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::task::{Context, Poll};
 use tdist_core::propagation::extract;
-use tdist_core::{set_current, Extracted, Kind, Span, TagValue, Tracer};
+use tdist_core::{Extracted, Kind, Span, TagValue, Tracer};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -156,12 +156,7 @@ where
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let span = self.start(&req);
-        let ctx = Some(span.context());
-        let fut = {
-            let _current = set_current(ctx);
-            self.inner.call(req)
-        };
-        ResponseFuture::new(fut, span, 500)
+        ResponseFuture::call(&mut self.inner, req, span, 500)
     }
 }
 
