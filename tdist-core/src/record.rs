@@ -300,7 +300,7 @@ pub struct FinishedSpan {
 }
 
 impl FinishedSpan {
-    /// A record being started at `start_ns`.
+    /// A record being started at `start`.
     pub(crate) fn started(
         context: SpanContext,
         name: Cow<'static, str>,
