@@ -12,7 +12,7 @@
 //! | `OTEL_BSP_EXPORT_TIMEOUT` | ms per batch, retries included | 30000 |
 //! | `TDIST_TRANSPORT` | `stdout`, `file` or `none` (adapter crates add theirs) | `none` |
 //! | `TDIST_FILE` | JSON-lines file for the `file` transport (setting it selects `file`) | |
-//! | `TDIST_LOCAL_QUEUE_SIZE` | spans buffered per thread (368 bytes each) | 2048 |
+//! | `TDIST_LOCAL_QUEUE_SIZE` | spans buffered per thread (376 bytes each) | 2048 |
 //! | `TDIST_EXPORT_RETRIES` | retries of a retryable failure | 3 |
 //! | `TDIST_SHUTDOWN_TIMEOUT` | ms a flush or shutdown may take | 5000 |
 //! | `TDIST_TRUST_DEBUG` | honour inbound debug flags (`false` at a trust boundary) | `true` |
