@@ -6,6 +6,10 @@
 //!
 //! `hyper_hello_interleaved` measures plain and traced servers in alternating chunks of requests,
 //! so both see the same machine; it is the figure to read for the throughput ratio.
+//! `hyper_hello_peers` does the same with the peers' tower layers beside tdist's, each
+//! publishing through its own default pipeline to an exporter that counts:
+//! `fastrace-tower`, `opentelemetry-instrumentation-tower` (opentelemetry_sdk) and `tower-http`'s
+//! `TraceLayer` with `tracing-opentelemetry`.
 //!
 //! Client and server share one current-thread runtime. Two measures per variant:
 //! `wall/*` is elapsed time per request (requests/s is its inverse), and `cpu/*` is the CPU time
@@ -21,14 +25,21 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use rustix::time::ClockId;
 use std::convert::Infallible;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tdist_core::export::NoopTransport;
 use tdist_core::Tracer;
 use tdist_http::ServerLayer;
 use tokio::net::{TcpListener, TcpStream};
 use tower::Layer;
+use tracing_subscriber::layer::SubscriberExt;
 
 async fn hello(_req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(Response::new(Full::new(Bytes::from_static(
@@ -36,8 +47,26 @@ async fn hello(_req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
     ))))
 }
 
-/// Starts a server (traced or not) and returns a connected keep-alive client.
-async fn setup(tracer: Option<Tracer>) -> SendRequest<Empty<Bytes>> {
+/// A hello-world server: plain, with the tdist server layer, or with a peer's layer.
+#[derive(Clone)]
+enum Server {
+    Plain,
+    Tdist(Tracer),
+    /// `fastrace-tower`'s server layer: a root span per request (named after the method, no
+    /// tags, `traceparent` only), ended when the response future completes.
+    Fastrace,
+    /// `opentelemetry-instrumentation-tower` (tracing on, metrics off) over opentelemetry_sdk's
+    /// batch span processor: a SERVER span with the HTTP semantic-convention attributes, ended
+    /// when the response future completes.
+    Otel,
+    /// `tower-http`'s `TraceLayer` with `tracing-opentelemetry` over opentelemetry_sdk: the
+    /// stack most tower services use (no context extraction in its default form).
+    TowerHttp(tracing::Dispatch),
+}
+
+/// Starts `server` and returns a connected keep-alive client.
+async fn setup(server: Server) -> SendRequest<Empty<Bytes>> {
+    use tracing::instrument::WithSubscriber;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -45,14 +74,37 @@ async fn setup(tracer: Option<Tracer>) -> SendRequest<Empty<Bytes>> {
         stream.set_nodelay(true).unwrap();
         let io = TokioIo::new(stream);
         let http = hyper::server::conn::http1::Builder::new();
-        let _ = match tracer {
-            None => {
-                let svc = TowerToHyperService::new(tower::service_fn(hello));
-                http.serve_connection(io, svc).await
-            }
-            Some(t) => {
-                let svc = ServerLayer::new(t).layer(tower::service_fn(hello));
+        let svc = tower::service_fn(hello);
+        let _ = match server {
+            Server::Plain => {
                 http.serve_connection(io, TowerToHyperService::new(svc))
+                    .await
+            }
+            Server::Tdist(t) => {
+                let svc = ServerLayer::new(t).layer(svc);
+                http.serve_connection(io, TowerToHyperService::new(svc))
+                    .await
+            }
+            Server::Fastrace => {
+                let svc = fastrace_tower::FastraceServerLayer::default().layer(svc);
+                http.serve_connection(io, TowerToHyperService::new(svc))
+                    .await
+            }
+            Server::Otel => {
+                let svc =
+                    opentelemetry_instrumentation_tower::http::server::LayerBuilder::builder()
+                        .with_metrics(false)
+                        .build()
+                        .unwrap()
+                        .layer(svc);
+                http.serve_connection(io, TowerToHyperService::new(svc))
+                    .await
+            }
+            Server::TowerHttp(dispatch) => {
+                // The subscriber is current only while this connection is polled.
+                let svc = tower_http::trace::TraceLayer::new_for_http().layer(svc);
+                http.serve_connection(io, TowerToHyperService::new(svc))
+                    .with_subscriber(dispatch)
                     .await
             }
         };
@@ -123,7 +175,8 @@ fn server(c: &mut Criterion) {
         ("server_layer_b3_caller", Some(tracer.clone()), &b3),
     ];
     for (name, t, headers) in variants {
-        let mut sender = rt.block_on(setup(t));
+        let server = t.map_or(Server::Plain, Server::Tdist);
+        let mut sender = rt.block_on(setup(server));
         g.bench_function(format!("wall/{name}"), |b| {
             b.iter_custom(|iters| {
                 rt.block_on(async {
@@ -154,69 +207,204 @@ fn server(c: &mut Criterion) {
 /// Requests per chunk in the interleaved measurement (~0.3 ms of requests).
 const CHUNK: u64 = 32;
 
-/// Plain and traced servers measured in alternation, chunk by chunk, so that both see the same
-/// machine: on two shared vCPUs the speed of the guest drifts by 10–30% over seconds, more than
-/// the layer costs, and separate sequential runs compare different machines. Criterion reports
-/// the traced server's time per request; the plain server's chunks, run between them, are timed
-/// too, and the ratio of the two totals is printed after each bench. `wall/*` is elapsed time;
-/// `thread_cpu/*` the runtime thread's CPU time (the reporter thread's work is left out there
-/// and shows in the sequential `cpu/*` figures above).
+/// Counts the spans a peer's exporter receives.
+#[derive(Clone, Debug, Default)]
+struct Count(Arc<AtomicU64>);
+
+impl Count {
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl fastrace::collector::Reporter for Count {
+    fn report(&mut self, spans: Vec<fastrace::collector::SpanRecord>) {
+        self.0.fetch_add(spans.len() as u64, Ordering::Relaxed);
+    }
+}
+
+impl SpanExporter for Count {
+    fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
+        self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        std::future::ready(Ok(()))
+    }
+}
+
+/// The peers' pipelines, each with its default batching and an exporter that only counts.
+struct Peers {
+    fastrace: Count,
+    otel: (Count, SdkTracerProvider),
+    tower_http: (Count, SdkTracerProvider),
+    dispatch: tracing::Dispatch,
+}
+
+impl Peers {
+    fn install() -> Peers {
+        let fastrace = Count::default();
+        fastrace::set_reporter(fastrace.clone(), fastrace::collector::Config::default());
+        let otel = Count::default();
+        let otel_provider = SdkTracerProvider::builder()
+            .with_batch_exporter(otel.clone())
+            .build();
+        opentelemetry::global::set_tracer_provider(otel_provider.clone());
+        opentelemetry::global::set_text_map_propagator(
+            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+        );
+        let tower_http = Count::default();
+        let tower_provider = SdkTracerProvider::builder()
+            .with_batch_exporter(tower_http.clone())
+            .build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(tower_provider.tracer("bench")));
+        Peers {
+            fastrace,
+            otel: (otel, otel_provider),
+            tower_http: (tower_http, tower_provider),
+            dispatch: tracing::Dispatch::new(subscriber),
+        }
+    }
+
+    /// Flushes every peer pipeline and returns the spans each exporter received.
+    fn received(&self) -> [(&'static str, u64); 3] {
+        fastrace::flush();
+        let _ = self.otel.1.force_flush();
+        let _ = self.tower_http.1.force_flush();
+        [
+            (FASTRACE, self.fastrace.get()),
+            (OTEL, self.otel.0.get()),
+            (TOWER_HTTP, self.tower_http.0.get()),
+        ]
+    }
+}
+
+const TDIST: &str = "tdist";
+const FASTRACE: &str = "fastrace-tower";
+const OTEL: &str = "opentelemetry-instrumentation-tower";
+const TOWER_HTTP: &str = "tower-http+tracing-opentelemetry";
+
+/// Plain and traced servers measured in alternation, chunk by chunk, so that all see the
+/// same machine: on two shared vCPUs the speed of the guest drifts by 10–30% over seconds,
+/// more than a layer costs, and separate sequential runs compare different machines.
+/// Criterion reports the first traced server's time per request; the plain server's chunks
+/// and the other traced servers', run between its chunks, are timed too, and the ratio of each
+/// one's total to the plain server's is printed after each bench. `wall` is elapsed time;
+/// `thread_cpu` the runtime thread's CPU time (background threads' work is left out there and
+/// shows in the sequential `cpu/*` figures above). Returns the requests sent to each server.
+fn interleaved(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &tokio::runtime::Runtime,
+    bench: &str,
+    clocks: &[&str],
+    servers: &mut [(&str, SendRequest<Empty<Bytes>>)],
+    headers: &[(&str, &str)],
+) -> Vec<u64> {
+    let mut plain = rt.block_on(setup(Server::Plain));
+    let mut sent = vec![0u64; servers.len()];
+    for clock in clocks {
+        let now = || match *clock {
+            "wall" => START.elapsed().as_nanos() as u64,
+            _ => cpu_ns(ClockId::ThreadCPUTime),
+        };
+        // Totals over every chunk of this bench: plain ns, each server's ns, requests each.
+        let mut plain_ns = 0u64;
+        let mut server_ns = vec![0u64; servers.len()];
+        let mut total = 0u64;
+        g.bench_function(format!("{clock}/{bench}"), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut first_ns = 0u64;
+                    let mut done = 0;
+                    while done < iters {
+                        let n = CHUNK.min(iters - done);
+                        let t = now();
+                        requests(&mut plain, n, headers).await;
+                        plain_ns += now() - t;
+                        for (i, (_, sender)) in servers.iter_mut().enumerate() {
+                            let t = now();
+                            requests(sender, n, headers).await;
+                            let ns = now() - t;
+                            server_ns[i] += ns;
+                            sent[i] += n;
+                            if i == 0 {
+                                first_ns += ns;
+                            }
+                        }
+                        total += n;
+                        done += n;
+                    }
+                    Duration::from_nanos(first_ns)
+                })
+            })
+        });
+        if total == 0 {
+            continue; // filtered out
+        }
+        let per = |ns: u64| ns as f64 / total as f64 / 1000.0;
+        let mut line = format!("{bench} {clock}: plain {:.2} us", per(plain_ns));
+        for ((name, _), ns) in servers.iter().zip(&server_ns) {
+            let change = (*ns as f64 / plain_ns as f64 - 1.0) * 100.0;
+            line += &format!("; {name} {:.2} us, {change:+.1}%", per(*ns));
+        }
+        eprintln!("{line} per request ({total} requests each)");
+    }
+    sent
+}
+
+/// The tdist server layer against the plain server, without and with a B3 caller: the
+/// throughput figure.
 fn server_interleaved(c: &mut Criterion) {
     let (rt, tracer) = runtime_and_tracer();
-    let b3 = B3_CALLER;
-    let mut plain = rt.block_on(setup(None));
-    let mut traced = rt.block_on(setup(Some(tracer.clone())));
     let mut g = c.benchmark_group("hyper_hello_interleaved");
     g.throughput(Throughput::Elements(1));
-    type Headers<'a> = &'a [(&'a str, &'a str)];
-    let forms: [(&str, Headers<'_>); 2] = [("", &[]), ("_b3_caller", &b3)];
-    for (suffix, headers) in forms {
-        for clock in ["wall", "thread_cpu"] {
-            let now = || match clock {
-                "wall" => START.elapsed().as_nanos() as u64,
-                _ => cpu_ns(ClockId::ThreadCPUTime),
-            };
-            // Totals over every chunk of this bench: (plain ns, traced ns, requests each).
-            let mut totals = (0u64, 0u64, 0u64);
-            g.bench_function(format!("{clock}/server_layer{suffix}"), |b| {
-                b.iter_custom(|iters| {
-                    rt.block_on(async {
-                        let mut traced_ns = 0u64;
-                        let mut done = 0;
-                        while done < iters {
-                            let n = CHUNK.min(iters - done);
-                            let t = now();
-                            requests(&mut plain, n, headers).await;
-                            let p = now();
-                            requests(&mut traced, n, headers).await;
-                            let e = now();
-                            traced_ns += e - p;
-                            totals.0 += p - t;
-                            totals.1 += e - p;
-                            totals.2 += n;
-                            done += n;
-                        }
-                        Duration::from_nanos(traced_ns)
-                    })
-                })
-            });
-            let (p, t, n) = totals;
-            if n == 0 {
-                continue; // filtered out
-            }
-            eprintln!(
-                "interleaved {clock}{suffix}: plain {:.2} us, traced {:.2} us per request, \
-                 layer {:+.1}% ({n} requests each)",
-                p as f64 / n as f64 / 1000.0,
-                t as f64 / n as f64 / 1000.0,
-                (t as f64 / p as f64 - 1.0) * 100.0
-            );
-        }
+    let forms: [(&str, &[(&str, &str)]); 2] = [
+        ("server_layer", &[]),
+        ("server_layer_b3_caller", &B3_CALLER),
+    ];
+    for (bench, headers) in forms {
+        let mut servers = [(TDIST, rt.block_on(setup(Server::Tdist(tracer.clone()))))];
+        interleaved(
+            &mut g,
+            &rt,
+            bench,
+            &["wall", "thread_cpu"],
+            &mut servers,
+            headers,
+        );
     }
     g.finish();
     let stats = tracer.flush().unwrap();
     eprintln!("tracer stats after the interleaved run: {stats:?}");
     assert_eq!(stats.dropped, 0, "spans dropped: {stats:?}");
+}
+
+/// tdist and the peers' layers, each against the plain server, in one interleaved run without
+/// incoming headers (the peers do not read B3). Each pipeline exports to an exporter that only
+/// counts; the fraction of spans received is printed at the end.
+fn server_peers(c: &mut Criterion) {
+    let (rt, tracer) = runtime_and_tracer();
+    let peers = Peers::install();
+    let mut servers = [
+        (TDIST, rt.block_on(setup(Server::Tdist(tracer.clone())))),
+        (FASTRACE, rt.block_on(setup(Server::Fastrace))),
+        (OTEL, rt.block_on(setup(Server::Otel))),
+        (
+            TOWER_HTTP,
+            rt.block_on(setup(Server::TowerHttp(peers.dispatch.clone()))),
+        ),
+    ];
+    let mut g = c.benchmark_group("hyper_hello_peers");
+    g.throughput(Throughput::Elements(1));
+    let sent = interleaved(&mut g, &rt, "tdist", &["wall"], &mut servers, &[]);
+    g.finish();
+    let stats = tracer.flush().unwrap();
+    assert_eq!(stats.dropped, 0, "spans dropped: {stats:?}");
+    let received = [(TDIST, stats.sent)].into_iter().chain(peers.received());
+    for ((name, received), sent) in received.zip(sent) {
+        eprintln!(
+            "{name}: {received} of {sent} spans received ({:.2}% lost)",
+            (1.0 - received as f64 / sent.max(1) as f64) * 100.0
+        );
+    }
 }
 
 static START: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
@@ -315,5 +503,11 @@ fn layer_call(c: &mut Criterion) {
     tracer.flush().unwrap();
 }
 
-criterion_group!(benches, server, server_interleaved, layer_call);
+criterion_group!(
+    benches,
+    server,
+    server_interleaved,
+    server_peers,
+    layer_call
+);
 criterion_main!(benches);

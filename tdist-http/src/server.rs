@@ -161,6 +161,7 @@ where
 }
 
 /// The method as a `'static` string for the common methods (no allocation), else owned.
+#[inline]
 pub(crate) fn method_name(m: &Method) -> Cow<'static, str> {
     Cow::Borrowed(match *m {
         Method::GET => "GET",
