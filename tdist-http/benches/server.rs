@@ -361,7 +361,12 @@ fn server_interleaved(c: &mut Criterion) {
         ("server_layer_b3_caller", &B3_CALLER),
     ];
     for (bench, headers) in forms {
-        let mut servers = [(TDIST, rt.block_on(setup(Server::Tdist(tracer.clone()))))];
+        // A second plain server, measured like a traced one: its figure is the measurement's
+        // own error (connection, buffers and task placement differ between two servers).
+        let mut servers = [
+            (TDIST, rt.block_on(setup(Server::Tdist(tracer.clone())))),
+            ("plain again", rt.block_on(setup(Server::Plain))),
+        ];
         interleaved(
             &mut g,
             &rt,
