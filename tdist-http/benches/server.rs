@@ -52,6 +52,11 @@ async fn hello(_req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
 enum Server {
     Plain,
     Tdist(Tracer),
+    /// hyper's own `service_fn`, served without a tower adapter.
+    PlainHyper,
+    /// The tdist layer around hyper's `service_fn`, through hyper's `Service` trait (no tower
+    /// adapter, so no clone of the service per request).
+    TdistHyper(Tracer),
     /// `fastrace-tower`'s server layer: a root span per request (named after the method, no
     /// tags, `traceparent` only), ended when the response future completes.
     Fastrace,
@@ -84,6 +89,14 @@ async fn setup(server: Server) -> SendRequest<Empty<Bytes>> {
                 let svc = ServerLayer::new(t).layer(svc);
                 http.serve_connection(io, TowerToHyperService::new(svc))
                     .await
+            }
+            Server::PlainHyper => {
+                http.serve_connection(io, hyper::service::service_fn(hello))
+                    .await
+            }
+            Server::TdistHyper(t) => {
+                let svc = ServerLayer::new(t).layer(hyper::service::service_fn(hello));
+                http.serve_connection(io, svc).await
             }
             Server::Fastrace => {
                 let svc = fastrace_tower::FastraceServerLayer::default().layer(svc);
@@ -295,10 +308,11 @@ fn interleaved(
     rt: &tokio::runtime::Runtime,
     bench: &str,
     clocks: &[&str],
+    plain: Server,
     servers: &mut [(&str, SendRequest<Empty<Bytes>>)],
     headers: &[(&str, &str)],
 ) -> Vec<u64> {
-    let mut plain = rt.block_on(setup(Server::Plain));
+    let mut plain = rt.block_on(setup(plain));
     let mut sent = vec![0u64; servers.len()];
     for clock in clocks {
         let now = || match *clock {
@@ -351,27 +365,41 @@ fn interleaved(
 }
 
 /// The tdist server layer against the plain server, without and with a B3 caller: the
-/// throughput figure.
+/// throughput figure. Served through `hyper_util`'s `TowerToHyperService` (as tower and axum
+/// services are, the service cloned per request) and, for `hyper_service*`, as hyper services
+/// (`hyper::service::service_fn`, the layer through hyper's own `Service` trait).
 fn server_interleaved(c: &mut Criterion) {
     let (rt, tracer) = runtime_and_tracer();
     let mut g = c.benchmark_group("hyper_hello_interleaved");
     g.throughput(Throughput::Elements(1));
-    let forms: [(&str, &[(&str, &str)]); 2] = [
-        ("server_layer", &[]),
-        ("server_layer_b3_caller", &B3_CALLER),
+    type Headers<'a> = &'a [(&'a str, &'a str)];
+    let forms: [(&str, Headers<'_>, bool); 4] = [
+        ("server_layer", &[], false),
+        ("server_layer_b3_caller", &B3_CALLER, false),
+        ("hyper_service", &[], true),
+        ("hyper_service_b3_caller", &B3_CALLER, true),
     ];
-    for (bench, headers) in forms {
+    for (bench, headers, hyper_native) in forms {
+        let plain = || match hyper_native {
+            true => Server::PlainHyper,
+            false => Server::Plain,
+        };
+        let traced = match hyper_native {
+            true => Server::TdistHyper(tracer.clone()),
+            false => Server::Tdist(tracer.clone()),
+        };
         // A second plain server, measured like a traced one: its figure is the measurement's
         // own error (connection, buffers and task placement differ between two servers).
         let mut servers = [
-            (TDIST, rt.block_on(setup(Server::Tdist(tracer.clone())))),
-            ("plain again", rt.block_on(setup(Server::Plain))),
+            (TDIST, rt.block_on(setup(traced))),
+            ("plain again", rt.block_on(setup(plain()))),
         ];
         interleaved(
             &mut g,
             &rt,
             bench,
             &["wall", "thread_cpu"],
+            plain(),
             &mut servers,
             headers,
         );
@@ -399,7 +427,15 @@ fn server_peers(c: &mut Criterion) {
     ];
     let mut g = c.benchmark_group("hyper_hello_peers");
     g.throughput(Throughput::Elements(1));
-    let sent = interleaved(&mut g, &rt, "tdist", &["wall"], &mut servers, &[]);
+    let sent = interleaved(
+        &mut g,
+        &rt,
+        "tdist",
+        &["wall"],
+        Server::Plain,
+        &mut servers,
+        &[],
+    );
     g.finish();
     let stats = tracer.flush().unwrap();
     assert_eq!(stats.dropped, 0, "spans dropped: {stats:?}");

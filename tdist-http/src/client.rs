@@ -117,7 +117,7 @@ where
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let span = self.start(&mut req);
-        ResponseFuture::call(&mut self.inner, req, span, 400)
+        ResponseFuture::call(span, 400, || self.inner.call(req))
     }
 }
 

@@ -32,16 +32,13 @@ pin_project_lite::pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    /// Calls `service` with `span`'s context current and wraps the future it returns: the
-    /// common end of the server and client layers' `call`.
+    /// Runs `call` (the inner service's `call`) with `span`'s context current and wraps the
+    /// future it returns: the common end of the layers' `call`.
     #[inline]
-    pub(crate) fn call<S, Req>(service: &mut S, req: Req, span: Span, error_from: u16) -> Self
-    where
-        S: tower_service::Service<Req, Future = F>,
-    {
+    pub(crate) fn call(span: Span, error_from: u16, call: impl FnOnce() -> F) -> Self {
         let fut = {
             let _current = set_current(Some(span.context()));
-            service.call(req)
+            call()
         };
         ResponseFuture::new(fut, span, error_from)
     }

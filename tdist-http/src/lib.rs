@@ -11,6 +11,10 @@
 //! context current, so everything it does, including tasks started with [`tdist_core::spawn`],
 //! belongs to the trace. Server and client spans end when the response body ends.
 //!
+//! A [`TraceServer`] implements both tower's `Service` and hyper's own
+//! (`hyper::service::Service`), so a plain hyper server can serve it around a
+//! `hyper::service::service_fn` without `hyper_util`'s `TowerToHyperService`.
+//!
 //! ```
 //! use http::HeaderMap;
 //! use tdist_core::{export::InMemory, Tracer};

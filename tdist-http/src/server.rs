@@ -156,7 +156,26 @@ where
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let span = self.start(&req);
-        ResponseFuture::call(&mut self.inner, req, span, 500)
+        ResponseFuture::call(span, 500, || self.inner.call(req))
+    }
+}
+
+/// hyper's own service trait, whose `call` takes `&self`: a hyper server serves a
+/// `TraceServer` around a hyper service (such as `hyper::service::service_fn`) directly.
+/// Through `hyper_util`'s `TowerToHyperService` instead, the whole service (and so the tracer
+/// handle, a reference count) is cloned for every request.
+impl<S, ReqB, ResB> hyper::service::Service<Request<ReqB>> for TraceServer<S>
+where
+    S: hyper::service::Service<Request<ReqB>, Response = Response<ResB>>,
+    S::Error: fmt::Display,
+{
+    type Response = Response<crate::TracedBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn call(&self, req: Request<ReqB>) -> Self::Future {
+        let span = self.start(&req);
+        ResponseFuture::call(span, 500, || self.inner.call(req))
     }
 }
 

@@ -408,3 +408,61 @@ async fn http2_callers_are_joined() {
     assert!(s.shared());
     assert_eq!(tag(&s, "http.method").as_deref(), Some("POST"));
 }
+
+/// A hyper server serves the layer around a hyper `service_fn` directly, through hyper's own
+/// `Service` trait (no tower adapter): the caller is joined, the handler runs in the span, and
+/// the span is tagged and ends with the body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hyper_services_are_served_without_a_tower_adapter() {
+    let sink = InMemory::new();
+    let t = tracer(&sink, "backend");
+    let handler = hyper::service::service_fn(|_req: Request<Incoming>| async {
+        let current = tdist_core::current().map(|c| c.span_id().to_string());
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(
+            current.unwrap_or_default(),
+        ))))
+    });
+    let svc = ServerLayer::new(t.clone()).layer(handler);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let svc = svc.clone();
+            tokio::spawn(async move {
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, svc)
+                    .await;
+            });
+        }
+    });
+
+    let headers: [(&str, &[u8]); 3] = [
+        ("X-B3-TraceId", b"463ac35c9f6413ad48485a3953bb6124"),
+        ("X-B3-SpanId", b"a2fb4a1d1a96d312"),
+        ("X-B3-Sampled", b"1"),
+    ];
+    let (status, body) = get(addr, "/orders/7", &headers).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body, "a2fb4a1d1a96d312",
+        "the handler ran in the joined span"
+    );
+    let s = one(&spans(&sink, 1).await, Kind::Server);
+    assert_eq!(
+        s.trace_id(),
+        TraceId::from_hex("463ac35c9f6413ad48485a3953bb6124").unwrap()
+    );
+    assert_eq!(s.id(), SpanId::from_hex("a2fb4a1d1a96d312").unwrap());
+    assert!(s.shared());
+    assert_eq!(s.name(), "GET");
+    assert_eq!(tag(&s, "http.path").as_deref(), Some("/orders/7"));
+    assert_eq!(tag(&s, "http.status_code").as_deref(), Some("200"));
+
+    // Without headers: a new trace, same handling.
+    sink.clear();
+    assert_eq!(get(addr, "/", &[]).await.0, StatusCode::OK);
+    let s = one(&spans(&sink, 1).await, Kind::Server);
+    assert_eq!(s.parent_id(), None);
+    assert!(!s.shared());
+}
