@@ -71,6 +71,8 @@ pub struct ScannedHeaders<'a> {
     /// Which headers are present at all, readable or not (bit `i` for slot `i`).
     present: u8,
     traceparents: usize,
+    /// Whether the `content-type` is gRPC's.
+    grpc: bool,
 }
 
 impl<'a> ScannedHeaders<'a> {
@@ -81,9 +83,11 @@ impl<'a> ScannedHeaders<'a> {
             values: [None; 7],
             present: 0,
             traceparents: 0,
+            grpc: false,
         };
         for (name, value) in headers {
-            if let Some(i) = slot(name.as_str()) {
+            let name = name.as_str();
+            if let Some(i) = slot(name) {
                 if i == 6 {
                     scanned.traceparents += 1;
                 }
@@ -91,9 +95,18 @@ impl<'a> ScannedHeaders<'a> {
                     scanned.present |= 1 << i;
                     scanned.values[i] = readable(value);
                 }
+            } else if name.len() == 12 && name == "content-type" {
+                scanned.grpc = crate::grpc::is_grpc(value.as_bytes());
             }
         }
         scanned
+    }
+
+    /// Whether the request is a gRPC call (its `content-type` is `application/grpc` or a
+    /// variant such as `application/grpc+proto`), found in the same pass.
+    #[inline]
+    pub fn is_grpc(&self) -> bool {
+        self.grpc
     }
 
     /// Whether the headers hold none of the propagation headers (a caller that does not trace).

@@ -86,7 +86,12 @@ impl<S> TraceClient<S> {
         self.inner
     }
 
-    fn start<B>(&self, req: &mut Request<B>) -> Span {
+    /// The request's span, and whether the request is a gRPC call.
+    fn start<B>(&self, req: &mut Request<B>) -> (Span, bool) {
+        let grpc = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| crate::grpc::is_grpc(v.as_bytes()));
         let method = method_name(req.method());
         let mut span = self.tracer.span(method.clone());
         if span.is_recording() {
@@ -96,9 +101,12 @@ impl<S> TraceClient<S> {
             if let Some(remote) = remote_endpoint(req.uri()) {
                 span.set_remote_endpoint(remote);
             }
+            if grpc {
+                crate::grpc::name_span(&mut span, req.uri().path());
+            }
         }
         inject(&self.tracer, &span.context(), req.headers_mut());
-        span
+        (span, grpc)
     }
 }
 
@@ -116,8 +124,8 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
-        let span = self.start(&mut req);
-        ResponseFuture::call(span, 400, || self.inner.call(req))
+        let (span, grpc) = self.start(&mut req);
+        ResponseFuture::call(span, 400, grpc, || self.inner.call(req))
     }
 }
 

@@ -21,6 +21,7 @@ pin_project_lite::pin_project! {
         slot: TaskSlot,
         span: Option<Span>,
         error_from: u16,
+        grpc: bool,
     }
 
     impl<F> PinnedDrop for ResponseFuture<F> {
@@ -33,23 +34,25 @@ pin_project_lite::pin_project! {
 
 impl<F> ResponseFuture<F> {
     /// Runs `call` (the inner service's `call`) with `span`'s context current and wraps the
-    /// future it returns: the common end of the layers' `call`.
+    /// future it returns: the common end of the layers' `call`. Statuses from `error_from` up
+    /// mark the span as an error; `grpc` reads the outcome of a gRPC call from `grpc-status`.
     #[inline]
-    pub(crate) fn call(span: Span, error_from: u16, call: impl FnOnce() -> F) -> Self {
+    pub(crate) fn call(span: Span, error_from: u16, grpc: bool, call: impl FnOnce() -> F) -> Self {
         let fut = {
             let _current = set_current(Some(span.context()));
             call()
         };
-        ResponseFuture::new(fut, span, error_from)
+        ResponseFuture::new(fut, span, error_from, grpc)
     }
 
     #[inline]
-    pub(crate) fn new(inner: F, span: Span, error_from: u16) -> ResponseFuture<F> {
+    pub(crate) fn new(inner: F, span: Span, error_from: u16, grpc: bool) -> ResponseFuture<F> {
         ResponseFuture {
             inner: Some(inner),
             slot: TaskSlot::new(Some(span.context())),
             span: Some(span),
             error_from,
+            grpc,
         }
     }
 }
@@ -66,6 +69,7 @@ where
         let this = self.project();
         let out = std::task::ready!(this.slot.poll_inner(this.inner, cx));
         let mut span = this.span.take();
+        let mut grpc_trailers = *this.grpc;
         Poll::Ready(match out {
             Ok(response) => {
                 if let Some(span) = span.as_mut().filter(|s| s.is_recording()) {
@@ -74,8 +78,17 @@ where
                     if status >= *this.error_from {
                         span.set_error(status.to_string());
                     }
+                    // A gRPC call that fails before any message may answer with its status in
+                    // the headers and no trailers.
+                    if grpc_trailers && crate::grpc::record_status(span, response.headers()) {
+                        grpc_trailers = false;
+                    }
                 }
-                Ok(response.map(|body| TracedBody::new(body, span)))
+                Ok(response.map(|body| TracedBody {
+                    inner: body,
+                    span,
+                    grpc_trailers,
+                }))
             }
             Err(e) => {
                 if let Some(mut span) = span {
@@ -101,6 +114,8 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: B,
         span: Option<Span>,
+        // Whether trailers carry a gRPC call's status.
+        grpc_trailers: bool,
     }
 }
 
@@ -108,7 +123,11 @@ impl<B> TracedBody<B> {
     /// Wraps `inner`; `span` (if any) finishes when the body ends.
     #[inline]
     pub fn new(inner: B, span: Option<Span>) -> TracedBody<B> {
-        TracedBody { inner, span }
+        TracedBody {
+            inner,
+            span,
+            grpc_trailers: false,
+        }
     }
 
     /// The wrapped body.
@@ -153,7 +172,17 @@ where
                 }
                 true
             }
-            Poll::Ready(Some(Ok(_))) => this.inner.is_end_stream(),
+            Poll::Ready(Some(Ok(frame))) => {
+                if *this.grpc_trailers {
+                    if let (Some(trailers), Some(span)) = (
+                        frame.trailers_ref(),
+                        this.span.as_mut().filter(|s| s.is_recording()),
+                    ) {
+                        crate::grpc::record_status(span, trailers);
+                    }
+                }
+                this.inner.is_end_stream()
+            }
         };
         if done {
             if let Some(span) = this.span.take() {
@@ -223,7 +252,7 @@ mod tests {
                 polls: 0,
                 seen: seen.clone(),
             };
-            let mut fut = Box::pin(ResponseFuture::new(probe, span, 500));
+            let mut fut = Box::pin(ResponseFuture::new(probe, span, 500, false));
             assert!(fut.as_mut().poll(&mut cx).is_pending());
             if !cancel {
                 assert!(fut.as_mut().poll(&mut cx).is_ready());

@@ -11,6 +11,10 @@
 //! context current, so everything it does, including tasks started with [`tdist_core::spawn`],
 //! belongs to the trace. Server and client spans end when the response body ends.
 //!
+//! gRPC calls (tonic's, or any with a `content-type` of `application/grpc`) are named
+//! `service/method`, and a status other than `OK` in their `grpc-status` trailer marks the span
+//! as failed, although the HTTP status is 200.
+//!
 //! A [`TraceServer`] implements both tower's `Service` and hyper's own
 //! (`hyper::service::Service`), so a plain hyper server can serve it around a
 //! `hyper::service::service_fn` without `hyper_util`'s `TowerToHyperService`.
@@ -33,6 +37,7 @@
 mod carrier;
 mod client;
 mod future;
+mod grpc;
 mod server;
 pub mod zipkin;
 

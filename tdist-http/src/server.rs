@@ -113,7 +113,8 @@ impl<S> TraceServer<S> {
         self.inner
     }
 
-    fn start<B>(&self, req: &Request<B>) -> Span {
+    /// The request's span, and whether the request is a gRPC call.
+    fn start<B>(&self, req: &Request<B>) -> (Span, bool) {
         let scanned = ScannedHeaders::new(req.headers());
         let (extracted, source) = if scanned.is_empty() {
             // Most callers of an edge service do not trace: no need to ask for each form.
@@ -136,8 +137,11 @@ impl<S> TraceServer<S> {
             if let Some(peer) = peer(req) {
                 span.set_remote_endpoint(tdist_core::Endpoint::addr(peer));
             }
+            if scanned.is_grpc() {
+                crate::grpc::name_span(&mut span, req.uri().path());
+            }
         }
-        span
+        (span, scanned.is_grpc())
     }
 }
 
@@ -155,8 +159,8 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let span = self.start(&req);
-        ResponseFuture::call(span, 500, || self.inner.call(req))
+        let (span, grpc) = self.start(&req);
+        ResponseFuture::call(span, 500, grpc, || self.inner.call(req))
     }
 }
 
@@ -174,8 +178,8 @@ where
     type Future = ResponseFuture<S::Future>;
 
     fn call(&self, req: Request<ReqB>) -> Self::Future {
-        let span = self.start(&req);
-        ResponseFuture::call(span, 500, || self.inner.call(req))
+        let (span, grpc) = self.start(&req);
+        ResponseFuture::call(span, 500, grpc, || self.inner.call(req))
     }
 }
 
