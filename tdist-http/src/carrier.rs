@@ -9,7 +9,7 @@
 //! survives.
 //!
 //! Any client can carry the trace, for example reqwest (whose `RequestBuilder::headers` takes a
-//! `HeaderMap`):
+//! `HeaderMap`; `tests/layers.rs` sends such a request to a traced server):
 //!
 //! ```
 //! use http::HeaderMap;

@@ -466,3 +466,32 @@ async fn hyper_services_are_served_without_a_tower_adapter() {
     assert_eq!(s.parent_id(), None);
     assert!(!s.shared());
 }
+
+/// A client that is not a tower service (reqwest) carries the trace with `tdist_http::inject`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reqwest_carries_the_trace_through_inject() {
+    let sink = InMemory::new();
+    let backend = tracer(&sink, "backend");
+    let frontend = backend.with_service_name("frontend");
+    let addr = hello_server(&backend).await;
+
+    let mut call = frontend.span("GET");
+    call.set_kind(Kind::Client);
+    let mut headers = http::HeaderMap::new();
+    tdist_http::inject(&frontend, &call.context(), &mut headers);
+    let resp = reqwest::Client::new()
+        .get(format!("http://{addr}/stock"))
+        .headers(headers)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.text().await.unwrap(), "hello");
+    call.finish();
+
+    let all = spans(&sink, 3).await;
+    let (c, s) = (one(&all, Kind::Client), one(&all, Kind::Server));
+    assert_eq!((s.trace_id(), s.id()), (c.trace_id(), c.id()));
+    assert!(s.shared());
+    assert_eq!(tag(&s, "http.path").as_deref(), Some("/stock"));
+}
