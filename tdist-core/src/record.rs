@@ -211,7 +211,8 @@ pub struct InlineStr {
 }
 
 impl InlineStr {
-    /// The longest text kept inline, in bytes (a tag value stays as small as a `String`).
+    /// The longest text kept inline, in bytes: most request paths and topic names fit, and a
+    /// tag value stays 32 bytes (a `String` and its variant tag).
     pub const CAPACITY: usize = 22;
 
     /// `s` inline, or `None` when it is longer than [`CAPACITY`](Self::CAPACITY).
@@ -461,5 +462,13 @@ mod tests {
             format!("{:?}", InlineStr::new("x\"y").unwrap()),
             "\"x\\\"y\""
         );
+    }
+    /// The sizes the documentation gives (README, `ReporterConfig::local_queue_size`, the
+    /// architecture notes), which decide what each thread's ring holds.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn record_and_tag_sizes_are_what_the_docs_say() {
+        assert_eq!(std::mem::size_of::<FinishedSpan>(), 376);
+        assert_eq!(std::mem::size_of::<TagValue>(), 32);
     }
 }
