@@ -356,30 +356,31 @@ fn wyrand_non_zero(state: &mut u64) -> u64 {
     }
 }
 
+/// Runs `f` on this thread's generator state: one visit to the thread-local however many
+/// values `f` draws.
+#[inline]
+fn with_rng<T>(f: impl FnOnce(&mut u64) -> T) -> T {
+    RNG.with(|s| {
+        let mut state = s.get();
+        let out = f(&mut state);
+        s.set(state);
+        out
+    })
+}
+
 /// The next value of this thread's generator.
 #[inline]
 fn next_u64() -> u64 {
-    RNG.with(|s| {
-        let mut state = s.get();
-        let v = wyrand(&mut state);
-        s.set(state);
-        v
-    })
+    with_rng(wyrand)
 }
 
 /// A new trace's ids, 128-bit or 64-bit, and its root span id, from one visit to the generator.
 #[inline]
 pub(crate) fn random_trace_and_span(trace_128: bool) -> (TraceId, SpanId) {
-    RNG.with(|s| {
-        let mut state = s.get();
-        let high = if trace_128 {
-            wyrand_non_zero(&mut state)
-        } else {
-            0
-        };
-        let low = wyrand_non_zero(&mut state);
-        let span = wyrand_non_zero(&mut state);
-        s.set(state);
+    with_rng(|state| {
+        let high = if trace_128 { wyrand_non_zero(state) } else { 0 };
+        let low = wyrand_non_zero(state);
+        let span = wyrand_non_zero(state);
         (
             TraceId { high, low },
             SpanId(NonZeroU64::new(span).expect("never zero")),
@@ -390,12 +391,7 @@ pub(crate) fn random_trace_and_span(trace_128: bool) -> (TraceId, SpanId) {
 /// The next non-zero value of this thread's generator.
 #[inline]
 fn random_non_zero() -> u64 {
-    RNG.with(|s| {
-        let mut state = s.get();
-        let v = wyrand_non_zero(&mut state);
-        s.set(state);
-        v
-    })
+    with_rng(wyrand_non_zero)
 }
 
 /// A random `u64` from the per-thread generator (for jitter and sampling tests).
