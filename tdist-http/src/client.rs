@@ -22,12 +22,12 @@
 
 use crate::carrier::inject;
 use crate::future::ResponseFuture;
-use crate::server::method_name;
+use crate::server::{describe, method_name};
 use http::{Request, Response, Uri};
 use std::fmt;
 use std::net::IpAddr;
 use std::task::{Context, Poll};
-use tdist_core::{Endpoint, Kind, Span, TagValue, Tracer};
+use tdist_core::{Endpoint, Kind, Span, Tracer};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -95,14 +95,9 @@ impl<S> TraceClient<S> {
         let method = method_name(req.method());
         let mut span = self.tracer.span(method.clone());
         if span.is_recording() {
-            span.set_kind(Kind::Client);
-            span.tag("http.method", method);
-            span.tag("http.path", TagValue::text(req.uri().path()));
+            describe(&mut span, Kind::Client, method, req.uri(), grpc);
             if let Some(remote) = remote_endpoint(req.uri()) {
                 span.set_remote_endpoint(remote);
-            }
-            if grpc {
-                crate::grpc::name_span(&mut span, req.uri().path());
             }
         }
         inject(&self.tracer, &span.context(), req.headers_mut());

@@ -43,7 +43,7 @@
 
 use crate::carrier::ScannedHeaders;
 use crate::future::ResponseFuture;
-use http::{Method, Request, Response};
+use http::{Method, Request, Response, Uri};
 use std::borrow::Cow;
 use std::fmt;
 use std::task::{Context, Poll};
@@ -128,20 +128,40 @@ impl<S> TraceServer<S> {
             _ => self.tracer.child_of_remote(extracted, method.clone()),
         };
         if span.is_recording() {
-            span.set_kind(Kind::Server);
             if let Some(route) = route(req) {
                 span.set_name(format!("{} {}", req.method(), route));
             }
-            span.tag("http.method", method);
-            span.tag("http.path", TagValue::text(req.uri().path()));
+            describe(
+                &mut span,
+                Kind::Server,
+                method,
+                req.uri(),
+                scanned.is_grpc(),
+            );
             if let Some(peer) = peer(req) {
                 span.set_remote_endpoint(tdist_core::Endpoint::addr(peer));
             }
-            if scanned.is_grpc() {
-                crate::grpc::name_span(&mut span, req.uri().path());
-            }
         }
         (span, scanned.is_grpc())
+    }
+}
+
+/// What the server and client layers record of every request on a recording span: its kind,
+/// `http.method` and `http.path`, and for a gRPC call its `service/method` name and `rpc.*` tags
+/// (over any route name).
+#[inline]
+pub(crate) fn describe(
+    span: &mut Span,
+    kind: Kind,
+    method: Cow<'static, str>,
+    uri: &Uri,
+    grpc: bool,
+) {
+    span.set_kind(kind);
+    span.tag("http.method", method);
+    span.tag("http.path", TagValue::text(uri.path()));
+    if grpc {
+        crate::grpc::name_span(span, uri.path());
     }
 }
 
