@@ -463,6 +463,7 @@ mod tests {
             "\"x\\\"y\""
         );
     }
+
     /// The sizes the documentation gives (README, `ReporterConfig::local_queue_size`, the
     /// architecture notes), which decide what each thread's ring holds.
     #[test]

@@ -153,6 +153,9 @@ fn cpu_ns(clock: ClockId) -> u64 {
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
+/// A request's extra headers.
+type Headers<'a> = &'a [(&'a str, &'a str)];
+
 /// The headers of a B3 caller that sampled the trace.
 const B3_CALLER: [(&str, &str); 3] = [
     ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"),
@@ -180,7 +183,6 @@ fn server(c: &mut Criterion) {
     let b3 = B3_CALLER;
     let mut g = c.benchmark_group("hyper_hello_loopback");
     g.throughput(Throughput::Elements(1));
-    type Headers<'a> = &'a [(&'a str, &'a str)];
     let variants: [(&str, Option<Tracer>, Headers<'_>); 4] = [
         ("plain", None, &[]),
         ("server_layer", Some(tracer.clone()), &[]),
@@ -372,7 +374,6 @@ fn server_interleaved(c: &mut Criterion) {
     let (rt, tracer) = runtime_and_tracer();
     let mut g = c.benchmark_group("hyper_hello_interleaved");
     g.throughput(Throughput::Elements(1));
-    type Headers<'a> = &'a [(&'a str, &'a str)];
     let forms: [(&str, Headers<'_>, bool); 4] = [
         ("server_layer", &[], false),
         ("server_layer_b3_caller", &B3_CALLER, false),

@@ -95,7 +95,7 @@ impl<'a> ScannedHeaders<'a> {
                     scanned.present |= 1 << i;
                     scanned.values[i] = readable(value);
                 }
-            } else if name.len() == 12 && name == "content-type" {
+            } else if name == "content-type" {
                 scanned.grpc = crate::grpc::is_grpc(value.as_bytes());
             }
         }
