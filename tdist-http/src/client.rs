@@ -24,6 +24,7 @@ use crate::carrier::inject;
 use crate::future::ResponseFuture;
 use crate::server::{describe, method_name};
 use http::{Request, Response, Uri};
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 use std::task::{Context, Poll};
@@ -35,12 +36,37 @@ use tower_service::Service;
 #[derive(Debug, Clone)]
 pub struct ClientLayer {
     tracer: Tracer,
+    remote_service: Option<Cow<'static, str>>,
 }
 
 impl ClientLayer {
     /// Client spans from `tracer`.
     pub fn new(tracer: Tracer) -> ClientLayer {
-        ClientLayer { tracer }
+        ClientLayer {
+            tracer,
+            remote_service: None,
+        }
+    }
+
+    /// Names the service every request goes to (Zipkin's remote service name, lower-cased),
+    /// for a client that talks to one service: a tonic channel, or a client whose requests
+    /// name a load balancer rather than the service. The request's address and port, when
+    /// known, are still recorded beside it. Without it, a host name in the request is used
+    /// as the remote service name.
+    ///
+    /// ```
+    /// # fn demo(tracer: tdist_core::Tracer) {
+    /// let layer = tdist_http::ClientLayer::new(tracer).remote_service_name("inventory");
+    /// # }
+    /// ```
+    pub fn remote_service_name(mut self, name: impl Into<Cow<'static, str>>) -> ClientLayer {
+        let name = name.into();
+        // Lower-cased once here rather than for every span.
+        self.remote_service = Some(match name.bytes().any(|b| b.is_ascii_uppercase()) {
+            true => Cow::Owned(name.to_ascii_lowercase()),
+            false => name,
+        });
+        self
     }
 }
 
@@ -51,6 +77,7 @@ impl<S> Layer<S> for ClientLayer {
         TraceClient {
             inner,
             tracer: self.tracer.clone(),
+            remote_service: self.remote_service.clone(),
         }
     }
 }
@@ -63,12 +90,13 @@ impl<S> Layer<S> for ClientLayer {
 pub struct TraceClient<S> {
     inner: S,
     tracer: Tracer,
+    remote_service: Option<Cow<'static, str>>,
 }
 
 impl<S> TraceClient<S> {
     /// Wraps `inner`.
     pub fn new(inner: S, tracer: Tracer) -> TraceClient<S> {
-        TraceClient { inner, tracer }
+        ClientLayer::new(tracer).layer(inner)
     }
 
     /// The wrapped service.
@@ -96,7 +124,19 @@ impl<S> TraceClient<S> {
         let mut span = self.tracer.span(method.clone());
         if span.is_recording() {
             describe(&mut span, Kind::Client, method, req.uri(), grpc);
-            if let Some(remote) = remote_endpoint(req.uri()) {
+            let remote = remote_endpoint(req.uri()).or_else(|| {
+                // An origin-form request (`GET /path`, as hyper's connection-level client
+                // sends) names its server in the `Host` header.
+                let host = req.headers().get(http::header::HOST)?.as_bytes();
+                let authority = http::uri::Authority::try_from(host).ok()?;
+                Some(host_endpoint(authority.host(), authority.port_u16()))
+            });
+            let remote = match &self.remote_service {
+                // The name given replaces a host name taken from the request.
+                Some(name) => Some(remote.unwrap_or_default().with_service_name(name.clone())),
+                None => remote,
+            };
+            if let Some(remote) = remote {
                 span.set_remote_endpoint(remote);
             }
         }
@@ -127,21 +167,25 @@ where
 /// The server a request goes to: its address when the host is an IP literal, else the host
 /// name as the remote service name; the port given or the scheme's default.
 pub fn remote_endpoint(uri: &Uri) -> Option<Endpoint> {
-    let host = uri.host()?;
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let endpoint = match bare.parse::<IpAddr>() {
-        Ok(ip) => Endpoint::default().with_ip(ip),
-        Err(_) => Endpoint::service(bare.to_owned()),
-    };
     let port = uri.port_u16().or(match uri.scheme_str() {
         Some("https") => Some(443),
         Some("http") => Some(80),
         _ => None,
     });
-    Some(match port {
+    Some(host_endpoint(uri.host()?, port))
+}
+
+/// `host` (an IP literal, bracketed or not, or a name) and `port` as an endpoint.
+fn host_endpoint(host: &str, port: Option<u16>) -> Endpoint {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let endpoint = match bare.parse::<IpAddr>() {
+        Ok(ip) => Endpoint::default().with_ip(ip),
+        Err(_) => Endpoint::service(bare.to_owned()),
+    };
+    match port {
         Some(p) => endpoint.with_port(p),
         None => endpoint,
-    })
+    }
 }
 
 #[cfg(test)]
@@ -163,5 +207,22 @@ mod tests {
             (Some("stock.internal"), Some(80))
         );
         assert!(remote_endpoint(&"/relative".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn host_header_forms() {
+        let from_host = |h: &str| {
+            let a = http::uri::Authority::try_from(h).unwrap();
+            host_endpoint(a.host(), a.port_u16())
+        };
+        let e = from_host("[::1]:8080");
+        assert_eq!((e.ipv6().is_some(), e.port()), (true, Some(8080)));
+        let e = from_host("Stock.Internal");
+        assert_eq!((e.service_name(), e.port()), (Some("stock.internal"), None));
+        let e = from_host("10.0.0.7:81");
+        assert_eq!(
+            (e.ipv4().map(|ip| ip.octets()), e.port()),
+            (Some([10, 0, 0, 7]), Some(81))
+        );
     }
 }

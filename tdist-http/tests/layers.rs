@@ -495,3 +495,52 @@ async fn reqwest_carries_the_trace_through_inject() {
     assert!(s.shared());
     assert_eq!(tag(&s, "http.path").as_deref(), Some("/stock"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origin_form_clients_name_the_server_from_host_or_as_configured() {
+    let sink = InMemory::new();
+    let backend = tracer(&sink, "backend");
+    let frontend = backend.with_service_name("frontend");
+    let addr = hello_server(&backend).await;
+    // hyper's connection-level client sends `GET /path` with a `Host` header: the URI the
+    // layer sees has no authority.
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let sender = std::sync::Arc::new(tokio::sync::Mutex::new(sender));
+    let connection = tower::service_fn(move |req: Request<Empty<Bytes>>| {
+        let sender = sender.clone();
+        async move { sender.lock().await.send_request(req).await }
+    });
+    let send = |layer: ClientLayer| {
+        let mut client = layer.layer(connection.clone());
+        async move {
+            let req = Request::get("/stock")
+                .header("host", addr.to_string())
+                .body(Empty::new())
+                .unwrap();
+            let resp = client.call(req).await.unwrap();
+            resp.into_body().collect().await.unwrap();
+        }
+    };
+
+    send(ClientLayer::new(frontend.clone())).await;
+    let c = one(&spans(&sink, 3).await, Kind::Client);
+    let remote = c.remote_endpoint().expect("a remote endpoint from Host");
+    assert_eq!(remote.ipv4(), Some(std::net::Ipv4Addr::LOCALHOST));
+    assert_eq!(remote.port(), Some(addr.port()));
+    assert_eq!(remote.service_name(), None);
+    assert_eq!(tag(&c, "http.path").as_deref(), Some("/stock"));
+
+    // A configured name goes beside the address from the request (lower-cased, as Zipkin
+    // stores service names).
+    sink.clear();
+    send(ClientLayer::new(frontend.clone()).remote_service_name("Inventory")).await;
+    let c = one(&spans(&sink, 3).await, Kind::Client);
+    let remote = c.remote_endpoint().unwrap();
+    assert_eq!(remote.service_name(), Some("inventory"));
+    assert_eq!(remote.port(), Some(addr.port()));
+}

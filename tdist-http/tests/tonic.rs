@@ -34,7 +34,9 @@ async fn grpc_calls_are_joined_named_and_tagged_with_their_status() {
         .connect()
         .await
         .unwrap();
-    let mut client = HealthClient::new(ClientLayer::new(frontend.clone()).layer(channel));
+    // The channel adds the server's address below the layer: the layer is told the service.
+    let layer = ClientLayer::new(frontend.clone()).remote_service_name("backend");
+    let mut client = HealthClient::new(layer.layer(channel));
 
     // A call that succeeds: one trace, the server span shares the client span's id.
     let root = frontend.root_span("check orders");
@@ -53,6 +55,8 @@ async fn grpc_calls_are_joined_named_and_tagged_with_their_status() {
     assert_eq!(c.trace_id(), s.trace_id());
     assert_eq!(c.id(), s.id());
     assert!(s.shared());
+    let remote = c.remote_endpoint().map(|e| e.service_name());
+    assert_eq!(remote, Some(Some("backend")));
     for span in [&c, &s] {
         assert_eq!(span.name(), "grpc.health.v1.Health/Check");
         assert_eq!(
