@@ -184,13 +184,18 @@ impl Tracer {
     /// A new trace.
     #[inline]
     pub fn root_span(&self, name: impl Into<Cow<'static, str>>) -> Span {
-        self.new_trace(SamplingState::Defer, name)
+        self.new_trace(&self.inner.sampler, SamplingState::Defer, name)
     }
 
     #[inline]
-    fn new_trace(&self, inbound: SamplingState, name: impl Into<Cow<'static, str>>) -> Span {
+    fn new_trace(
+        &self,
+        sampler: &Sampler,
+        inbound: SamplingState,
+        name: impl Into<Cow<'static, str>>,
+    ) -> Span {
         let (trace_id, span_id) = crate::id::random_trace_and_span(self.inner.trace_id_128);
-        let sampling = self.inner.sampler.decide(inbound, trace_id);
+        let sampling = sampler.decide(inbound, trace_id);
         let ctx = SpanContext::new(trace_id, span_id).with_sampling(sampling);
         self.start(ctx, name)
     }
@@ -218,16 +223,38 @@ impl Tracer {
         extracted: Extracted,
         name: impl Into<Cow<'static, str>>,
     ) -> Span {
+        self.remote_child(extracted, name, &self.inner.sampler)
+    }
+
+    /// [`child_of_remote`](Self::child_of_remote) with `sampler` deciding instead of the
+    /// tracer's own: for a rule that applies to some requests only (an HTTP server's health
+    /// checks, say). A parent-based `sampler` still respects the caller's decision.
+    #[inline]
+    pub fn child_of_remote_sampled(
+        &self,
+        extracted: Extracted,
+        name: impl Into<Cow<'static, str>>,
+        sampler: &Sampler,
+    ) -> Span {
+        self.remote_child(extracted, name, sampler)
+    }
+
+    // Always inlined, so that each public form is what it was before it had a sampled variant
+    // (as a shared function it was left out of line in the HTTP server's call).
+    #[inline(always)]
+    fn remote_child(
+        &self,
+        extracted: Extracted,
+        name: impl Into<Cow<'static, str>>,
+        sampler: &Sampler,
+    ) -> Span {
         match extracted {
             Extracted::Context(remote) => {
-                let sampling = self
-                    .inner
-                    .sampler
-                    .decide(remote.sampling(), remote.trace_id());
+                let sampling = sampler.decide(remote.sampling(), remote.trace_id());
                 let ctx = remote.new_child().with_sampling(sampling);
                 self.start(ctx, name)
             }
-            other => self.new_trace(other.sampling(), name),
+            other => self.new_trace(sampler, other.sampling(), name),
         }
     }
 
@@ -235,16 +262,35 @@ impl Tracer {
     /// the caller's parent. Starts a new trace when nothing was extracted.
     #[inline]
     pub fn join_span(&self, extracted: Extracted, name: impl Into<Cow<'static, str>>) -> Span {
+        self.join_remote(extracted, name, &self.inner.sampler)
+    }
+
+    /// [`join_span`](Self::join_span) with `sampler` deciding instead of the tracer's own (see
+    /// [`child_of_remote_sampled`](Self::child_of_remote_sampled)).
+    #[inline]
+    pub fn join_span_sampled(
+        &self,
+        extracted: Extracted,
+        name: impl Into<Cow<'static, str>>,
+        sampler: &Sampler,
+    ) -> Span {
+        self.join_remote(extracted, name, sampler)
+    }
+
+    #[inline(always)]
+    fn join_remote(
+        &self,
+        extracted: Extracted,
+        name: impl Into<Cow<'static, str>>,
+        sampler: &Sampler,
+    ) -> Span {
         match extracted {
             Extracted::Context(remote) => {
-                let sampling = self
-                    .inner
-                    .sampler
-                    .decide(remote.sampling(), remote.trace_id());
+                let sampling = sampler.decide(remote.sampling(), remote.trace_id());
                 let ctx = remote.with_sampling(sampling).with_shared(true);
                 self.start(ctx, name)
             }
-            other => self.new_trace(other.sampling(), name),
+            other => self.new_trace(sampler, other.sampling(), name),
         }
     }
 
@@ -284,6 +330,61 @@ impl Drop for TracerGuard {
         Tracer::set_global(None);
         if let Some(r) = &self.tracer.inner.reporter {
             let _ = r.shutdown(self.tracer.inner.shutdown_timeout);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::NoopTransport;
+    use crate::id::{SpanId, TraceId};
+
+    #[test]
+    fn a_request_s_own_sampler_decides_when_the_caller_did_not() {
+        let tracer = Tracer::builder()
+            .transport(NoopTransport)
+            .sampler(Sampler::always())
+            .build()
+            .unwrap();
+        let never = Sampler::never();
+        let remote = |s: SamplingState| {
+            let ctx = SpanContext::new(TraceId::random_128(), SpanId::random());
+            Extracted::Context(ctx.with_sampling(s))
+        };
+        let sampled = |span: Span| span.context().sampling();
+        for join in [false, true] {
+            let start = |e: Extracted, sampler: &Sampler| match join {
+                true => tracer.join_span_sampled(e, "x", sampler),
+                false => tracer.child_of_remote_sampled(e, "x", sampler),
+            };
+            // No decision from the caller: the given sampler's, not the tracer's.
+            assert_eq!(
+                sampled(start(Extracted::Empty, &never)),
+                SamplingState::Deny
+            );
+            let deferred = Extracted::Sampling(SamplingState::Defer);
+            assert_eq!(sampled(start(deferred, &never)), SamplingState::Deny);
+            assert_eq!(
+                sampled(start(remote(SamplingState::Defer), &never)),
+                SamplingState::Deny
+            );
+            // A parent-based sampler keeps the caller's decision.
+            for inbound in [
+                SamplingState::Accept,
+                SamplingState::Deny,
+                SamplingState::Debug,
+            ] {
+                assert_eq!(sampled(start(remote(inbound), &never)), inbound);
+                let only = Extracted::Sampling(inbound);
+                assert_eq!(sampled(start(only, &never)), inbound);
+            }
+            // The tracer's own sampler is what the plain forms use.
+            let plain = match join {
+                true => tracer.join_span(Extracted::Empty, "x"),
+                false => tracer.child_of_remote(Extracted::Empty, "x"),
+            };
+            assert_eq!(sampled(plain), SamplingState::Accept);
         }
     }
 }

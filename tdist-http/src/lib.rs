@@ -15,6 +15,9 @@
 //! `service/method`, and a status other than `OK` in their `grpc-status` trailer marks the span
 //! as failed, although the HTTP status is 200.
 //!
+//! Sampling rules ([`ServerLayer::sample`] with an [`HttpRule`]) pick another sampler for some
+//! requests, by path prefix and method: health checks untraced, a busy endpoint at a ratio.
+//!
 //! A [`TraceServer`] implements both tower's `Service` and hyper's own
 //! (`hyper::service::Service`), so a plain hyper server can serve it around a
 //! `hyper::service::service_fn` without `hyper_util`'s `TowerToHyperService`.
@@ -47,4 +50,4 @@ pub use carrier::{
 };
 pub use client::{remote_endpoint, ClientLayer, TraceClient};
 pub use future::{ResponseFuture, TracedBody};
-pub use server::{Route, ServerLayer, TraceServer};
+pub use server::{HttpRule, Route, ServerLayer, TraceServer};

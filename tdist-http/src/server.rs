@@ -46,9 +46,10 @@ use crate::future::ResponseFuture;
 use http::{Method, Request, Response, Uri};
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use tdist_core::propagation::extract;
-use tdist_core::{Extracted, Kind, Span, TagValue, Tracer};
+use tdist_core::propagation::{extract, Source};
+use tdist_core::{Extracted, Kind, Sampler, Span, TagValue, Tracer};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -58,16 +59,88 @@ use tower_service::Service;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route(pub Cow<'static, str>);
 
+/// Which requests a sampling rule of [`ServerLayer::sample`] applies to: those whose path
+/// starts with a prefix (a plain string prefix, as Brave's `pathStartsWith`: `/health` also
+/// matches `/healthz`), and optionally only those with a given method.
+///
+/// ```
+/// use http::{Method, Request};
+/// use tdist_http::HttpRule;
+///
+/// let rule = HttpRule::path_prefix("/api/").method(Method::POST);
+/// assert!(rule.matches(&Request::post("/api/orders").body(()).unwrap()));
+/// assert!(!rule.matches(&Request::get("/api/orders").body(()).unwrap()));
+/// assert!(!rule.matches(&Request::post("/health").body(()).unwrap()));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRule {
+    method: Option<Method>,
+    path_prefix: Cow<'static, str>,
+}
+
+impl HttpRule {
+    /// Requests whose path starts with `prefix` (`"/"` matches every request).
+    pub fn path_prefix(prefix: impl Into<Cow<'static, str>>) -> HttpRule {
+        HttpRule {
+            method: None,
+            path_prefix: prefix.into(),
+        }
+    }
+
+    /// Only requests with `method`.
+    pub fn method(mut self, method: Method) -> HttpRule {
+        self.method = Some(method);
+        self
+    }
+
+    /// Whether `req` is one of these requests.
+    pub fn matches<B>(&self, req: &Request<B>) -> bool {
+        self.method.as_ref().is_none_or(|m| m == req.method())
+            && req.uri().path().starts_with(&*self.path_prefix)
+    }
+}
+
+/// Sampling rules, tried in order.
+type Rules = Arc<[(HttpRule, Sampler)]>;
+
 /// Makes a [`TraceServer`] around a service.
 #[derive(Debug, Clone)]
 pub struct ServerLayer {
     tracer: Tracer,
+    rules: Option<Rules>,
 }
 
 impl ServerLayer {
     /// Server spans from `tracer`.
     pub fn new(tracer: Tracer) -> ServerLayer {
-        ServerLayer { tracer }
+        ServerLayer {
+            tracer,
+            rules: None,
+        }
+    }
+
+    /// Requests that match `rule` are sampled by `sampler` instead of the tracer's sampler,
+    /// when the caller sent no decision: health checks and metrics scrapes need not be traced,
+    /// or a costly endpoint can be traced at a lower rate (Brave's `HttpRuleSampler`). Rules
+    /// are tried in the order they were added and the first that matches decides; requests no
+    /// rule matches use the tracer's sampler. A parent-based `sampler` (as `Sampler::never()`
+    /// and the others are unless told otherwise) keeps a caller's decision: a sampled caller's
+    /// health check is still traced, so its trace has no hole.
+    ///
+    /// ```
+    /// use tdist_core::{export::InMemory, Sampler, Tracer};
+    /// use tdist_http::{HttpRule, ServerLayer};
+    ///
+    /// let tracer = Tracer::builder().transport(InMemory::new()).build().unwrap();
+    /// let layer = ServerLayer::new(tracer)
+    ///     .sample(HttpRule::path_prefix("/health"), Sampler::never())
+    ///     .sample(HttpRule::path_prefix("/search"), Sampler::ratio(0.1));
+    /// ```
+    pub fn sample(mut self, rule: HttpRule, sampler: Sampler) -> ServerLayer {
+        let mut rules = self.rules.as_deref().unwrap_or_default().to_vec();
+        rules.push((rule, sampler));
+        self.rules = Some(rules.into());
+        self
     }
 }
 
@@ -78,6 +151,7 @@ impl<S> Layer<S> for ServerLayer {
         TraceServer {
             inner,
             tracer: self.tracer.clone(),
+            rules: self.rules.clone(),
         }
     }
 }
@@ -90,12 +164,13 @@ impl<S> Layer<S> for ServerLayer {
 pub struct TraceServer<S> {
     inner: S,
     tracer: Tracer,
+    rules: Option<Rules>,
 }
 
 impl<S> TraceServer<S> {
     /// Wraps `inner`.
     pub fn new(inner: S, tracer: Tracer) -> TraceServer<S> {
-        TraceServer { inner, tracer }
+        ServerLayer::new(tracer).layer(inner)
     }
 
     /// The wrapped service.
@@ -123,9 +198,14 @@ impl<S> TraceServer<S> {
             extract(&scanned)
         };
         let method = method_name(req.method());
-        let mut span = match source {
-            Some(s) if s.shares_span_id() => self.tracer.join_span(extracted, method.clone()),
-            _ => self.tracer.child_of_remote(extracted, method.clone()),
+        let mut span = match (&self.rules, source) {
+            (None, Some(s)) if s.shares_span_id() => {
+                self.tracer.join_span(extracted, method.clone())
+            }
+            (None, _) => self.tracer.child_of_remote(extracted, method.clone()),
+            (Some(rules), source) => {
+                self.start_ruled(req, rules, extracted, source, method.clone())
+            }
         };
         if span.is_recording() {
             if let Some(route) = route(req) {
@@ -143,6 +223,27 @@ impl<S> TraceServer<S> {
             }
         }
         (span, scanned.is_grpc())
+    }
+
+    /// The span of a request when sampling rules are set: the first rule that matches picks
+    /// the sampler. Kept out of line, off the path of services without rules.
+    #[inline(never)]
+    fn start_ruled<B>(
+        &self,
+        req: &Request<B>,
+        rules: &[(HttpRule, Sampler)],
+        extracted: Extracted,
+        source: Option<Source>,
+        method: Cow<'static, str>,
+    ) -> Span {
+        let join = source.is_some_and(|s| s.shares_span_id());
+        let t = &self.tracer;
+        match (join, rules.iter().find(|(rule, _)| rule.matches(req))) {
+            (true, Some((_, sampler))) => t.join_span_sampled(extracted, method, sampler),
+            (false, Some((_, sampler))) => t.child_of_remote_sampled(extracted, method, sampler),
+            (true, None) => t.join_span(extracted, method),
+            (false, None) => t.child_of_remote(extracted, method),
+        }
     }
 }
 

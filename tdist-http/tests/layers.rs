@@ -544,3 +544,86 @@ async fn origin_form_clients_name_the_server_from_host_or_as_configured() {
     assert_eq!(remote.service_name(), Some("inventory"));
     assert_eq!(remote.port(), Some(addr.port()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampling_rules_pick_requests_by_path_and_method() {
+    use tdist_core::{Sampler, SamplingState};
+    use tdist_http::HttpRule;
+
+    // The handler reports the decision its request runs under.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let handler = {
+        let seen = seen.clone();
+        tower::service_fn(move |_req: Request<Incoming>| {
+            let sampling = tdist_core::current().map(|c| c.sampling());
+            seen.lock().unwrap().push(sampling);
+            async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok")))) }
+        })
+    };
+    let decisions = |sink: &InMemory, t: &Tracer| {
+        t.flush().unwrap();
+        let names: Vec<String> = sink
+            .spans()
+            .iter()
+            .map(|s| tag(s, "http.path").unwrap())
+            .collect();
+        sink.clear();
+        (names, std::mem::take(&mut *seen.lock().unwrap()))
+    };
+
+    // Everything traced but health checks, unless the caller sampled the trace.
+    let sink = InMemory::new();
+    let t = tracer(&sink, "backend");
+    let layer =
+        ServerLayer::new(t.clone()).sample(HttpRule::path_prefix("/health"), Sampler::never());
+    let addr = serve(layer.layer(handler.clone())).await;
+    assert_eq!(get(addr, "/health", &[]).await.0, StatusCode::OK);
+    assert_eq!(get(addr, "/healthz/ready", &[]).await.0, StatusCode::OK);
+    assert_eq!(get(addr, "/orders", &[]).await.0, StatusCode::OK);
+    let sampled_caller: &[(&str, &[u8])] = &[
+        ("x-b3-traceid", b"463ac35c9f6413ad"),
+        ("x-b3-spanid", b"a2fb4a1d1a96d312"),
+        ("x-b3-sampled", b"1"),
+    ];
+    assert_eq!(get(addr, "/health", sampled_caller).await.0, StatusCode::OK);
+    let (paths, seen_here) = decisions(&sink, &t);
+    assert_eq!(paths, ["/orders", "/health"]);
+    let deny = Some(SamplingState::Deny);
+    let accept = Some(SamplingState::Accept);
+    // Unsampled requests still run inside a (not recorded) context that propagates.
+    assert_eq!(seen_here, [deny, deny, accept, accept]);
+
+    // Nothing traced but writes to the API: the first rule that matches decides.
+    let sink = InMemory::new();
+    let t = Tracer::builder()
+        .service_name("backend")
+        .transport(sink.clone())
+        .sampler(Sampler::never())
+        .build()
+        .unwrap();
+    let layer = ServerLayer::new(t.clone())
+        .sample(HttpRule::path_prefix("/api/internal"), Sampler::never())
+        .sample(
+            HttpRule::path_prefix("/api/").method(http::Method::POST),
+            Sampler::always(),
+        );
+    let addr = serve(layer.layer(handler)).await;
+    for (method, path) in [
+        ("POST", "/api/orders"),
+        ("GET", "/api/orders"),
+        ("POST", "/api/internal/sync"),
+        ("POST", "/other"),
+    ] {
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let resp = plain_client().request(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.into_body().collect().await.unwrap();
+    }
+    let (paths, seen_here) = decisions(&sink, &t);
+    assert_eq!(paths, ["/api/orders"]);
+    assert_eq!(seen_here, [accept, deny, deny, deny]);
+}
