@@ -4,11 +4,12 @@
 use bytes::Buf;
 use http::Response;
 use http_body::{Body, Frame, SizeHint};
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use tdist_core::{set_current, Span, TaskSlot};
+use tdist_core::{set_current, Span, TagValue, TaskSlot};
 
 pin_project_lite::pin_project! {
     /// The response future of [`TraceServer`](crate::TraceServer) and
@@ -75,7 +76,10 @@ where
                 if let Some(span) = span.as_mut().filter(|s| s.is_recording()) {
                     let status = response.status().as_u16();
                     span.tag("http.status_code", status);
-                    if status >= *this.error_from {
+                    // An empty map costs a null check; only a handler that set details pays more.
+                    let error_given = !response.extensions().is_empty()
+                        && SpanDetails::apply_from(response.extensions(), span);
+                    if status >= *this.error_from && !error_given {
                         span.set_error(status.to_string());
                     }
                     // A gRPC call that fails before any message may answer with its status in
@@ -267,6 +271,84 @@ mod tests {
             };
             assert_eq!(seen.iter().map(|s| s.0).collect::<Vec<_>>(), expected);
             assert!(seen.iter().all(|s| s.1 == ctx), "{seen:?}");
+        }
+    }
+}
+
+/// What a handler adds to its request's span: tags, a name, an error. Put it in the response's
+/// extensions (in axum, return `Extension(details)` beside the body) and the layer copies it onto
+/// the span when the response arrives (it stays in the extensions); the handler needs no handle
+/// on the span, and a response without extensions pays one null check.
+///
+/// A span that is not recorded ignores it. An error given here replaces the one the layer would
+/// derive from a 5xx (server) or 4xx/5xx (client) status.
+///
+/// ```
+/// use http::Response;
+/// use tdist_http::SpanDetails;
+///
+/// let mut response = Response::new("order placed");
+/// response.extensions_mut().insert(
+///     SpanDetails::new()
+///         .name("POST /orders")
+///         .tag("order.id", 42)
+///         .tag("customer.tier", "gold"),
+/// );
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct SpanDetails {
+    name: Option<Cow<'static, str>>,
+    tags: Vec<(Cow<'static, str>, TagValue)>,
+    error: Option<Cow<'static, str>>,
+}
+
+impl SpanDetails {
+    /// Nothing to add yet.
+    pub fn new() -> SpanDetails {
+        SpanDetails::default()
+    }
+
+    /// Renames the span (a route the layer could not know, say).
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> SpanDetails {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Adds a tag.
+    pub fn tag(
+        mut self,
+        key: impl Into<Cow<'static, str>>,
+        value: impl Into<TagValue>,
+    ) -> SpanDetails {
+        self.tags.push((key.into(), value.into()));
+        self
+    }
+
+    /// Marks the span failed with `message` (`error` tag), whatever the status.
+    pub fn error(mut self, message: impl Into<Cow<'static, str>>) -> SpanDetails {
+        self.error = Some(message.into());
+        self
+    }
+
+    /// Applies the details found in `extensions` to `span`; whether they carried an error.
+    /// Out of line: most responses have no extensions, and those that do rarely have details.
+    #[inline(never)]
+    fn apply_from(extensions: &http::Extensions, span: &mut Span) -> bool {
+        let Some(details) = extensions.get::<SpanDetails>() else {
+            return false;
+        };
+        if let Some(name) = &details.name {
+            span.set_name(name.clone());
+        }
+        for (key, value) in &details.tags {
+            span.tag(key.clone(), value.clone());
+        }
+        match &details.error {
+            Some(message) => {
+                span.set_error(message.clone());
+                true
+            }
+            None => false,
         }
     }
 }

@@ -49,5 +49,5 @@ pub use carrier::{
     PROPAGATION_HEADERS,
 };
 pub use client::{remote_endpoint, ClientLayer, TraceClient};
-pub use future::{ResponseFuture, TracedBody};
+pub use future::{ResponseFuture, SpanDetails, TracedBody};
 pub use server::{HttpRule, Route, ServerLayer, TraceServer};

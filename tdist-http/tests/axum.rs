@@ -95,3 +95,64 @@ async fn axum_route_names_and_unmatched_requests() {
     assert_eq!(tag(&s, "http.status_code").as_deref(), Some("404"));
     assert_eq!(tag(&s, "error"), None, "4xx is not a server error");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_tag_their_span_through_the_response() {
+    use axum::Extension;
+    use tdist_http::SpanDetails;
+
+    let sink = InMemory::new();
+    let t = tracer(&sink, "orders");
+    let app = Router::new()
+        .route(
+            "/orders/{id}",
+            get(|Path(id): Path<u32>| async move {
+                let details = SpanDetails::new()
+                    .tag("order.id", id)
+                    .tag("customer.tier", "gold");
+                (Extension(details), format!("order {id}"))
+            }),
+        )
+        .route(
+            "/pay",
+            get(|| async {
+                let details = SpanDetails::new().name("payment").error("card declined");
+                (StatusCode::BAD_GATEWAY, Extension(details), "declined")
+            }),
+        )
+        .route("/fail", get(|| async { StatusCode::SERVICE_UNAVAILABLE }))
+        .layer(ServerLayer::new(t.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    for (path, status) in [
+        ("/orders/7", StatusCode::OK),
+        ("/pay", StatusCode::BAD_GATEWAY),
+        ("/fail", StatusCode::SERVICE_UNAVAILABLE),
+    ] {
+        let req = Request::get(format!("http://{addr}{path}"))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let resp = plain_client().request(req).await.unwrap();
+        assert_eq!(resp.status(), status);
+        resp.into_body().collect().await.unwrap();
+    }
+    let all = spans(&sink, 3).await;
+    let by_path = |p: &str| {
+        all.iter()
+            .find(|s| tag(s, "http.path").as_deref() == Some(p))
+            .unwrap()
+            .clone()
+    };
+    let order = by_path("/orders/7");
+    assert_eq!(tag(&order, "order.id").as_deref(), Some("7"));
+    assert_eq!(tag(&order, "customer.tier").as_deref(), Some("gold"));
+    assert_eq!(tag(&order, "error"), None);
+    // The handler's name and error win over the route and the status, and `error` is there once.
+    let pay = by_path("/pay");
+    assert_eq!(pay.name(), "payment");
+    assert_eq!(tag(&pay, "error").as_deref(), Some("card declined"));
+    assert_eq!(pay.tags().filter(|(k, _)| *k == "error").count(), 1);
+    assert_eq!(tag(&by_path("/fail"), "error").as_deref(), Some("503"));
+}
