@@ -10,7 +10,8 @@
 //! ```
 //!
 //! The instructions per request are callgrind's total divided by the count given. Variants:
-//! `plain` (no layer), `traced`, `unsampled` (`Sampler::never()`), each with `-b3` for a B3
+//! `plain` (no layer), `traced`, `unsampled` (`Sampler::never()`), each with `-route` for a
+//! request whose route a router matched (a `Route` extension, as axum's `MatchedPath`) and `-b3` for a B3
 //! caller (`X-B3-TraceId`, `X-B3-SpanId`, and `X-B3-Sampled: 1`, or `0` for `unsampled`). Run by `cargo bench` without a
 //! variant, it times each variant briefly instead.
 
@@ -18,6 +19,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
 use http_body_util::Full;
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::pin;
@@ -25,7 +27,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use tdist_core::export::NoopTransport;
 use tdist_core::{Sampler, Tracer};
-use tdist_http::ServerLayer;
+use tdist_http::{Route, ServerLayer};
 use tower::Layer;
 use tower_service::Service;
 
@@ -42,9 +44,10 @@ fn hello(_req: Request<()>) -> std::future::Ready<Result<Response<Full<Bytes>>, 
 }
 
 /// `n` requests through `svc`, each answered and its body read to the end; `b3` is the value of
-/// the caller's `X-B3-Sampled`, if it sends B3 headers.
+/// the caller's `X-B3-Sampled`, if it sends B3 headers; `route`, the route a router matched
+/// (as axum's `MatchedPath` or a `Route` extension tells the layer).
 #[inline(never)]
-fn run<S, B>(svc: &mut S, n: u64, b3: Option<&'static str>)
+fn run<S, B>(svc: &mut S, n: u64, b3: Option<&'static str>, route: bool)
 where
     S: Service<Request<()>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
@@ -58,7 +61,12 @@ where
                 req = req.header(k, if k == "x-b3-sampled" { sampled } else { v });
             }
         }
-        let mut fut = pin!(svc.call(req.body(()).unwrap()));
+        let mut req = req.body(()).unwrap();
+        if route {
+            req.extensions_mut()
+                .insert(Route(Cow::Borrowed("/users/{id}")));
+        }
+        let mut fut = pin!(svc.call(req));
         let Poll::Ready(Ok(response)) = fut.as_mut().poll(&mut cx) else {
             panic!("the hello service answers at once");
         };
@@ -81,6 +89,7 @@ fn variant(name: &str, n: u64) {
     let b3 = name
         .ends_with("-b3")
         .then_some(if unsampled { "0" } else { "1" });
+    let route = name.ends_with("-route");
     let sampler = if unsampled {
         Sampler::never()
     } else {
@@ -99,9 +108,9 @@ fn variant(name: &str, n: u64) {
     while done < n {
         let chunk = CHUNK.min(n - done);
         if name.starts_with("plain") {
-            run(&mut plain, chunk, b3);
+            run(&mut plain, chunk, b3, route);
         } else {
-            run(&mut traced, chunk, b3);
+            run(&mut traced, chunk, b3, route);
         }
         tracer.flush().unwrap();
         done += chunk;
@@ -119,7 +128,7 @@ fn main() {
             let names = ["plain", "traced", "unsampled"];
             for name in names
                 .iter()
-                .flat_map(|n| [n.to_string(), format!("{n}-b3")])
+                .flat_map(|n| [n.to_string(), format!("{n}-b3"), format!("{n}-route")])
             {
                 let n = 200_000;
                 let start = Instant::now();

@@ -41,6 +41,7 @@ mod carrier;
 mod client;
 mod future;
 mod grpc;
+mod names;
 mod server;
 pub mod zipkin;
 

@@ -209,7 +209,7 @@ impl<S> TraceServer<S> {
         };
         if span.is_recording() {
             if let Some(route) = route(req) {
-                span.set_name(format!("{} {}", req.method(), route));
+                span.set_name(crate::names::route_name(req.method(), route));
             }
             describe(
                 &mut span,

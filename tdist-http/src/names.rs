@@ -1,0 +1,226 @@
+//! Span names of routed requests (`GET /users/{id}`), made once per method and route.
+//!
+//! A router's routes are few and fixed, but formatting the name for every request costs a
+//! `format!` and an allocation that the reporter's thread later frees: about as much as the
+//! rest of the span together. Names are instead interned: made and leaked once for the process,
+//! found again through a per-thread cache. The number interned is bounded ([`MAX_NAMES`]), so
+//! a `Route` that is not a template (a raw path, unbounded) cannot grow memory without limit;
+//! past the bound names are formatted per request as before.
+
+use http::Method;
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Mutex;
+
+/// The most names interned for the process.
+pub(crate) const MAX_NAMES: usize = 4096;
+
+/// The standard methods, as [`method_index`] numbers them.
+const METHODS: [&str; 9] = [
+    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+];
+
+/// A route's interned names, one per standard method.
+type Names = [Option<&'static str>; METHODS.len()];
+
+/// A small, fast hasher for short keys (routes): eight bytes at a time, multiply and rotate.
+/// Not resistant to chosen collisions; the keys are route templates of the application, and the
+/// maps are bounded.
+#[derive(Default)]
+struct RouteHasher(u64);
+
+impl RouteHasher {
+    #[inline]
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl Hasher for RouteHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut rest = bytes;
+        while let Some((word, tail)) = rest.split_first_chunk::<8>() {
+            self.mix(u64::from_le_bytes(*word));
+            rest = tail;
+        }
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            // The tail's length in the top byte (always zero there): `a` and `a\0` differ.
+            self.mix(u64::from_le_bytes(w) | (rest.len() as u64) << 56);
+        }
+    }
+
+    // `str`'s `Hash` ends with a `0xff` byte: one mix, not a second pass through `write`.
+    #[inline]
+    fn write_u8(&mut self, b: u8) {
+        self.mix(u64::from(b));
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type Map<V> = HashMap<Box<str>, V, BuildHasherDefault<RouteHasher>>;
+
+thread_local! {
+    /// This thread's view of the interned names.
+    static CACHE: RefCell<Map<Names>> = RefCell::default();
+}
+
+/// Every interned name.
+static INTERNED: Mutex<Option<Interner>> = Mutex::new(None);
+
+/// Names made and leaked, at most `max` of them.
+#[derive(Default)]
+struct Interner {
+    names: Map<Names>,
+    count: usize,
+}
+
+impl Interner {
+    /// The name for method `i` and `route`, made if there is room for it.
+    fn get_or_make(&mut self, i: usize, route: &str, max: usize) -> Option<&'static str> {
+        if let Some(name) = self.names.get(route).and_then(|names| names[i]) {
+            return Some(name);
+        }
+        if self.count >= max {
+            return None;
+        }
+        let name: &'static str = Box::leak(format!("{} {route}", METHODS[i]).into());
+        self.names.entry(route.into()).or_default()[i] = Some(name);
+        self.count += 1;
+        Some(name)
+    }
+}
+
+/// The index of a standard method's name in [`METHODS`].
+#[inline]
+fn method_index(method: &Method) -> Option<usize> {
+    Some(match *method {
+        Method::GET => 0,
+        Method::POST => 1,
+        Method::PUT => 2,
+        Method::DELETE => 3,
+        Method::HEAD => 4,
+        Method::OPTIONS => 5,
+        Method::PATCH => 6,
+        Method::CONNECT => 7,
+        Method::TRACE => 8,
+        _ => return None,
+    })
+}
+
+/// `method route` as a span name: interned for the standard methods (while fewer than
+/// [`MAX_NAMES`] are), else formatted.
+#[inline]
+pub(crate) fn route_name(method: &Method, route: &str) -> Cow<'static, str> {
+    let Some(i) = method_index(method) else {
+        return Cow::Owned(format!("{method} {route}"));
+    };
+    let cached = CACHE
+        .try_with(|c| {
+            c.try_borrow()
+                .ok()
+                .and_then(|c| c.get(route).and_then(|names| names[i]))
+        })
+        .ok()
+        .flatten();
+    match cached {
+        Some(name) => Cow::Borrowed(name),
+        None => intern(i, route),
+    }
+}
+
+/// The slow path: finds or makes the name in the process-wide table and caches it here.
+#[cold]
+#[inline(never)]
+fn intern(i: usize, route: &str) -> Cow<'static, str> {
+    let made = INTERNED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_or_insert_with(Interner::default)
+        .get_or_make(i, route, MAX_NAMES);
+    let Some(name) = made else {
+        return Cow::Owned(format!("{} {route}", METHODS[i]));
+    };
+    let _ = CACHE.try_with(|c| {
+        if let Ok(mut c) = c.try_borrow_mut() {
+            c.entry(route.into()).or_default()[i] = Some(name);
+        }
+    });
+    Cow::Borrowed(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_made_once_and_found_again() {
+        let a = route_name(&Method::GET, "/names-test/{id}");
+        let b = route_name(&Method::GET, "/names-test/{id}");
+        assert_eq!(a, "GET /names-test/{id}");
+        // The same interned string both times, borrowed.
+        match (&a, &b) {
+            (Cow::Borrowed(x), Cow::Borrowed(y)) => assert!(std::ptr::eq(*x, *y)),
+            _ => panic!("not interned: {a:?} {b:?}"),
+        }
+        // Another method of the same route is another name; another thread finds it too.
+        assert_eq!(
+            route_name(&Method::POST, "/names-test/{id}"),
+            "POST /names-test/{id}"
+        );
+        let there = std::thread::spawn(|| route_name(&Method::GET, "/names-test/{id}"))
+            .join()
+            .unwrap();
+        assert!(matches!(there, Cow::Borrowed(s) if std::ptr::eq(s, &*a)));
+        // A method outside the standard ones is formatted.
+        let purge = Method::from_bytes(b"PURGE").unwrap();
+        assert!(matches!(route_name(&purge, "/x"), Cow::Owned(s) if s == "PURGE /x"));
+    }
+
+    #[test]
+    fn the_table_is_bounded() {
+        // Routes that are not templates (here: unique per request) stop being interned at the
+        // bound; names already made are still found.
+        let mut table = Interner::default();
+        for n in 0..8 {
+            let made = table.get_or_make(1, &format!("/bounded/{n}"), 8);
+            assert_eq!(made, Some(&*format!("POST /bounded/{n}")));
+        }
+        assert_eq!(table.get_or_make(1, "/bounded/late", 8), None);
+        assert_eq!(
+            table.get_or_make(1, "/bounded/3", 8),
+            Some("POST /bounded/3")
+        );
+        assert_eq!(table.count, 8);
+    }
+
+    #[test]
+    fn the_hasher_tells_short_keys_apart() {
+        let h = |s: &str| {
+            let mut h = RouteHasher::default();
+            h.write(s.as_bytes());
+            h.finish()
+        };
+        let keys = [
+            "/a",
+            "/b",
+            "/a/",
+            "/users/{id}",
+            "/users/{id}/x",
+            "",
+            "/users/{id}\0",
+        ];
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(h(a), h(b), "{a:?} {b:?}");
+            }
+        }
+    }
+}
