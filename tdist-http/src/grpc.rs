@@ -22,12 +22,27 @@ pub(crate) fn service_and_method(path: &str) -> Option<(&str, &str)> {
 }
 
 /// Names `span` after the called method and tags `rpc.service` and `rpc.method`.
+/// The name is interned (`names.rs`), and the tags borrow from it, so a call allocates nothing
+/// for them.
 pub(crate) fn name_span(span: &mut Span, path: &str) {
-    if let Some((service, method)) = service_and_method(path) {
-        span.set_name(format!("{service}/{method}"));
-        span.tag("rpc.service", TagValue::text(service));
-        span.tag("rpc.method", TagValue::text(method));
+    if service_and_method(path).is_none() {
+        return;
     }
+    let name = crate::names::grpc_name(path);
+    let (service, method) = match &name {
+        Cow::Borrowed(name) => {
+            let (service, method) = name.split_once('/').unwrap_or((name, ""));
+            (TagValue::from(service), TagValue::from(method))
+        }
+        // Past the bound of interned names.
+        Cow::Owned(name) => {
+            let (service, method) = name.split_once('/').unwrap_or((name, ""));
+            (TagValue::text(service), TagValue::text(method))
+        }
+    };
+    span.set_name(name);
+    span.tag("rpc.service", service);
+    span.tag("rpc.method", method);
 }
 
 /// Records the call's outcome from the `grpc-status` in `headers`, if there is one; returns

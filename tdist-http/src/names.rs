@@ -1,4 +1,5 @@
-//! Span names of routed requests (`GET /users/{id}`), made once per method and route.
+//! Span names of routed requests (`GET /users/{id}`) and gRPC calls (`service/method`), made
+//! once per method and route (or gRPC path).
 //!
 //! A router's routes are few and fixed, but formatting the name for every request costs a
 //! `format!` and an allocation that the reporter's thread later frees: about as much as the
@@ -22,8 +23,19 @@ const METHODS: [&str; 9] = [
     "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
 ];
 
-/// A route's interned names, one per standard method.
-type Names = [Option<&'static str>; METHODS.len()];
+/// The slot of a gRPC call's name (`service/method`, from its path) beside the methods'.
+const GRPC: usize = METHODS.len();
+
+/// A key's interned names: for a route, one per standard method; for a gRPC path, its name.
+type Names = [Option<&'static str>; METHODS.len() + 1];
+
+/// The name of slot `i` for `key`: `METHOD route`, or a gRPC path without its leading `/`.
+fn make(i: usize, key: &str) -> String {
+    match METHODS.get(i) {
+        Some(method) => format!("{method} {key}"),
+        None => key.strip_prefix('/').unwrap_or(key).to_owned(),
+    }
+}
 
 /// A small, fast hasher for short keys (routes): eight bytes at a time, multiply and rotate.
 /// Not resistant to chosen collisions; the keys are route templates of the application, and the
@@ -83,16 +95,16 @@ struct Interner {
 }
 
 impl Interner {
-    /// The name for method `i` and `route`, made if there is room for it.
-    fn get_or_make(&mut self, i: usize, route: &str, max: usize) -> Option<&'static str> {
-        if let Some(name) = self.names.get(route).and_then(|names| names[i]) {
+    /// The name of slot `i` for `key`, made if there is room for it.
+    fn get_or_make(&mut self, i: usize, key: &str, max: usize) -> Option<&'static str> {
+        if let Some(name) = self.names.get(key).and_then(|names| names[i]) {
             return Some(name);
         }
         if self.count >= max {
             return None;
         }
-        let name: &'static str = Box::leak(format!("{} {route}", METHODS[i]).into());
-        self.names.entry(route.into()).or_default()[i] = Some(name);
+        let name: &'static str = Box::leak(make(i, key).into());
+        self.names.entry(key.into()).or_default()[i] = Some(name);
         self.count += 1;
         Some(name)
     }
@@ -119,38 +131,51 @@ fn method_index(method: &Method) -> Option<usize> {
 /// [`MAX_NAMES`] are), else formatted.
 #[inline]
 pub(crate) fn route_name(method: &Method, route: &str) -> Cow<'static, str> {
-    let Some(i) = method_index(method) else {
-        return Cow::Owned(format!("{method} {route}"));
-    };
+    match method_index(method) {
+        Some(i) => name(i, route),
+        None => Cow::Owned(format!("{method} {route}")),
+    }
+}
+
+/// A gRPC call's name, `service/method`, from its path (`/service/method`, already checked):
+/// interned like route names.
+#[inline]
+pub(crate) fn grpc_name(path: &str) -> Cow<'static, str> {
+    name(GRPC, path)
+}
+
+/// The name of slot `i` for `key`, from this thread's cache or else [`intern`].
+#[inline]
+fn name(i: usize, key: &str) -> Cow<'static, str> {
     let cached = CACHE
         .try_with(|c| {
             c.try_borrow()
                 .ok()
-                .and_then(|c| c.get(route).and_then(|names| names[i]))
+                .and_then(|c| c.get(key).and_then(|names| names[i]))
         })
         .ok()
         .flatten();
     match cached {
         Some(name) => Cow::Borrowed(name),
-        None => intern(i, route),
+        None => intern(i, key),
     }
 }
 
 /// The slow path: finds or makes the name in the process-wide table and caches it here.
 #[cold]
 #[inline(never)]
-fn intern(i: usize, route: &str) -> Cow<'static, str> {
+fn intern(i: usize, key: &str) -> Cow<'static, str> {
     let made = INTERNED
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .get_or_insert_with(Interner::default)
-        .get_or_make(i, route, MAX_NAMES);
+        .get_or_make(i, key, MAX_NAMES);
     let Some(name) = made else {
-        return Cow::Owned(format!("{} {route}", METHODS[i]));
+        return Cow::Owned(make(i, key));
     };
     let _ = CACHE.try_with(|c| {
         if let Ok(mut c) = c.try_borrow_mut() {
-            c.entry(route.into()).or_default()[i] = Some(name);
+            c.entry(key.into()).or_default()[i] = Some(name);
         }
     });
     Cow::Borrowed(name)
@@ -182,6 +207,19 @@ mod tests {
         // A method outside the standard ones is formatted.
         let purge = Method::from_bytes(b"PURGE").unwrap();
         assert!(matches!(route_name(&purge, "/x"), Cow::Owned(s) if s == "PURGE /x"));
+    }
+
+    #[test]
+    fn grpc_names_come_from_the_path() {
+        let a = grpc_name("/names.test.Svc/Get");
+        assert_eq!(a, "names.test.Svc/Get");
+        let b = grpc_name("/names.test.Svc/Get");
+        assert!(matches!((&a, &b), (Cow::Borrowed(x), Cow::Borrowed(y)) if std::ptr::eq(*x, *y)));
+        // The same text as a route is another name.
+        assert_eq!(
+            route_name(&Method::POST, "/names.test.Svc/Get"),
+            "POST /names.test.Svc/Get"
+        );
     }
 
     #[test]
