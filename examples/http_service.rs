@@ -8,6 +8,10 @@
 //! curl -H 'X-B3-TraceId: 463ac35c9f6413ad' -H 'X-B3-SpanId: a2fb4a1d1a96d312' http://127.0.0.1:8080/
 //! ```
 //!
+//! `GET /health` answers `ok` and is not traced unless the caller sampled it (a sampling rule);
+//! a request that called the downstream service tags its span with the downstream's status, or
+//! marks it failed when the call failed (`SpanDetails` in the response).
+//!
 //! Spans are reported as the environment says (`OTEL_SERVICE_NAME`, `OTEL_PROPAGATORS`,
 //! `OTEL_EXPORTER_ZIPKIN_ENDPOINT` for a Zipkin collector, `TDIST_TRANSPORT=stdout`,
 //! `TDIST_FILE=...`). `--requests N` stops after N requests and flushes, for scripted runs.
@@ -27,9 +31,9 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tdist_core::Tracer;
+use tdist_core::{Sampler, Tracer};
 use tdist_http::zipkin::ZipkinTransport;
-use tdist_http::{ClientLayer, ServerLayer, TraceClient};
+use tdist_http::{ClientLayer, HttpRule, ServerLayer, SpanDetails, TraceClient};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -90,12 +94,23 @@ impl Service<Request<Incoming>> for App {
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
         let app = self.clone();
         Box::pin(async move {
+            if req.uri().path() == "/health" {
+                return Ok(Response::new(Full::new(Bytes::from_static(b"ok\n"))));
+            }
             let trace_id = tdist_core::current().map(|c| c.trace_id().to_string());
             let mut text = format!("{} {}\n", req.method(), req.uri().path());
+            // What only the handler knows goes onto its request's span with the response.
+            let mut details = SpanDetails::new();
             if let Some((uri, mut client)) = app.downstream {
                 text.push_str(&match call(&mut client, uri).await {
-                    Ok((status, body)) => format!("downstream {status}: {body}"),
-                    Err(e) => format!("downstream failed: {e}\n"),
+                    Ok((status, body)) => {
+                        details = details.tag("downstream.status", status.as_u16());
+                        format!("downstream {status}: {body}")
+                    }
+                    Err(e) => {
+                        details = details.error(format!("downstream: {e}"));
+                        format!("downstream failed: {e}\n")
+                    }
                 });
             }
             // Work handed to another task stays in the trace.
@@ -106,6 +121,7 @@ impl Service<Request<Incoming>> for App {
             });
             let text = rendered.await.unwrap_or_default();
             let mut response = Response::new(Full::new(Bytes::from(text)));
+            response.extensions_mut().insert(details);
             if let Some(id) = trace_id.and_then(|id| id.parse().ok()) {
                 response.headers_mut().insert("x-trace-id", id);
             }
@@ -148,7 +164,10 @@ async fn run(args: Args) -> Result<(), String> {
         tracer: tracer.clone(),
         downstream,
     };
-    let service = ServerLayer::new(tracer.clone()).layer(app);
+    // Health checks are not traced unless the caller sampled the trace.
+    let service = ServerLayer::new(tracer.clone())
+        .sample(HttpRule::path_prefix("/health"), Sampler::never())
+        .layer(app);
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| format!("--listen {}: {e}", args.listen))?;
