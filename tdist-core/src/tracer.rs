@@ -223,7 +223,7 @@ impl Tracer {
         extracted: Extracted,
         name: impl Into<Cow<'static, str>>,
     ) -> Span {
-        self.remote_child(extracted, name, &self.inner.sampler)
+        self.remote(extracted, name, &self.inner.sampler, false)
     }
 
     /// [`child_of_remote`](Self::child_of_remote) with `sampler` deciding instead of the
@@ -236,33 +236,14 @@ impl Tracer {
         name: impl Into<Cow<'static, str>>,
         sampler: &Sampler,
     ) -> Span {
-        self.remote_child(extracted, name, sampler)
-    }
-
-    // Always inlined, so that each public form is what it was before it had a sampled variant
-    // (as a shared function it was left out of line in the HTTP server's call).
-    #[inline(always)]
-    fn remote_child(
-        &self,
-        extracted: Extracted,
-        name: impl Into<Cow<'static, str>>,
-        sampler: &Sampler,
-    ) -> Span {
-        match extracted {
-            Extracted::Context(remote) => {
-                let sampling = sampler.decide(remote.sampling(), remote.trace_id());
-                let ctx = remote.new_child().with_sampling(sampling);
-                self.start(ctx, name)
-            }
-            other => self.new_trace(sampler, other.sampling(), name),
-        }
+        self.remote(extracted, name, sampler, false)
     }
 
     /// The server side of a B3 RPC: reports under the caller's span id (marked `shared`), with
     /// the caller's parent. Starts a new trace when nothing was extracted.
     #[inline]
     pub fn join_span(&self, extracted: Extracted, name: impl Into<Cow<'static, str>>) -> Span {
-        self.join_remote(extracted, name, &self.inner.sampler)
+        self.remote(extracted, name, &self.inner.sampler, true)
     }
 
     /// [`join_span`](Self::join_span) with `sampler` deciding instead of the tracer's own (see
@@ -274,21 +255,29 @@ impl Tracer {
         name: impl Into<Cow<'static, str>>,
         sampler: &Sampler,
     ) -> Span {
-        self.join_remote(extracted, name, sampler)
+        self.remote(extracted, name, sampler, true)
     }
 
+    /// A span for a context from another process: a child of it, or (`join`) the same span
+    /// id, marked `shared`; a new trace when nothing was extracted. Always inlined, so that
+    /// each public form is what it was before it had a sampled variant (as a shared function
+    /// it was left out of line in the HTTP server's call) and `join` folds away.
     #[inline(always)]
-    fn join_remote(
+    fn remote(
         &self,
         extracted: Extracted,
         name: impl Into<Cow<'static, str>>,
         sampler: &Sampler,
+        join: bool,
     ) -> Span {
         match extracted {
             Extracted::Context(remote) => {
                 let sampling = sampler.decide(remote.sampling(), remote.trace_id());
-                let ctx = remote.with_sampling(sampling).with_shared(true);
-                self.start(ctx, name)
+                let ctx = match join {
+                    true => remote.with_shared(true),
+                    false => remote.new_child(),
+                };
+                self.start(ctx.with_sampling(sampling), name)
             }
             other => self.new_trace(sampler, other.sampling(), name),
         }
