@@ -14,6 +14,11 @@
 //! | `OTEL_EXPORTER_ZIPKIN_TIMEOUT` | ms per request | 10000 |
 //! | `TDIST_ZIPKIN_ENCODING` | `json` or `proto3` | `json` |
 //! | `TDIST_ZIPKIN_GZIP` | `true` to gzip bodies | `false` |
+//! | `TDIST_ZIPKIN_CA_FILE` | PEM file of extra trusted roots for `https://` (feature `tls`) | none |
+//!
+//! `https://` endpoints need the `tls` feature (rustls): the server's certificate is checked
+//! against the system's trusted roots and any given with
+//! `ZipkinTransportBuilder::ca_certificates_pem` or `TDIST_ZIPKIN_CA_FILE`. Without it, put a TLS-terminating proxy or a local agent in front.
 //!
 //! ```
 //! use tdist_http::zipkin::ZipkinTransport;
@@ -59,9 +64,12 @@ pub enum ZipkinError {
     /// The endpoint is not an absolute URL.
     #[error("invalid collector endpoint: {0}")]
     InvalidEndpoint(String),
-    /// Only `http://` is supported (put a TLS-terminating proxy or a local agent in front).
-    #[error("unsupported scheme in collector endpoint (only http): {0}")]
+    /// The scheme is neither `http` nor `https`, or `https` without the `tls` feature.
+    #[error("unsupported scheme in collector endpoint (http, or https with the tls feature): {0}")]
     UnsupportedScheme(String),
+    /// TLS settings that cannot be used: no trusted roots, or PEM that holds no certificate.
+    #[error("tls: {0}")]
+    Tls(String),
     /// Gzip was asked for but the `gzip` feature is off.
     #[error("gzip requested but tdist-http was built without the gzip feature")]
     GzipUnavailable,
@@ -78,6 +86,9 @@ pub struct ZipkinTransportBuilder {
     gzip: bool,
     timeout: Duration,
     connect_timeout: Duration,
+    /// PEM blobs of roots trusted beside the system's.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    ca_pem: Vec<Vec<u8>>,
 }
 
 impl ZipkinTransportBuilder {
@@ -105,6 +116,15 @@ impl ZipkinTransportBuilder {
         self
     }
 
+    /// Trusts the certificates in `pem` (one or more `CERTIFICATE` blocks) as roots for an
+    /// `https://` collector, beside the system's: a private CA, or a collector's self-signed
+    /// certificate.
+    #[cfg(feature = "tls")]
+    pub fn ca_certificates_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_pem.push(pem.into());
+        self
+    }
+
     /// Checks the endpoint and starts the transport's runtime.
     pub fn build(self) -> Result<ZipkinTransport, ZipkinError> {
         let endpoint: Uri = self
@@ -112,9 +132,12 @@ impl ZipkinTransportBuilder {
             .trim()
             .parse()
             .map_err(|_| ZipkinError::InvalidEndpoint(self.endpoint.clone()))?;
+        let tls = cfg!(feature = "tls");
         match endpoint.scheme_str() {
             Some("http") if endpoint.host().is_some() => {}
+            Some("https") if tls && endpoint.host().is_some() => {}
             Some("http") | None => return Err(ZipkinError::InvalidEndpoint(self.endpoint)),
+            Some("https") if tls => return Err(ZipkinError::InvalidEndpoint(self.endpoint)),
             Some(_) => return Err(ZipkinError::UnsupportedScheme(self.endpoint)),
         }
         if self.gzip && !cfg!(feature = "gzip") {
@@ -127,6 +150,8 @@ impl ZipkinTransportBuilder {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(self.connect_timeout.min(self.timeout)));
         connector.set_nodelay(true);
+        #[cfg(feature = "tls")]
+        let connector = tls::connector(connector, &self.ca_pem)?;
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))
@@ -150,7 +175,65 @@ pub struct ZipkinTransport {
     gzip: bool,
     timeout: Duration,
     runtime: Option<tokio::runtime::Runtime>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<Connector, Full<Bytes>>,
+}
+
+/// Plain TCP, or with the `tls` feature TCP or TLS as the endpoint's scheme says.
+#[cfg(not(feature = "tls"))]
+type Connector = HttpConnector;
+#[cfg(feature = "tls")]
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+#[cfg(feature = "tls")]
+mod tls {
+    use super::ZipkinError;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    use std::sync::Arc;
+
+    /// A connector for `http://` and `https://`: rustls with ring, HTTP/1, the system's roots
+    /// and those in `extra_pem`.
+    pub(super) fn connector(
+        mut http: HttpConnector,
+        extra_pem: &[Vec<u8>],
+    ) -> Result<hyper_rustls::HttpsConnector<HttpConnector>, ZipkinError> {
+        let mut roots = rustls::RootCertStore::empty();
+        // Certificates the system store holds but rustls cannot parse are skipped, as are
+        // unreadable files (the result lists them): the others still count.
+        let native = rustls_native_certs::load_native_certs();
+        roots.add_parsable_certificates(native.certs);
+        for pem in extra_pem {
+            let certs = CertificateDer::pem_slice_iter(pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ZipkinError::Tls(format!("bad PEM: {e}")))?;
+            if certs.is_empty() {
+                return Err(ZipkinError::Tls("PEM without a CERTIFICATE block".into()));
+            }
+            for cert in certs {
+                roots
+                    .add(cert)
+                    .map_err(|e| ZipkinError::Tls(format!("unusable root certificate: {e}")))?;
+            }
+        }
+        if roots.is_empty() {
+            return Err(ZipkinError::Tls(
+                "no trusted roots: none in the system store and none given".into(),
+            ));
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ZipkinError::Tls(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        http.enforce_http(false);
+        Ok(hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http))
+    }
 }
 
 impl std::fmt::Debug for ZipkinTransport {
@@ -174,6 +257,7 @@ impl ZipkinTransport {
             gzip: false,
             timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(2),
+            ca_pem: Vec::new(),
         }
     }
 
@@ -215,6 +299,21 @@ impl ZipkinTransport {
                     return Err(e);
                 }
             });
+        }
+        if let Some(path) = get("TDIST_ZIPKIN_CA_FILE").filter(|p| !p.trim().is_empty()) {
+            #[cfg(feature = "tls")]
+            {
+                let pem = std::fs::read(path.trim()).map_err(|e| {
+                    ConfigError::new("TDIST_ZIPKIN_CA_FILE", path.clone(), e.to_string())
+                })?;
+                b = b.ca_certificates_pem(pem);
+            }
+            #[cfg(not(feature = "tls"))]
+            return Err(ConfigError::new(
+                "TDIST_ZIPKIN_CA_FILE",
+                path,
+                "tdist-http was built without the tls feature",
+            ));
         }
         if let Some(v) = get("TDIST_ZIPKIN_GZIP") {
             b = b.gzip(match v.trim().to_ascii_lowercase().as_str() {
@@ -411,8 +510,14 @@ mod tests {
             ZipkinTransport::builder("not a url").build(),
             Err(ZipkinError::InvalidEndpoint(_))
         ));
+        // `https` with the `tls` feature only; other schemes never.
+        let https = ZipkinTransport::builder("https://zipkin/api/v2/spans").build();
+        match cfg!(feature = "tls") {
+            true => assert!(https.is_ok(), "{https:?}"),
+            false => assert!(matches!(https, Err(ZipkinError::UnsupportedScheme(_)))),
+        }
         assert!(matches!(
-            ZipkinTransport::builder("https://zipkin/api/v2/spans").build(),
+            ZipkinTransport::builder("ftp://zipkin/api/v2/spans").build(),
             Err(ZipkinError::UnsupportedScheme(_))
         ));
         assert!(

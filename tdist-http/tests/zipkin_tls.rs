@@ -1,0 +1,146 @@
+//! The Zipkin transport to an `https://` collector on 127.0.0.1 (feature `tls`): a hyper server
+//! behind rustls with a certificate made for the test, trusted through the transport's PEM
+//! roots; without them the certificate is refused and the spans are counted as failed.
+#![cfg(feature = "tls")]
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tdist_core::Tracer;
+use tdist_http::zipkin::ZipkinTransport;
+use tokio_rustls::rustls;
+
+/// What the collector received: one JSON list per request.
+type Received = Arc<Mutex<Vec<Value>>>;
+
+/// A collector on `https://127.0.0.1:PORT/api/v2/spans`; returns its port, its certificate
+/// (PEM) and what it receives.
+async fn tls_collector() -> (u16, String, Received) {
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let pem = made.cert.pem();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![made.cert.der().clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let received = Received::default();
+    let got = received.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let got = got.clone();
+            tokio::spawn(async move {
+                // A client that refuses the certificate ends the handshake: nothing to serve.
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let got = got.clone();
+                    async move {
+                        assert_eq!(req.uri().path(), "/api/v2/spans");
+                        assert_eq!(req.headers()["b3"], "0");
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        got.lock()
+                            .unwrap()
+                            .push(serde_json::from_slice(&body).unwrap());
+                        let mut resp = Response::new(Full::new(Bytes::new()));
+                        *resp.status_mut() = StatusCode::ACCEPTED;
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    (port, pem, received)
+}
+
+fn tracer_to(transport: ZipkinTransport) -> Tracer {
+    Tracer::builder()
+        .service_name("shop")
+        .transport(transport)
+        .configure_reporter(|c| {
+            c.schedule_delay = Duration::from_millis(20);
+            c.max_retries = 0;
+        })
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_an_https_collector_that_the_transport_trusts() {
+    let (port, pem, received) = tls_collector().await;
+    let url = format!("https://127.0.0.1:{port}/api/v2/spans");
+
+    // Trusted through the environment, as a deployment would configure it.
+    let ca_file = std::env::temp_dir().join(format!("tdist-zipkin-ca-{port}.pem"));
+    std::fs::write(&ca_file, &pem).unwrap();
+    let env = |k: &str| match k {
+        "OTEL_EXPORTER_ZIPKIN_ENDPOINT" => Some(url.clone()),
+        "TDIST_ZIPKIN_CA_FILE" => Some(ca_file.display().to_string()),
+        _ => None,
+    };
+    let trusted = ZipkinTransport::from_lookup(env).unwrap().unwrap();
+    std::fs::remove_file(&ca_file).unwrap();
+    let tracer = tracer_to(trusted);
+    tracer.root_span("checkout").finish();
+    let stats = tokio::task::spawn_blocking(move || tracer.flush())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((stats.sent, stats.failed), (1, 0), "{stats:?}");
+    let lists = received.lock().unwrap().clone();
+    assert_eq!(lists.len(), 1);
+    assert_eq!(lists[0][0]["name"], "checkout");
+    assert_eq!(lists[0][0]["localEndpoint"]["serviceName"], "shop");
+
+    // Without the collector's certificate among its roots the transport refuses it: the span
+    // is counted as failed, and nothing reaches the collector.
+    let untrusted = ZipkinTransport::builder(url).build().unwrap();
+    let tracer = tracer_to(untrusted);
+    tracer.root_span("refused").finish();
+    let stats = tokio::task::spawn_blocking(move || tracer.flush())
+        .await
+        .unwrap();
+    let failed = match stats {
+        Ok(s) => s.failed,
+        Err(e) => panic!("flush: {e}"),
+    };
+    assert_eq!(failed, 1);
+    assert_eq!(received.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn a_missing_ca_file_is_a_configuration_error() {
+    let env = |k: &str| match k {
+        "OTEL_EXPORTER_ZIPKIN_ENDPOINT" => Some("https://127.0.0.1:9411/api/v2/spans".into()),
+        "TDIST_ZIPKIN_CA_FILE" => Some("/nonexistent/tdist-ca.pem".into()),
+        _ => None,
+    };
+    let err = ZipkinTransport::from_lookup(env).unwrap_err();
+    assert!(err.to_string().contains("TDIST_ZIPKIN_CA_FILE"), "{err}");
+}
+
+#[test]
+fn pem_without_a_certificate_is_refused() {
+    let b = ZipkinTransport::builder("https://127.0.0.1:9411/api/v2/spans");
+    let err = b
+        .ca_certificates_pem("not a certificate")
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("tls"), "{err}");
+}
