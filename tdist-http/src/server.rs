@@ -100,22 +100,30 @@ impl HttpRule {
     }
 }
 
-/// Sampling rules, tried in order.
-type Rules = Arc<[(HttpRule, Sampler)]>;
+/// What every [`TraceServer`] made by one layer shares, behind one reference count: a tower
+/// server clones its service for every request, and a second field (the rules beside the
+/// tracer) cost that clone measurably.
+#[derive(Debug, Clone)]
+struct Shared {
+    tracer: Tracer,
+    /// Sampling rules, tried in order.
+    rules: Box<[(HttpRule, Sampler)]>,
+}
 
 /// Makes a [`TraceServer`] around a service.
 #[derive(Debug, Clone)]
 pub struct ServerLayer {
-    tracer: Tracer,
-    rules: Option<Rules>,
+    shared: Arc<Shared>,
 }
 
 impl ServerLayer {
     /// Server spans from `tracer`.
     pub fn new(tracer: Tracer) -> ServerLayer {
         ServerLayer {
-            tracer,
-            rules: None,
+            shared: Arc::new(Shared {
+                tracer,
+                rules: Box::default(),
+            }),
         }
     }
 
@@ -137,9 +145,10 @@ impl ServerLayer {
     ///     .sample(HttpRule::path_prefix("/search"), Sampler::ratio(0.1));
     /// ```
     pub fn sample(mut self, rule: HttpRule, sampler: Sampler) -> ServerLayer {
-        let mut rules = self.rules.as_deref().unwrap_or_default().to_vec();
+        let shared = Arc::make_mut(&mut self.shared);
+        let mut rules = std::mem::take(&mut shared.rules).into_vec();
         rules.push((rule, sampler));
-        self.rules = Some(rules.into());
+        shared.rules = rules.into_boxed_slice();
         self
     }
 }
@@ -150,8 +159,7 @@ impl<S> Layer<S> for ServerLayer {
     fn layer(&self, inner: S) -> TraceServer<S> {
         TraceServer {
             inner,
-            tracer: self.tracer.clone(),
-            rules: self.rules.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -163,8 +171,7 @@ impl<S> Layer<S> for ServerLayer {
 #[derive(Debug, Clone)]
 pub struct TraceServer<S> {
     inner: S,
-    tracer: Tracer,
-    rules: Option<Rules>,
+    shared: Arc<Shared>,
 }
 
 impl<S> TraceServer<S> {
@@ -198,14 +205,11 @@ impl<S> TraceServer<S> {
             extract(&scanned)
         };
         let method = method_name(req.method());
-        let mut span = match (&self.rules, source) {
-            (None, Some(s)) if s.shares_span_id() => {
-                self.tracer.join_span(extracted, method.clone())
-            }
-            (None, _) => self.tracer.child_of_remote(extracted, method.clone()),
-            (Some(rules), source) => {
-                self.start_ruled(req, rules, extracted, source, method.clone())
-            }
+        let Shared { tracer, rules } = &*self.shared;
+        let mut span = match (rules.is_empty(), source) {
+            (true, Some(s)) if s.shares_span_id() => tracer.join_span(extracted, method.clone()),
+            (true, _) => tracer.child_of_remote(extracted, method.clone()),
+            (false, source) => self.start_ruled(req, rules, extracted, source, method.clone()),
         };
         if span.is_recording() {
             if let Some(route) = route(req) {
@@ -237,7 +241,7 @@ impl<S> TraceServer<S> {
         method: Cow<'static, str>,
     ) -> Span {
         let join = source.is_some_and(|s| s.shares_span_id());
-        let t = &self.tracer;
+        let t = &self.shared.tracer;
         match (join, rules.iter().find(|(rule, _)| rule.matches(req))) {
             (true, Some((_, sampler))) => t.join_span_sampled(extracted, method, sampler),
             (false, Some((_, sampler))) => t.child_of_remote_sampled(extracted, method, sampler),
