@@ -27,24 +27,34 @@ use http::{Request, Response, Uri};
 use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tdist_core::{Endpoint, Kind, Span, Tracer};
 use tower_layer::Layer;
 use tower_service::Service;
 
+/// What every [`TraceClient`] made by one layer shares, behind one reference count: clients
+/// are cloned per request in many tower stacks, and the clone stays one count.
+#[derive(Debug, Clone)]
+struct Shared {
+    tracer: Tracer,
+    remote_service: Option<Cow<'static, str>>,
+}
+
 /// Makes a [`TraceClient`] around a service.
 #[derive(Debug, Clone)]
 pub struct ClientLayer {
-    tracer: Tracer,
-    remote_service: Option<Cow<'static, str>>,
+    shared: Arc<Shared>,
 }
 
 impl ClientLayer {
     /// Client spans from `tracer`.
     pub fn new(tracer: Tracer) -> ClientLayer {
         ClientLayer {
-            tracer,
-            remote_service: None,
+            shared: Arc::new(Shared {
+                tracer,
+                remote_service: None,
+            }),
         }
     }
 
@@ -62,10 +72,11 @@ impl ClientLayer {
     pub fn remote_service_name(mut self, name: impl Into<Cow<'static, str>>) -> ClientLayer {
         let name = name.into();
         // Lower-cased once here rather than for every span.
-        self.remote_service = Some(match name.bytes().any(|b| b.is_ascii_uppercase()) {
-            true => Cow::Owned(name.to_ascii_lowercase()),
-            false => name,
-        });
+        Arc::make_mut(&mut self.shared).remote_service =
+            Some(match name.bytes().any(|b| b.is_ascii_uppercase()) {
+                true => Cow::Owned(name.to_ascii_lowercase()),
+                false => name,
+            });
         self
     }
 }
@@ -76,8 +87,7 @@ impl<S> Layer<S> for ClientLayer {
     fn layer(&self, inner: S) -> TraceClient<S> {
         TraceClient {
             inner,
-            tracer: self.tracer.clone(),
-            remote_service: self.remote_service.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -89,8 +99,7 @@ impl<S> Layer<S> for ClientLayer {
 #[derive(Debug, Clone)]
 pub struct TraceClient<S> {
     inner: S,
-    tracer: Tracer,
-    remote_service: Option<Cow<'static, str>>,
+    shared: Arc<Shared>,
 }
 
 impl<S> TraceClient<S> {
@@ -121,7 +130,11 @@ impl<S> TraceClient<S> {
             .get(http::header::CONTENT_TYPE)
             .is_some_and(|v| crate::grpc::is_grpc(v.as_bytes()));
         let method = method_name(req.method());
-        let mut span = self.tracer.span(method.clone());
+        let Shared {
+            tracer,
+            remote_service,
+        } = &*self.shared;
+        let mut span = tracer.span(method.clone());
         if span.is_recording() {
             describe(&mut span, Kind::Client, method, req.uri(), grpc);
             let remote = remote_endpoint(req.uri()).or_else(|| {
@@ -131,7 +144,7 @@ impl<S> TraceClient<S> {
                 let authority = http::uri::Authority::try_from(host).ok()?;
                 Some(host_endpoint(authority.host(), authority.port_u16()))
             });
-            let remote = match &self.remote_service {
+            let remote = match remote_service {
                 // The name given replaces a host name taken from the request.
                 Some(name) => Some(remote.unwrap_or_default().with_service_name(name.clone())),
                 None => remote,
@@ -140,7 +153,7 @@ impl<S> TraceClient<S> {
                 span.set_remote_endpoint(remote);
             }
         }
-        inject(&self.tracer, &span.context(), req.headers_mut());
+        inject(tracer, &span.context(), req.headers_mut());
         (span, grpc)
     }
 }
