@@ -18,7 +18,7 @@ use std::sync::Mutex;
 /// The most names interned for the process.
 pub(crate) const MAX_NAMES: usize = 4096;
 
-/// The standard methods, as [`method_index`] numbers them.
+/// The standard methods, in the order of [`standard_method`]'s slots.
 const METHODS: [&str; 9] = [
     "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
 ];
@@ -110,10 +110,11 @@ impl Interner {
     }
 }
 
-/// The index of a standard method's name in [`METHODS`].
+/// A standard method's slot (its index in [`METHODS`]) and name; `None` for other methods.
+/// The HTTP layers name spans with it too, so one table serves both.
 #[inline]
-fn method_index(method: &Method) -> Option<usize> {
-    Some(match *method {
+pub(crate) fn standard_method(method: &Method) -> Option<(usize, &'static str)> {
+    let i = match *method {
         Method::GET => 0,
         Method::POST => 1,
         Method::PUT => 2,
@@ -124,15 +125,16 @@ fn method_index(method: &Method) -> Option<usize> {
         Method::CONNECT => 7,
         Method::TRACE => 8,
         _ => return None,
-    })
+    };
+    Some((i, METHODS[i]))
 }
 
 /// `method route` as a span name: interned for the standard methods (while fewer than
 /// [`MAX_NAMES`] are), else formatted.
 #[inline]
 pub(crate) fn route_name(method: &Method, route: &str) -> Cow<'static, str> {
-    match method_index(method) {
-        Some(i) => name(i, route),
+    match standard_method(method) {
+        Some((i, _)) => name(i, route),
         None => Cow::Owned(format!("{method} {route}")),
     }
 }

@@ -311,18 +311,10 @@ where
 /// The method as a `'static` string for the common methods (no allocation), else owned.
 #[inline]
 pub(crate) fn method_name(m: &Method) -> Cow<'static, str> {
-    Cow::Borrowed(match *m {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        Method::PATCH => "PATCH",
-        Method::CONNECT => "CONNECT",
-        Method::TRACE => "TRACE",
-        _ => return Cow::Owned(m.as_str().to_owned()),
-    })
+    match crate::names::standard_method(m) {
+        Some((_, name)) => Cow::Borrowed(name),
+        None => Cow::Owned(m.as_str().to_owned()),
+    }
 }
 
 fn route<B>(req: &Request<B>) -> Option<&str> {
