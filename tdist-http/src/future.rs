@@ -205,76 +205,6 @@ where
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::{Arc, Mutex};
-    use std::task::Waker;
-    use tdist_core::export::InMemory;
-    use tdist_core::{current, SpanContext, Tracer};
-
-    /// What was current at each poll and at the drop.
-    type Seen = Arc<Mutex<Vec<(&'static str, Option<SpanContext>)>>>;
-
-    /// Pending once, then ready; records the current context on every poll and on drop.
-    struct Probe {
-        polls: usize,
-        seen: Seen,
-    }
-
-    impl Future for Probe {
-        type Output = Result<Response<String>, std::convert::Infallible>;
-        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-            self.seen.lock().unwrap().push(("poll", current()));
-            self.polls += 1;
-            if self.polls == 1 {
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-            Poll::Ready(Ok(Response::new(String::new())))
-        }
-    }
-
-    impl Drop for Probe {
-        fn drop(&mut self) {
-            self.seen.lock().unwrap().push(("drop", current()));
-        }
-    }
-
-    #[test]
-    fn the_inner_future_is_polled_and_dropped_with_the_span_current() {
-        let tracer = Tracer::builder()
-            .transport(InMemory::new())
-            .build()
-            .unwrap();
-        let mut cx = Context::from_waker(Waker::noop());
-        for cancel in [false, true] {
-            let seen = Seen::default();
-            let span = tracer.root_span("request");
-            let ctx = Some(span.context());
-            let probe = Probe {
-                polls: 0,
-                seen: seen.clone(),
-            };
-            let mut fut = Box::pin(ResponseFuture::new(probe, span, 500, false));
-            assert!(fut.as_mut().poll(&mut cx).is_pending());
-            if !cancel {
-                assert!(fut.as_mut().poll(&mut cx).is_ready());
-            }
-            drop(fut);
-            assert_eq!(current(), None, "nothing leaks to the thread");
-            let seen = seen.lock().unwrap();
-            let expected: &[&str] = if cancel {
-                &["poll", "drop"]
-            } else {
-                &["poll", "poll", "drop"]
-            };
-            assert_eq!(seen.iter().map(|s| s.0).collect::<Vec<_>>(), expected);
-            assert!(seen.iter().all(|s| s.1 == ctx), "{seen:?}");
-        }
-    }
-}
-
 /// What a handler adds to its request's span: tags, a name, an error. Put it in the response's
 /// extensions (in axum, return `Extension(details)` beside the body) and the layer copies it onto
 /// the span when the response arrives (it stays in the extensions); the handler needs no handle
@@ -349,6 +279,76 @@ impl SpanDetails {
                 true
             }
             None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use std::task::Waker;
+    use tdist_core::export::InMemory;
+    use tdist_core::{current, SpanContext, Tracer};
+
+    /// What was current at each poll and at the drop.
+    type Seen = Arc<Mutex<Vec<(&'static str, Option<SpanContext>)>>>;
+
+    /// Pending once, then ready; records the current context on every poll and on drop.
+    struct Probe {
+        polls: usize,
+        seen: Seen,
+    }
+
+    impl Future for Probe {
+        type Output = Result<Response<String>, std::convert::Infallible>;
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            self.seen.lock().unwrap().push(("poll", current()));
+            self.polls += 1;
+            if self.polls == 1 {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            Poll::Ready(Ok(Response::new(String::new())))
+        }
+    }
+
+    impl Drop for Probe {
+        fn drop(&mut self) {
+            self.seen.lock().unwrap().push(("drop", current()));
+        }
+    }
+
+    #[test]
+    fn the_inner_future_is_polled_and_dropped_with_the_span_current() {
+        let tracer = Tracer::builder()
+            .transport(InMemory::new())
+            .build()
+            .unwrap();
+        let mut cx = Context::from_waker(Waker::noop());
+        for cancel in [false, true] {
+            let seen = Seen::default();
+            let span = tracer.root_span("request");
+            let ctx = Some(span.context());
+            let probe = Probe {
+                polls: 0,
+                seen: seen.clone(),
+            };
+            let mut fut = Box::pin(ResponseFuture::new(probe, span, 500, false));
+            assert!(fut.as_mut().poll(&mut cx).is_pending());
+            if !cancel {
+                assert!(fut.as_mut().poll(&mut cx).is_ready());
+            }
+            drop(fut);
+            assert_eq!(current(), None, "nothing leaks to the thread");
+            let seen = seen.lock().unwrap();
+            let expected: &[&str] = if cancel {
+                &["poll", "drop"]
+            } else {
+                &["poll", "poll", "drop"]
+            };
+            assert_eq!(seen.iter().map(|s| s.0).collect::<Vec<_>>(), expected);
+            assert!(seen.iter().all(|s| s.1 == ctx), "{seen:?}");
         }
     }
 }

@@ -25,20 +25,17 @@ pub(crate) fn service_and_method(path: &str) -> Option<(&str, &str)> {
 /// The name is interned (`names.rs`), and the tags borrow from it, so a call allocates nothing
 /// for them.
 pub(crate) fn name_span(span: &mut Span, path: &str) {
-    if service_and_method(path).is_none() {
+    let Some((service, method)) = service_and_method(path) else {
         return;
-    }
+    };
     let name = crate::names::grpc_name(path);
     let (service, method) = match &name {
         Cow::Borrowed(name) => {
             let (service, method) = name.split_once('/').unwrap_or((name, ""));
             (TagValue::from(service), TagValue::from(method))
         }
-        // Past the bound of interned names.
-        Cow::Owned(name) => {
-            let (service, method) = name.split_once('/').unwrap_or((name, ""));
-            (TagValue::text(service), TagValue::text(method))
-        }
+        // Past the bound of interned names: copies of the path's parts.
+        Cow::Owned(_) => (TagValue::text(service), TagValue::text(method)),
     };
     span.set_name(name);
     span.tag("rpc.service", service);

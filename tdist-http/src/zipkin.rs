@@ -18,7 +18,8 @@
 //!
 //! `https://` endpoints need the `tls` feature (rustls): the server's certificate is checked
 //! against the system's trusted roots and any given with
-//! `ZipkinTransportBuilder::ca_certificates_pem` or `TDIST_ZIPKIN_CA_FILE`. Without it, put a TLS-terminating proxy or a local agent in front.
+//! `ZipkinTransportBuilder::ca_certificates_pem` or `TDIST_ZIPKIN_CA_FILE`. Without it, put a
+//! TLS-terminating proxy or a local agent in front.
 //!
 //! ```
 //! use tdist_http::zipkin::ZipkinTransport;
