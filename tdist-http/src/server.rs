@@ -230,7 +230,7 @@ impl<S> TraceServer<S> {
     }
 
     /// The span of a request when sampling rules are set: the first rule that matches picks
-    /// the sampler. Kept out of line, off the path of services without rules.
+    /// the sampler, else the tracer's. Kept out of line, off the path of services without rules.
     #[inline(never)]
     fn start_ruled<B>(
         &self,
@@ -240,13 +240,14 @@ impl<S> TraceServer<S> {
         source: Option<Source>,
         method: Cow<'static, str>,
     ) -> Span {
-        let join = source.is_some_and(|s| s.shares_span_id());
         let t = &self.shared.tracer;
-        match (join, rules.iter().find(|(rule, _)| rule.matches(req))) {
-            (true, Some((_, sampler))) => t.join_span_sampled(extracted, method, sampler),
-            (false, Some((_, sampler))) => t.child_of_remote_sampled(extracted, method, sampler),
-            (true, None) => t.join_span(extracted, method),
-            (false, None) => t.child_of_remote(extracted, method),
+        let sampler = rules
+            .iter()
+            .find(|(rule, _)| rule.matches(req))
+            .map_or(t.sampler(), |(_, sampler)| sampler);
+        match source.is_some_and(|s| s.shares_span_id()) {
+            true => t.join_span_sampled(extracted, method, sampler),
+            false => t.child_of_remote_sampled(extracted, method, sampler),
         }
     }
 }
