@@ -70,13 +70,8 @@ impl ClientLayer {
     /// # }
     /// ```
     pub fn remote_service_name(mut self, name: impl Into<Cow<'static, str>>) -> ClientLayer {
-        let name = name.into();
-        // Lower-cased once here rather than for every span.
-        Arc::make_mut(&mut self.shared).remote_service =
-            Some(match name.bytes().any(|b| b.is_ascii_uppercase()) {
-                true => Cow::Owned(name.to_ascii_lowercase()),
-                false => name,
-            });
+        // Lower-cased with the endpoint it names (`Endpoint::with_service_name`).
+        Arc::make_mut(&mut self.shared).remote_service = Some(name.into());
         self
     }
 }
