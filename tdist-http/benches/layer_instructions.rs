@@ -11,9 +11,9 @@
 //!
 //! The instructions per request are callgrind's total divided by the count given. Variants:
 //! `plain` (no layer), `traced`, `unsampled` (`Sampler::never()`), each with `-route` for a
-//! request whose route a router matched (a `Route` extension, as axum's `MatchedPath`) and `-b3` for a B3
-//! caller (`X-B3-TraceId`, `X-B3-SpanId`, and `X-B3-Sampled: 1`, or `0` for `unsampled`). Run by `cargo bench` without a
-//! variant, it times each variant briefly instead.
+//! request whose route a router matched (a `Route` extension, as axum's `MatchedPath`) and
+//! `-b3` for a B3 caller (`X-B3-TraceId`, `X-B3-SpanId`, and `X-B3-Sampled: 1`, or `0` for
+//! `unsampled`). Run by `cargo bench` without a variant, it times each variant briefly instead.
 
 use bytes::Bytes;
 use http::{Request, Response};
