@@ -193,7 +193,7 @@ mod tls {
     use rustls::pki_types::CertificateDer;
     use std::sync::Arc;
 
-    /// A connector for `http://` and `https://`: rustls with ring, HTTP/1, the system's roots
+    /// A connector for `http://` and `https://`: rustls with aws-lc-rs, HTTP/1, the system's roots
     /// and those in `extra_pem`.
     pub(super) fn connector(
         mut http: HttpConnector,
