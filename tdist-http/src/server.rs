@@ -107,7 +107,7 @@ impl HttpRule {
 struct Shared {
     tracer: Tracer,
     /// Sampling rules, tried in order.
-    rules: Box<[(HttpRule, Sampler)]>,
+    rules: Vec<(HttpRule, Sampler)>,
 }
 
 /// Makes a [`TraceServer`] around a service.
@@ -122,7 +122,7 @@ impl ServerLayer {
         ServerLayer {
             shared: Arc::new(Shared {
                 tracer,
-                rules: Box::default(),
+                rules: Vec::new(),
             }),
         }
     }
@@ -145,10 +145,7 @@ impl ServerLayer {
     ///     .sample(HttpRule::path_prefix("/search"), Sampler::ratio(0.1));
     /// ```
     pub fn sample(mut self, rule: HttpRule, sampler: Sampler) -> ServerLayer {
-        let shared = Arc::make_mut(&mut self.shared);
-        let mut rules = std::mem::take(&mut shared.rules).into_vec();
-        rules.push((rule, sampler));
-        shared.rules = rules.into_boxed_slice();
+        Arc::make_mut(&mut self.shared).rules.push((rule, sampler));
         self
     }
 }
