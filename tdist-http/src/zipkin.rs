@@ -133,13 +133,14 @@ impl ZipkinTransportBuilder {
             .trim()
             .parse()
             .map_err(|_| ZipkinError::InvalidEndpoint(self.endpoint.clone()))?;
-        let tls = cfg!(feature = "tls");
         match endpoint.scheme_str() {
-            Some("http") if endpoint.host().is_some() => {}
-            Some("https") if tls && endpoint.host().is_some() => {}
-            Some("http") | None => return Err(ZipkinError::InvalidEndpoint(self.endpoint)),
-            Some("https") if tls => return Err(ZipkinError::InvalidEndpoint(self.endpoint)),
+            Some("http") => {}
+            Some("https") if cfg!(feature = "tls") => {}
+            None => return Err(ZipkinError::InvalidEndpoint(self.endpoint)),
             Some(_) => return Err(ZipkinError::UnsupportedScheme(self.endpoint)),
+        }
+        if endpoint.host().is_none() {
+            return Err(ZipkinError::InvalidEndpoint(self.endpoint));
         }
         if self.gzip && !cfg!(feature = "gzip") {
             return Err(ZipkinError::GzipUnavailable);
