@@ -7,7 +7,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use std::convert::Infallible;
-use support::{get, one, plain_client, serve, spans, tag, tracer};
+use support::{get, one, plain_client, serve, serve_hyper, spans, tag, tracer};
 use tdist_core::export::InMemory;
 use tdist_core::{FutureExt, Kind, SpanId, TraceId, Tracer};
 use tdist_http::{ClientLayer, ServerLayer};
@@ -422,20 +422,7 @@ async fn hyper_services_are_served_without_a_tower_adapter() {
             current.unwrap_or_default(),
         ))))
     });
-    let svc = ServerLayer::new(t.clone()).layer(handler);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let svc = svc.clone();
-            tokio::spawn(async move {
-                let io = hyper_util::rt::TokioIo::new(stream);
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, svc)
-                    .await;
-            });
-        }
-    });
+    let addr = serve_hyper(ServerLayer::new(t.clone()).layer(handler)).await;
 
     let headers: [(&str, &[u8]); 3] = [
         ("X-B3-TraceId", b"463ac35c9f6413ad48485a3953bb6124"),

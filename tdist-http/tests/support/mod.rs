@@ -29,10 +29,25 @@ pub fn tracer(sink: &InMemory, service: &'static str) -> Tracer {
         .unwrap()
 }
 
-/// Serves `svc` with hyper-util (HTTP/1 and HTTP/2) on 127.0.0.1 until the runtime ends.
+/// Serves the tower service `svc` with hyper-util (HTTP/1 and HTTP/2) on 127.0.0.1 until the
+/// runtime ends.
 pub async fn serve<S, B>(svc: S) -> SocketAddr
 where
     S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    serve_hyper(TowerToHyperService::new(svc)).await
+}
+
+/// Serves the hyper service `svc` (hyper's own `Service` trait, no tower adapter) as
+/// [`serve`] does.
+pub async fn serve_hyper<S, B>(svc: S) -> SocketAddr
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     B: http_body::Body + Send + 'static,
@@ -46,7 +61,7 @@ where
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
-            let svc = TowerToHyperService::new(svc.clone());
+            let svc = svc.clone();
             tokio::spawn(async move {
                 let _ = auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), svc)
