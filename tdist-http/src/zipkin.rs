@@ -15,11 +15,14 @@
 //! | `TDIST_ZIPKIN_ENCODING` | `json` or `proto3` | `json` |
 //! | `TDIST_ZIPKIN_GZIP` | `true` to gzip bodies | `false` |
 //! | `TDIST_ZIPKIN_CA_FILE` | PEM file of extra trusted roots for `https://` (feature `tls`) | none |
+//! | `TDIST_ZIPKIN_CLIENT_CERT_FILE`, `TDIST_ZIPKIN_CLIENT_KEY_FILE` | PEM certificate chain and private key the transport presents to a collector that asks for one (mutual TLS; feature `tls`; both or neither) | none |
 //!
 //! `https://` endpoints need the `tls` feature (rustls): the server's certificate is checked
 //! against the system's trusted roots and any given with
-//! `ZipkinTransportBuilder::ca_certificates_pem` or `TDIST_ZIPKIN_CA_FILE`. Without it, put a
-//! TLS-terminating proxy or a local agent in front.
+//! `ZipkinTransportBuilder::ca_certificates_pem` or `TDIST_ZIPKIN_CA_FILE`. A collector that
+//! admits only known clients gets the certificate given with
+//! `ZipkinTransportBuilder::client_certificate_pem` or the two client variables. Without the
+//! feature, put a TLS-terminating proxy or a local agent in front.
 //!
 //! ```
 //! use tdist_http::zipkin::ZipkinTransport;
@@ -90,6 +93,27 @@ pub struct ZipkinTransportBuilder {
     /// PEM blobs of roots trusted beside the system's.
     #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     ca_pem: Vec<Vec<u8>>,
+    /// The client's certificate chain and private key, for mutual TLS.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    client_pem: Option<ClientIdentity>,
+}
+
+/// A client certificate chain and its private key, both PEM. The key is left out of `Debug`,
+/// so that logging the settings does not log it.
+#[derive(Clone)]
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+struct ClientIdentity {
+    chain: Vec<u8>,
+    key: Vec<u8>,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientIdentity")
+            .field("chain", &format_args!("{} bytes of PEM", self.chain.len()))
+            .field("key", &format_args!("<redacted>"))
+            .finish()
+    }
 }
 
 impl ZipkinTransportBuilder {
@@ -126,6 +150,23 @@ impl ZipkinTransportBuilder {
         self
     }
 
+    /// Presents a client certificate to an `https://` collector that asks for one (mutual
+    /// TLS): `chain` holds the certificate and any intermediates (`CERTIFICATE` blocks, leaf
+    /// first), `key` its private key (PKCS#8, PKCS#1 or SEC1). [`build`](Self::build) fails when
+    /// either cannot be parsed or the key is not the certificate's.
+    #[cfg(feature = "tls")]
+    pub fn client_certificate_pem(
+        mut self,
+        chain: impl Into<Vec<u8>>,
+        key: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.client_pem = Some(ClientIdentity {
+            chain: chain.into(),
+            key: key.into(),
+        });
+        self
+    }
+
     /// Checks the endpoint and starts the transport's runtime.
     pub fn build(self) -> Result<ZipkinTransport, ZipkinError> {
         let endpoint: Uri = self
@@ -153,7 +194,7 @@ impl ZipkinTransportBuilder {
         connector.set_connect_timeout(Some(self.connect_timeout.min(self.timeout)));
         connector.set_nodelay(true);
         #[cfg(feature = "tls")]
-        let connector = tls::connector(connector, &self.ca_pem)?;
+        let connector = tls::connector(connector, &self.ca_pem, self.client_pem.as_ref())?;
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))
@@ -191,14 +232,15 @@ mod tls {
     use super::ZipkinError;
     use hyper_util::client::legacy::connect::HttpConnector;
     use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     use std::sync::Arc;
 
     /// A connector for `http://` and `https://`: rustls with aws-lc-rs, HTTP/1, the system's roots
-    /// and those in `extra_pem`.
+    /// and those in `extra_pem`, and the client certificate and key in `client_pem` if given.
     pub(super) fn connector(
         mut http: HttpConnector,
         extra_pem: &[Vec<u8>],
+        client_pem: Option<&super::ClientIdentity>,
     ) -> Result<hyper_rustls::HttpsConnector<HttpConnector>, ZipkinError> {
         let mut roots = rustls::RootCertStore::empty();
         // Certificates the system store holds but rustls cannot parse are skipped, as are
@@ -227,8 +269,25 @@ mod tls {
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| ZipkinError::Tls(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            .with_root_certificates(roots);
+        let config = match client_pem {
+            None => config.with_no_client_auth(),
+            Some(super::ClientIdentity { chain, key }) => {
+                let chain = CertificateDer::pem_slice_iter(chain)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| ZipkinError::Tls(format!("bad client certificate PEM: {e}")))?;
+                if chain.is_empty() {
+                    return Err(ZipkinError::Tls(
+                        "client certificate PEM without a CERTIFICATE block".into(),
+                    ));
+                }
+                let key = PrivateKeyDer::from_pem_slice(key)
+                    .map_err(|e| ZipkinError::Tls(format!("bad client key PEM: {e}")))?;
+                config
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| ZipkinError::Tls(format!("unusable client certificate: {e}")))?
+            }
+        };
         http.enforce_http(false);
         Ok(hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(config)
@@ -260,6 +319,7 @@ impl ZipkinTransport {
             timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(2),
             ca_pem: Vec::new(),
+            client_pem: None,
         }
     }
 
@@ -302,20 +362,36 @@ impl ZipkinTransport {
                 }
             });
         }
-        if let Some(path) = get("TDIST_ZIPKIN_CA_FILE").filter(|p| !p.trim().is_empty()) {
+        if let Some(pem) = read_tls_file(get, "TDIST_ZIPKIN_CA_FILE")? {
             #[cfg(feature = "tls")]
             {
-                let pem = std::fs::read(path.trim()).map_err(|e| {
-                    ConfigError::new("TDIST_ZIPKIN_CA_FILE", path.clone(), e.to_string())
-                })?;
                 b = b.ca_certificates_pem(pem);
             }
             #[cfg(not(feature = "tls"))]
-            return Err(ConfigError::new(
-                "TDIST_ZIPKIN_CA_FILE",
-                path,
-                "tdist-http was built without the tls feature",
-            ));
+            let _ = pem;
+        }
+        let cert = read_tls_file(get, "TDIST_ZIPKIN_CLIENT_CERT_FILE")?;
+        let key = read_tls_file(get, "TDIST_ZIPKIN_CLIENT_KEY_FILE")?;
+        match (cert, key) {
+            (None, None) => {}
+            #[cfg(feature = "tls")]
+            (Some(cert), Some(key)) => b = b.client_certificate_pem(cert, key),
+            #[cfg(not(feature = "tls"))]
+            (Some(_), Some(_)) => {}
+            (Some(_), None) => {
+                let e = unpaired(
+                    "TDIST_ZIPKIN_CLIENT_KEY_FILE",
+                    "TDIST_ZIPKIN_CLIENT_CERT_FILE",
+                );
+                return Err(e);
+            }
+            (None, Some(_)) => {
+                let e = unpaired(
+                    "TDIST_ZIPKIN_CLIENT_CERT_FILE",
+                    "TDIST_ZIPKIN_CLIENT_KEY_FILE",
+                );
+                return Err(e);
+            }
         }
         if let Some(v) = get("TDIST_ZIPKIN_GZIP") {
             b = b.gzip(match v.trim().to_ascii_lowercase().as_str() {
@@ -415,6 +491,31 @@ impl ZipkinTransport {
             Ok(Ok((status, text))) => classify(status, &text),
         }
     }
+}
+
+/// The contents of the PEM file named by variable `name`, if it is set and not empty; an error
+/// when it cannot be read, or when tdist-http was built without the `tls` feature.
+fn read_tls_file(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<Vec<u8>>, ConfigError> {
+    let Some(path) = get(name).filter(|p| !p.trim().is_empty()) else {
+        return Ok(None);
+    };
+    if !cfg!(feature = "tls") {
+        let why = "tdist-http was built without the tls feature";
+        return Err(ConfigError::new(name, path, why));
+    }
+    match std::fs::read(path.trim()) {
+        Ok(pem) => Ok(Some(pem)),
+        Err(e) => Err(ConfigError::new(name, path, e.to_string())),
+    }
+}
+
+/// The error for a client certificate without its key, or a key without its certificate.
+fn unpaired(missing: &'static str, given: &str) -> ConfigError {
+    let why = format!("unset while {given} is set: a client certificate needs its key");
+    ConfigError::new(missing, String::new(), why)
 }
 
 fn classify(status: StatusCode, text: &str) -> Result<(), TransportError> {
@@ -544,5 +645,28 @@ mod tests {
         };
         let err = ZipkinTransport::from_lookup(bad).unwrap_err();
         assert_eq!(err.variable(), "OTEL_EXPORTER_ZIPKIN_TIMEOUT");
+    }
+
+    /// Without the `tls` feature a TLS file is a configuration error (the settings it asks for
+    /// could not be honoured), even before the file is read.
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn tls_files_need_the_tls_feature() {
+        for name in [
+            "TDIST_ZIPKIN_CA_FILE",
+            "TDIST_ZIPKIN_CLIENT_CERT_FILE",
+            "TDIST_ZIPKIN_CLIENT_KEY_FILE",
+        ] {
+            let env = |k: &str| match k {
+                "OTEL_EXPORTER_ZIPKIN_ENDPOINT" => {
+                    Some("http://127.0.0.1:9411/api/v2/spans".into())
+                }
+                k if k == name => Some("/nonexistent/tdist.pem".into()),
+                _ => None,
+            };
+            let err = ZipkinTransport::from_lookup(env).unwrap_err();
+            assert_eq!(err.variable(), name);
+            assert!(err.to_string().contains("tls feature"), "{err}");
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! The Zipkin transport to an `https://` collector on 127.0.0.1 (feature `tls`): a hyper server
 //! behind rustls with a certificate made for the test, trusted through the transport's PEM
-//! roots; without them the certificate is refused and the spans are counted as failed.
+//! roots; without them the certificate is refused and the spans are counted as failed. A
+//! collector that requires client certificates (mutual TLS) admits the transport only with the
+//! one it knows.
 #![cfg(feature = "tls")]
 
 use bytes::Bytes;
@@ -15,21 +17,35 @@ use std::time::Duration;
 use tdist_core::Tracer;
 use tdist_http::zipkin::ZipkinTransport;
 use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::CertificateDer;
 
 /// What the collector received: one JSON list per request.
 type Received = Arc<Mutex<Vec<Value>>>;
 
-/// A collector on `https://127.0.0.1:PORT/api/v2/spans`; returns its port, its certificate
+/// A collector on `https://127.0.0.1:PORT/api/v2/spans`, which admits only clients presenting
+/// `client_root` (or a certificate it signed) when given; returns its port, its certificate
 /// (PEM) and what it receives.
-async fn tls_collector() -> (u16, String, Received) {
+async fn tls_collector(client_root: Option<CertificateDer<'static>>) -> (u16, String, Received) {
     let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
     let pem = made.cert.pem();
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let config = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
+        .unwrap();
+    let config = match client_root {
+        None => config.with_no_client_auth(),
+        Some(root) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(root).unwrap();
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .unwrap();
+            config.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = config
         .with_single_cert(vec![made.cert.der().clone()], key)
         .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
@@ -83,7 +99,7 @@ fn tracer_to(transport: ZipkinTransport) -> Tracer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_reach_an_https_collector_that_the_transport_trusts() {
-    let (port, pem, received) = tls_collector().await;
+    let (port, pem, received) = tls_collector(None).await;
     let url = format!("https://127.0.0.1:{port}/api/v2/spans");
 
     // Trusted through the environment, as a deployment would configure it.
@@ -122,6 +138,129 @@ async fn spans_reach_an_https_collector_that_the_transport_trusts() {
     };
     assert_eq!(failed, 1);
     assert_eq!(received.lock().unwrap().len(), 1);
+}
+
+/// Flushes `tracer` after one span named `name`; the spans sent and failed.
+async fn send_one(tracer: Tracer, name: &'static str) -> (u64, u64) {
+    tracer.root_span(name).finish();
+    let stats = tokio::task::spawn_blocking(move || tracer.flush())
+        .await
+        .unwrap();
+    match stats {
+        Ok(s) => (s.sent, s.failed),
+        Err(e) => panic!("flush: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_requires_client_certificates_admits_the_configured_one() {
+    let client = rcgen::generate_simple_self_signed(vec!["tdist-reporter".to_string()]).unwrap();
+    let (port, pem, received) = tls_collector(Some(client.cert.der().clone())).await;
+    let url = format!("https://127.0.0.1:{port}/api/v2/spans");
+
+    // All three files from the environment, as a deployment would configure them.
+    let dir = std::env::temp_dir();
+    let files = [
+        ("ca", pem.clone()),
+        ("cert", client.cert.pem()),
+        ("key", client.signing_key.serialize_pem()),
+    ]
+    .map(|(what, text)| {
+        let path = dir.join(format!("tdist-zipkin-mtls-{port}-{what}.pem"));
+        std::fs::write(&path, text).unwrap();
+        path
+    });
+    let env = |k: &str| {
+        let file = match k {
+            "OTEL_EXPORTER_ZIPKIN_ENDPOINT" => return Some(url.clone()),
+            "TDIST_ZIPKIN_CA_FILE" => &files[0],
+            "TDIST_ZIPKIN_CLIENT_CERT_FILE" => &files[1],
+            "TDIST_ZIPKIN_CLIENT_KEY_FILE" => &files[2],
+            _ => return None,
+        };
+        Some(file.display().to_string())
+    };
+    let admitted = ZipkinTransport::from_lookup(env).unwrap().unwrap();
+    for file in &files {
+        std::fs::remove_file(file).unwrap();
+    }
+    assert_eq!(send_one(tracer_to(admitted), "admitted").await, (1, 0));
+    let lists = received.lock().unwrap().clone();
+    assert_eq!(lists.len(), 1);
+    assert_eq!(lists[0][0]["name"], "admitted");
+
+    // No client certificate, or one the collector does not know: the handshake fails, the
+    // span is counted as failed and nothing reaches the collector.
+    let without = ZipkinTransport::builder(url.clone()).ca_certificates_pem(pem.clone());
+    let stranger = rcgen::generate_simple_self_signed(vec!["someone-else".to_string()]).unwrap();
+    let unknown = without
+        .clone()
+        .client_certificate_pem(stranger.cert.pem(), stranger.signing_key.serialize_pem());
+    for (refused, name) in [
+        (without, "no certificate"),
+        (unknown, "unknown certificate"),
+    ] {
+        let tracer = tracer_to(refused.build().unwrap());
+        assert_eq!(send_one(tracer, name).await, (0, 1), "{name}");
+    }
+    assert_eq!(received.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn a_client_certificate_needs_its_own_key() {
+    let url = "https://127.0.0.1:9411/api/v2/spans";
+    let one = rcgen::generate_simple_self_signed(vec!["one".to_string()]).unwrap();
+    let other = rcgen::generate_simple_self_signed(vec!["other".to_string()]).unwrap();
+    let cases = [
+        (
+            one.cert.pem(),
+            other.signing_key.serialize_pem(),
+            "unusable client certificate",
+        ),
+        (
+            one.cert.pem(),
+            "no key here".to_string(),
+            "bad client key PEM",
+        ),
+        (
+            "no certificate here".to_string(),
+            one.signing_key.serialize_pem(),
+            "without a CERTIFICATE",
+        ),
+    ];
+    for (chain, key, expected) in cases {
+        let b = ZipkinTransport::builder(url).client_certificate_pem(chain, key.clone());
+        let shown = format!("{b:?}");
+        assert!(
+            shown.contains("<redacted>") && !shown.contains(key.trim()),
+            "{shown}"
+        );
+        let err = b.build().unwrap_err().to_string();
+        assert!(err.contains(expected), "{err}");
+    }
+
+    // From the environment, a certificate without its key (or the reverse) names what is missing.
+    let cert = std::env::temp_dir().join("tdist-zipkin-unpaired-cert.pem");
+    std::fs::write(&cert, one.cert.pem()).unwrap();
+    for (given, missing) in [
+        (
+            "TDIST_ZIPKIN_CLIENT_CERT_FILE",
+            "TDIST_ZIPKIN_CLIENT_KEY_FILE",
+        ),
+        (
+            "TDIST_ZIPKIN_CLIENT_KEY_FILE",
+            "TDIST_ZIPKIN_CLIENT_CERT_FILE",
+        ),
+    ] {
+        let env = |k: &str| match k {
+            "OTEL_EXPORTER_ZIPKIN_ENDPOINT" => Some(url.to_string()),
+            k if k == given => Some(cert.display().to_string()),
+            _ => None,
+        };
+        let err = ZipkinTransport::from_lookup(env).unwrap_err();
+        assert_eq!(err.variable(), missing, "{err}");
+    }
+    std::fs::remove_file(&cert).unwrap();
 }
 
 #[test]
