@@ -15,6 +15,7 @@
 //! | `TDIST_ZIPKIN_ENCODING` | `json` or `proto3` | `json` |
 //! | `TDIST_ZIPKIN_GZIP` | `true` to gzip bodies | `false` |
 //! | `TDIST_ZIPKIN_CA_FILE` | PEM file of extra trusted roots for `https://` (feature `tls`) | none |
+//! | `TDIST_ZIPKIN_HEADERS` | extra request headers, `name=value` pairs separated by commas, values percent-encoded (the form of `OTEL_EXPORTER_OTLP_HEADERS`), for collectors behind an API key or token | none |
 //! | `TDIST_ZIPKIN_CLIENT_CERT_FILE`, `TDIST_ZIPKIN_CLIENT_KEY_FILE` | PEM certificate chain and private key the transport presents to a collector that asks for one (mutual TLS; feature `tls`; both or neither) | none |
 //!
 //! `https://` endpoints need the `tls` feature (rustls): the server's certificate is checked
@@ -23,6 +24,11 @@
 //! admits only known clients gets the certificate given with
 //! `ZipkinTransportBuilder::client_certificate_pem` or the two client variables. Without the
 //! feature, put a TLS-terminating proxy or a local agent in front.
+//!
+//! Credentials in the endpoint (`https://user:password@collector/api/v2/spans`) become an
+//! `Authorization: Basic` header, and the URL the transport keeps, shows and puts in its errors
+//! has them removed. Header values (`ZipkinTransportBuilder::header`, `TDIST_ZIPKIN_HEADERS`) are
+//! marked sensitive and never shown in `Debug` output or errors.
 //!
 //! ```
 //! use tdist_http::zipkin::ZipkinTransport;
@@ -74,6 +80,11 @@ pub enum ZipkinError {
     /// TLS settings that cannot be used: no trusted roots, or PEM that holds no certificate.
     #[error("tls: {0}")]
     Tls(String),
+    /// An extra header that cannot be sent: an invalid name or value, or one the transport
+    /// sets itself (`content-type`, `content-encoding`, `content-length`, `host`, `b3`,
+    /// `transfer-encoding`). Names the header, never its value.
+    #[error("collector request header {0:?}: {1}")]
+    InvalidHeader(String, &'static str),
     /// Gzip was asked for but the `gzip` feature is off.
     #[error("gzip requested but tdist-http was built without the gzip feature")]
     GzipUnavailable,
@@ -83,7 +94,7 @@ pub enum ZipkinError {
 }
 
 /// Settings for a [`ZipkinTransport`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ZipkinTransportBuilder {
     endpoint: String,
     encoding: Encoding,
@@ -96,6 +107,24 @@ pub struct ZipkinTransportBuilder {
     /// The client's certificate chain and private key, for mutual TLS.
     #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     client_pem: Option<ClientIdentity>,
+    /// Extra request headers, checked in `build`.
+    headers: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for ZipkinTransportBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let header_names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("ZipkinTransportBuilder")
+            .field("endpoint", &redact_userinfo(&self.endpoint))
+            .field("encoding", &self.encoding)
+            .field("gzip", &self.gzip)
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("ca_pem", &self.ca_pem.len())
+            .field("client_pem", &self.client_pem)
+            .field("headers", &header_names)
+            .finish()
+    }
 }
 
 /// A client certificate chain and its private key, both PEM. The key is left out of `Debug`,
@@ -167,22 +196,32 @@ impl ZipkinTransportBuilder {
         self
     }
 
+    /// Sends `name: value` with every request: an API key or a bearer token for a collector
+    /// behind an authenticating gateway. The value is marked sensitive and never shown.
+    /// [`build`](Self::build) fails on a name or value HTTP does not allow and on the headers
+    /// the transport sets itself.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
     /// Checks the endpoint and starts the transport's runtime.
     pub fn build(self) -> Result<ZipkinTransport, ZipkinError> {
-        let endpoint: Uri = self
-            .endpoint
-            .trim()
-            .parse()
-            .map_err(|_| ZipkinError::InvalidEndpoint(self.endpoint.clone()))?;
+        let shown = redact_userinfo(&self.endpoint);
+        let (endpoint, basic) = match split_userinfo(self.endpoint.trim()) {
+            Some(parts) => parts,
+            None => return Err(ZipkinError::InvalidEndpoint(shown)),
+        };
         match endpoint.scheme_str() {
             Some("http") => {}
             Some("https") if cfg!(feature = "tls") => {}
-            None => return Err(ZipkinError::InvalidEndpoint(self.endpoint)),
-            Some(_) => return Err(ZipkinError::UnsupportedScheme(self.endpoint)),
+            None => return Err(ZipkinError::InvalidEndpoint(shown)),
+            Some(_) => return Err(ZipkinError::UnsupportedScheme(shown)),
         }
         if endpoint.host().is_none() {
-            return Err(ZipkinError::InvalidEndpoint(self.endpoint));
+            return Err(ZipkinError::InvalidEndpoint(shown));
         }
+        let headers = extra_headers(&self.headers, basic)?;
         if self.gzip && !cfg!(feature = "gzip") {
             return Err(ZipkinError::GzipUnavailable);
         }
@@ -202,6 +241,7 @@ impl ZipkinTransportBuilder {
             .build(connector);
         Ok(ZipkinTransport {
             endpoint,
+            headers,
             encoding: self.encoding,
             gzip: self.gzip,
             timeout: self.timeout,
@@ -214,6 +254,8 @@ impl ZipkinTransportBuilder {
 /// Sends spans to a Zipkin collector over HTTP. See the [module docs](self).
 pub struct ZipkinTransport {
     endpoint: Uri,
+    /// Extra headers for every request (values sensitive).
+    headers: http::HeaderMap,
     encoding: Encoding,
     gzip: bool,
     timeout: Duration,
@@ -301,6 +343,7 @@ impl std::fmt::Debug for ZipkinTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ZipkinTransport")
             .field("endpoint", &self.endpoint)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("encoding", &self.encoding)
             .field("gzip", &self.gzip)
             .field("timeout", &self.timeout)
@@ -320,6 +363,7 @@ impl ZipkinTransport {
             connect_timeout: Duration::from_secs(2),
             ca_pem: Vec::new(),
             client_pem: None,
+            headers: Vec::new(),
         }
     }
 
@@ -370,6 +414,11 @@ impl ZipkinTransport {
             #[cfg(not(feature = "tls"))]
             let _ = pem;
         }
+        if let Some(v) = get("TDIST_ZIPKIN_HEADERS") {
+            for (name, value) in parse_header_list(&v)? {
+                b = b.header(name, value);
+            }
+        }
         let cert = read_tls_file(get, "TDIST_ZIPKIN_CLIENT_CERT_FILE")?;
         let key = read_tls_file(get, "TDIST_ZIPKIN_CLIENT_KEY_FILE")?;
         match (cert, key) {
@@ -406,8 +455,10 @@ impl ZipkinTransport {
                 }
             });
         }
-        b.build()
-            .map_err(|e| ConfigError::new("OTEL_EXPORTER_ZIPKIN_ENDPOINT", endpoint, e.to_string()))
+        b.build().map_err(|e| {
+            let shown = redact_userinfo(&endpoint);
+            ConfigError::new("OTEL_EXPORTER_ZIPKIN_ENDPOINT", shown, e.to_string())
+        })
     }
 
     /// Selects this transport on `builder` when `OTEL_EXPORTER_ZIPKIN_ENDPOINT` is set, or with
@@ -450,6 +501,9 @@ impl ZipkinTransport {
         let mut req = Request::post(self.endpoint.clone())
             .header(CONTENT_TYPE, content_type)
             .header("b3", "0");
+        if let Some(headers) = req.headers_mut() {
+            headers.extend(self.headers.iter().map(|(n, v)| (n.clone(), v.clone())));
+        }
         let body = if self.gzip {
             req = req.header(CONTENT_ENCODING, "gzip");
             gzip(&body)
@@ -491,6 +545,111 @@ impl ZipkinTransport {
             Ok(Ok((status, text))) => classify(status, &text),
         }
     }
+}
+
+/// Headers the transport sets itself, which an extra header may not replace.
+const OWN_HEADERS: [&str; 6] = [
+    "content-type",
+    "content-encoding",
+    "content-length",
+    "transfer-encoding",
+    "host",
+    "b3",
+];
+
+/// The extra headers as sent: each checked, values marked sensitive, and `Authorization: Basic`
+/// from the endpoint's credentials unless an `authorization` header is given.
+fn extra_headers(
+    given: &[(String, String)],
+    basic: Option<String>,
+) -> Result<http::HeaderMap, ZipkinError> {
+    use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in given {
+        let invalid = |why| ZipkinError::InvalidHeader(name.clone(), why);
+        let name = HeaderName::try_from(name.trim()).map_err(|_| invalid("invalid name"))?;
+        if OWN_HEADERS.contains(&name.as_str()) {
+            return Err(invalid("set by the transport itself"));
+        }
+        let mut value =
+            HeaderValue::try_from(value.trim()).map_err(|_| invalid("invalid value"))?;
+        value.set_sensitive(true);
+        headers.append(name, value);
+    }
+    if let Some(credentials) = basic.filter(|_| !headers.contains_key(AUTHORIZATION)) {
+        use base64::Engine;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
+        let mut value = HeaderValue::try_from(format!("Basic {encoded}"))
+            .map_err(|_| ZipkinError::InvalidHeader("authorization".into(), "invalid value"))?;
+        value.set_sensitive(true);
+        headers.insert(AUTHORIZATION, value);
+    }
+    Ok(headers)
+}
+
+/// The endpoint without its credentials (`user:password@`), and the credentials percent-decoded
+/// as `user:password`; `None` when it is not a URI.
+fn split_userinfo(endpoint: &str) -> Option<(Uri, Option<String>)> {
+    let uri: Uri = endpoint.parse().ok()?;
+    let Some(authority) = uri.authority() else {
+        return Some((uri, None));
+    };
+    let Some((userinfo, host)) = authority.as_str().rsplit_once('@') else {
+        return Some((uri, None));
+    };
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let credentials = match userinfo.split_once(':') {
+        Some((user, password)) => format!("{}:{}", decode(user), decode(password)),
+        None => format!("{}:", decode(userinfo)),
+    };
+    let host = host.parse().ok()?;
+    let mut parts = uri.into_parts();
+    parts.authority = Some(host);
+    Some((Uri::from_parts(parts).ok()?, Some(credentials)))
+}
+
+/// `endpoint` with any credentials before an `@` in its authority replaced by `***`, for
+/// messages.
+fn redact_userinfo(endpoint: &str) -> String {
+    let (scheme, rest) = match endpoint.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, endpoint),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let redacted = match rest[..authority_end].rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}{}", &rest[authority_end..]),
+        None => return endpoint.to_owned(),
+    };
+    match scheme {
+        Some(scheme) => format!("{scheme}://{redacted}"),
+        None => redacted,
+    }
+}
+
+/// `TDIST_ZIPKIN_HEADERS`: `name=value` pairs separated by commas, values percent-decoded, empty
+/// entries skipped. Errors name the variable and the entry's position, never a value.
+fn parse_header_list(list: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut headers = Vec::new();
+    for (i, entry) in list.split(',').enumerate() {
+        if entry.trim().is_empty() {
+            continue;
+        }
+        let Some((name, value)) = entry.split_once('=') else {
+            let why = format!("entry {} is not name=value", i + 1);
+            return Err(ConfigError::new("TDIST_ZIPKIN_HEADERS", "(redacted)", why));
+        };
+        let value = percent_encoding::percent_decode_str(value.trim()).decode_utf8();
+        let Ok(value) = value else {
+            let why = format!("the value of entry {} is not UTF-8 once decoded", i + 1);
+            return Err(ConfigError::new("TDIST_ZIPKIN_HEADERS", "(redacted)", why));
+        };
+        headers.push((name.trim().to_owned(), value.into_owned()));
+    }
+    Ok(headers)
 }
 
 /// The contents of the PEM file named by variable `name`, if it is set and not empty; an error
@@ -645,6 +804,111 @@ mod tests {
         };
         let err = ZipkinTransport::from_lookup(bad).unwrap_err();
         assert_eq!(err.variable(), "OTEL_EXPORTER_ZIPKIN_TIMEOUT");
+    }
+
+    #[test]
+    fn header_lists_from_the_environment() {
+        let parsed = parse_header_list("api-key=abc%20def%2C1, x-team = t1 ,,").unwrap();
+        let expected = [("api-key", "abc def,1"), ("x-team", "t1")];
+        let expected: Vec<_> = expected.map(|(n, v)| (n.into(), v.into())).into();
+        assert_eq!(parsed, expected);
+        assert_eq!(parse_header_list("").unwrap(), Vec::new());
+        for bad in ["api-key", "a=1,token-secret-value", "a=%FF"] {
+            let err = parse_header_list(bad).unwrap_err();
+            assert_eq!(err.variable(), "TDIST_ZIPKIN_HEADERS");
+            let shown = err.to_string();
+            assert!(
+                !shown.contains("secret") && !shown.contains("%FF"),
+                "{shown}"
+            );
+        }
+
+        let env = |k: &str| match k {
+            "OTEL_EXPORTER_ZIPKIN_ENDPOINT" => Some("http://127.0.0.1:9411/api/v2/spans".into()),
+            "TDIST_ZIPKIN_HEADERS" => Some("X-Api-Key=k3y,x-tenant=shop".into()),
+            _ => None,
+        };
+        let t = ZipkinTransport::from_lookup(env).unwrap().unwrap();
+        let req = t.request(&[]);
+        assert_eq!(req.headers()["x-api-key"], "k3y");
+        assert_eq!(req.headers()["x-tenant"], "shop");
+        assert!(req.headers()["x-api-key"].is_sensitive());
+        assert_eq!(req.headers()["b3"], "0");
+        assert!(!format!("{t:?}").contains("k3y"), "{t:?}");
+    }
+
+    #[test]
+    fn headers_the_transport_sets_or_http_forbids_are_refused() {
+        let url = "http://127.0.0.1:9411/api/v2/spans";
+        for (name, value, why) in [
+            ("Content-Type", "text/plain", "set by the transport itself"),
+            ("b3", "1", "set by the transport itself"),
+            ("bad name", "v", "invalid name"),
+            ("x-ok", "line\nbreak", "invalid value"),
+        ] {
+            let b = ZipkinTransport::builder(url).header(name, value);
+            let err = b.build().unwrap_err();
+            assert!(matches!(&err, ZipkinError::InvalidHeader(n, w) if n == name && *w == why));
+            assert!(!err.to_string().contains("break"), "{err}");
+        }
+    }
+
+    #[test]
+    fn credentials_in_the_endpoint_become_basic_auth_and_are_never_shown() {
+        let url = "http://reporter:p%40ss@127.0.0.1:9411/api/v2/spans";
+        let b = ZipkinTransport::builder(url);
+        assert!(!format!("{b:?}").contains("p%40ss"), "{b:?}");
+        let t = b.build().unwrap();
+        assert_eq!(t.endpoint(), "http://127.0.0.1:9411/api/v2/spans");
+        assert!(!format!("{t:?}").contains("reporter"), "{t:?}");
+        let req = t.request(&[]);
+        // base64("reporter:p@ss")
+        assert_eq!(req.headers()["authorization"], "Basic cmVwb3J0ZXI6cEBzcw==");
+        assert!(req.headers()["authorization"].is_sensitive());
+        assert_eq!(req.uri(), "http://127.0.0.1:9411/api/v2/spans");
+
+        // An explicit authorization header wins over the endpoint's credentials.
+        let t = ZipkinTransport::builder(url)
+            .header("Authorization", "Bearer t0ken")
+            .build()
+            .unwrap();
+        let req = t.request(&[]);
+        let auth: Vec<_> = req.headers().get_all("authorization").iter().collect();
+        assert_eq!(auth, ["Bearer t0ken"]);
+
+        // Errors about an endpoint with credentials leave them out.
+        for bad in [
+            "ftp://reporter:secret@127.0.0.1/x",
+            "reporter:secret@127.0.0.1",
+        ] {
+            let err = ZipkinTransport::builder(bad)
+                .build()
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("***@127.0.0.1") && !err.contains("secret"),
+                "{err}"
+            );
+        }
+        let env = |k: &str| match k {
+            "OTEL_EXPORTER_ZIPKIN_ENDPOINT" => Some("ftp://reporter:secret@127.0.0.1/x".into()),
+            _ => None,
+        };
+        let err = ZipkinTransport::from_lookup(env).unwrap_err().to_string();
+        assert!(!err.contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn userinfo_is_redacted_wherever_it_appears() {
+        for (given, shown) in [
+            ("http://u:p@h:1/a@b", "http://***@h:1/a@b"),
+            ("https://u@h/x", "https://***@h/x"),
+            ("http://h:1/api/v2/spans", "http://h:1/api/v2/spans"),
+            ("u:p@h", "***@h"),
+            ("http://h/?q=a@b", "http://h/?q=a@b"),
+        ] {
+            assert_eq!(redact_userinfo(given), shown);
+        }
     }
 
     /// Without the `tls` feature a TLS file is a configuration error (the settings it asks for

@@ -226,6 +226,45 @@ fn retries_503_and_gives_up_on_400() {
     assert_eq!(stats.failed, 1);
 }
 
+/// A collector behind credentials: the endpoint's user and password arrive as basic auth and
+/// `TDIST_ZIPKIN_HEADERS` as headers, over a real socket; a 401 is not retried.
+#[test]
+fn credentials_and_extra_headers_reach_the_collector() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (collector, caddr) = rt.block_on(Collector::start(&[]));
+    let url = format!("http://reporter:s%3Acret@{caddr}/api/v2/spans");
+    let env = |k: &str| match k {
+        "OTEL_EXPORTER_ZIPKIN_ENDPOINT" => Some(url.clone()),
+        "TDIST_ZIPKIN_HEADERS" => Some("X-Api-Key=k%3D1,X-Scope-OrgID=shop".into()),
+        _ => None,
+    };
+    let t = tracer_to(ZipkinTransport::from_lookup(env).unwrap().unwrap(), 0);
+    t.root_span("authorized").finish();
+    let stats = t.flush().unwrap();
+    assert_eq!((stats.sent, stats.failed), (1, 0));
+    let received = collector.received.lock().unwrap();
+    let headers = &received[0].headers;
+    // base64("reporter:s:cret")
+    assert_eq!(headers["authorization"], "Basic cmVwb3J0ZXI6czpjcmV0");
+    assert_eq!(headers["x-api-key"], "k=1");
+    assert_eq!(headers["x-scope-orgid"], "shop");
+    assert_eq!(headers["b3"], "0");
+    assert_eq!(received[0].path, "/api/v2/spans");
+    drop(received);
+
+    // Wrong credentials: 401 is the collector's final word, not retried, and counted.
+    let (collector, caddr) = rt.block_on(Collector::start(&[401, 401]));
+    let transport = ZipkinTransport::builder(endpoint(caddr))
+        .header("Authorization", "Bearer expired")
+        .build()
+        .unwrap();
+    let t = tracer_to(transport, 3);
+    t.root_span("refused").finish();
+    let stats = t.flush().unwrap();
+    assert_eq!(collector.count(), 1, "401 is not retried");
+    assert_eq!((stats.sent, stats.failed), (0, 1));
+}
+
 #[test]
 fn connection_refused_is_retryable_and_counted() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
