@@ -207,19 +207,19 @@ impl ZipkinTransportBuilder {
 
     /// Checks the endpoint and starts the transport's runtime.
     pub fn build(self) -> Result<ZipkinTransport, ZipkinError> {
-        let shown = redact_userinfo(&self.endpoint);
-        let (endpoint, basic) = match split_userinfo(self.endpoint.trim()) {
-            Some(parts) => parts,
-            None => return Err(ZipkinError::InvalidEndpoint(shown)),
+        // Errors show the endpoint without its credentials.
+        let shown = || redact_userinfo(&self.endpoint);
+        let Some((endpoint, basic)) = split_userinfo(self.endpoint.trim()) else {
+            return Err(ZipkinError::InvalidEndpoint(shown()));
         };
         match endpoint.scheme_str() {
             Some("http") => {}
             Some("https") if cfg!(feature = "tls") => {}
-            None => return Err(ZipkinError::InvalidEndpoint(shown)),
-            Some(_) => return Err(ZipkinError::UnsupportedScheme(shown)),
+            None => return Err(ZipkinError::InvalidEndpoint(shown())),
+            Some(_) => return Err(ZipkinError::UnsupportedScheme(shown())),
         }
         if endpoint.host().is_none() {
-            return Err(ZipkinError::InvalidEndpoint(shown));
+            return Err(ZipkinError::InvalidEndpoint(shown()));
         }
         let headers = extra_headers(&self.headers, basic)?;
         if self.gzip && !cfg!(feature = "gzip") {
@@ -290,13 +290,7 @@ mod tls {
         let native = rustls_native_certs::load_native_certs();
         roots.add_parsable_certificates(native.certs);
         for pem in extra_pem {
-            let certs = CertificateDer::pem_slice_iter(pem)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| ZipkinError::Tls(format!("bad PEM: {e}")))?;
-            if certs.is_empty() {
-                return Err(ZipkinError::Tls("PEM without a CERTIFICATE block".into()));
-            }
-            for cert in certs {
+            for cert in certificates(pem, "root")? {
                 roots
                     .add(cert)
                     .map_err(|e| ZipkinError::Tls(format!("unusable root certificate: {e}")))?;
@@ -315,14 +309,7 @@ mod tls {
         let config = match client_pem {
             None => config.with_no_client_auth(),
             Some(super::ClientIdentity { chain, key }) => {
-                let chain = CertificateDer::pem_slice_iter(chain)
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| ZipkinError::Tls(format!("bad client certificate PEM: {e}")))?;
-                if chain.is_empty() {
-                    return Err(ZipkinError::Tls(
-                        "client certificate PEM without a CERTIFICATE block".into(),
-                    ));
-                }
+                let chain = certificates(chain, "client certificate")?;
                 let key = PrivateKeyDer::from_pem_slice(key)
                     .map_err(|e| ZipkinError::Tls(format!("bad client key PEM: {e}")))?;
                 config
@@ -336,6 +323,18 @@ mod tls {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http))
+    }
+
+    /// The certificates in `pem` (`what` they are, for errors): at least one.
+    fn certificates(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, ZipkinError> {
+        let certs = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ZipkinError::Tls(format!("bad {what} PEM: {e}")))?;
+        if certs.is_empty() {
+            let why = format!("{what} PEM without a CERTIFICATE block");
+            return Err(ZipkinError::Tls(why));
+        }
+        Ok(certs)
     }
 }
 
@@ -406,13 +405,9 @@ impl ZipkinTransport {
                 }
             });
         }
+        // Without the tls feature, read_tls_file refuses each of these variables.
         if let Some(pem) = read_tls_file(get, "TDIST_ZIPKIN_CA_FILE")? {
-            #[cfg(feature = "tls")]
-            {
-                b = b.ca_certificates_pem(pem);
-            }
-            #[cfg(not(feature = "tls"))]
-            let _ = pem;
+            b.ca_pem.push(pem);
         }
         if let Some(v) = get("TDIST_ZIPKIN_HEADERS") {
             for (name, value) in parse_header_list(&v)? {
@@ -423,10 +418,7 @@ impl ZipkinTransport {
         let key = read_tls_file(get, "TDIST_ZIPKIN_CLIENT_KEY_FILE")?;
         match (cert, key) {
             (None, None) => {}
-            #[cfg(feature = "tls")]
-            (Some(cert), Some(key)) => b = b.client_certificate_pem(cert, key),
-            #[cfg(not(feature = "tls"))]
-            (Some(_), Some(_)) => {}
+            (Some(chain), Some(key)) => b.client_pem = Some(ClientIdentity { chain, key }),
             (Some(_), None) => {
                 let e = unpaired(
                     "TDIST_ZIPKIN_CLIENT_KEY_FILE",

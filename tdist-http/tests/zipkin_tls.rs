@@ -112,13 +112,7 @@ async fn spans_reach_an_https_collector_that_the_transport_trusts() {
     };
     let trusted = ZipkinTransport::from_lookup(env).unwrap().unwrap();
     std::fs::remove_file(&ca_file).unwrap();
-    let tracer = tracer_to(trusted);
-    tracer.root_span("checkout").finish();
-    let stats = tokio::task::spawn_blocking(move || tracer.flush())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!((stats.sent, stats.failed), (1, 0), "{stats:?}");
+    assert_eq!(send_one(tracer_to(trusted), "checkout").await, (1, 0));
     let lists = received.lock().unwrap().clone();
     assert_eq!(lists.len(), 1);
     assert_eq!(lists[0][0]["name"], "checkout");
@@ -127,16 +121,7 @@ async fn spans_reach_an_https_collector_that_the_transport_trusts() {
     // Without the collector's certificate among its roots the transport refuses it: the span
     // is counted as failed, and nothing reaches the collector.
     let untrusted = ZipkinTransport::builder(url).build().unwrap();
-    let tracer = tracer_to(untrusted);
-    tracer.root_span("refused").finish();
-    let stats = tokio::task::spawn_blocking(move || tracer.flush())
-        .await
-        .unwrap();
-    let failed = match stats {
-        Ok(s) => s.failed,
-        Err(e) => panic!("flush: {e}"),
-    };
-    assert_eq!(failed, 1);
+    assert_eq!(send_one(tracer_to(untrusted), "refused").await, (0, 1));
     assert_eq!(received.lock().unwrap().len(), 1);
 }
 
