@@ -42,6 +42,7 @@ mod client;
 mod future;
 mod grpc;
 mod names;
+mod proxy;
 mod server;
 pub mod zipkin;
 

@@ -17,6 +17,8 @@
 //! | `TDIST_ZIPKIN_CA_FILE` | PEM file of extra trusted roots for `https://` (feature `tls`) | none |
 //! | `TDIST_ZIPKIN_HEADERS` | extra request headers, `name=value` pairs separated by commas, values percent-encoded (the form of `OTEL_EXPORTER_OTLP_HEADERS`), for collectors behind an API key or token | none |
 //! | `TDIST_ZIPKIN_CLIENT_CERT_FILE`, `TDIST_ZIPKIN_CLIENT_KEY_FILE` | PEM certificate chain and private key the transport presents to a collector that asks for one (mutual TLS; feature `tls`; both or neither) | none |
+//! | `http_proxy`/`HTTP_PROXY`, `https_proxy`/`HTTPS_PROXY`, `all_proxy`/`ALL_PROXY` | HTTP proxy for `http://`, for `https://`, for either endpoint (see `ZipkinTransportBuilder::proxy`) | none |
+//! | `no_proxy`/`NO_PROXY` | hosts reached directly: domains (with their subdomains), addresses, CIDR blocks, `*`; loopback endpoints always are | none |
 //!
 //! `https://` endpoints need the `tls` feature (rustls): the server's certificate is checked
 //! against the system's trusted roots and any given with
@@ -41,6 +43,7 @@
 //! assert!(builder.has_transport());
 //! ```
 
+use crate::proxy::{Proxy, ProxyChoice, ProxyConnector, ProxyEnv};
 use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use http::{Request, StatusCode, Uri};
@@ -85,6 +88,16 @@ pub enum ZipkinError {
     /// `transfer-encoding`). Names the header, never its value.
     #[error("collector request header {0:?}: {1}")]
     InvalidHeader(String, &'static str),
+    /// A proxy URL that cannot be used (from the builder, or from the environment variable
+    /// named): not a URL, or a scheme other than `http` (TLS to the proxy and SOCKS are not
+    /// supported). Never shows the proxy's credentials.
+    #[error("unusable proxy{}: {reason}", variable.map(|v| format!(" in {v}")).unwrap_or_default())]
+    InvalidProxy {
+        /// The environment variable it came from, if any.
+        variable: Option<&'static str>,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Gzip was asked for but the `gzip` feature is off.
     #[error("gzip requested but tdist-http was built without the gzip feature")]
     GzipUnavailable,
@@ -107,6 +120,8 @@ pub struct ZipkinTransportBuilder {
     /// The client's certificate chain and private key, for mutual TLS.
     #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     client_pem: Option<ClientIdentity>,
+    /// Which proxy, if any, the collector is reached through.
+    proxy: ProxyChoice,
     /// Extra request headers, checked in `build`.
     headers: Vec<(String, String)>,
 }
@@ -123,6 +138,7 @@ impl std::fmt::Debug for ZipkinTransportBuilder {
             .field("ca_pem", &self.ca_pem.len())
             .field("client_pem", &self.client_pem)
             .field("headers", &header_names)
+            .field("proxy", &self.proxy)
             .finish()
     }
 }
@@ -205,6 +221,29 @@ impl ZipkinTransportBuilder {
         self
     }
 
+    /// Reaches the collector through the HTTP proxy at `url` (`http://[user:password@]host:port`,
+    /// credentials percent-encoded), whatever the environment says: requests for an `http://`
+    /// endpoint go to the proxy in absolute form, with `Proxy-Authorization` from the URL's
+    /// credentials; for an `https://` endpoint the transport opens a `CONNECT` tunnel and runs
+    /// TLS to the collector inside it.
+    ///
+    /// By default the transport follows the environment as curl does: `http_proxy` /
+    /// `HTTP_PROXY` for `http://` endpoints, `https_proxy` / `HTTPS_PROXY` for `https://`,
+    /// `all_proxy` / `ALL_PROXY` for either, except for hosts in `no_proxy` / `NO_PROXY` and for
+    /// loopback endpoints (`localhost`, `127.0.0.0/8`, `::1`), which it always reaches directly.
+    /// Under CGI (`REQUEST_METHOD` set) `HTTP_PROXY` is ignored, since a client's `Proxy:`
+    /// header arrives in it.
+    pub fn proxy(mut self, url: impl Into<String>) -> Self {
+        self.proxy = ProxyChoice::Url(url.into());
+        self
+    }
+
+    /// Connects to the collector directly, whatever the environment's proxy variables say.
+    pub fn no_proxy(mut self) -> Self {
+        self.proxy = ProxyChoice::Direct;
+        self
+    }
+
     /// Checks the endpoint and starts the transport's runtime.
     pub fn build(self) -> Result<ZipkinTransport, ZipkinError> {
         // Errors show the endpoint without its credentials.
@@ -222,6 +261,26 @@ impl ZipkinTransportBuilder {
             return Err(ZipkinError::InvalidEndpoint(shown()));
         }
         let headers = extra_headers(&self.headers, basic)?;
+        let proxy = match &self.proxy {
+            ProxyChoice::Direct => None,
+            ProxyChoice::Url(url) => Some(Proxy::parse(url).map_err(|reason| {
+                let variable = None;
+                ZipkinError::InvalidProxy { variable, reason }
+            })?),
+            ProxyChoice::Env(env) => match env.for_endpoint(&endpoint) {
+                None => None,
+                Some((variable, url)) => Some(Proxy::parse(url).map_err(|reason| {
+                    let variable = Some(variable);
+                    ZipkinError::InvalidProxy { variable, reason }
+                })?),
+            },
+        };
+        // Requests that go to a proxy in absolute form carry its credentials; inside a tunnel
+        // they would reach the collector, so there the CONNECT request carries them.
+        let proxy_auth = match endpoint.scheme_str() {
+            Some("http") => proxy.as_ref().and_then(|p| p.auth.clone()),
+            _ => None,
+        };
         if self.gzip && !cfg!(feature = "gzip") {
             return Err(ZipkinError::GzipUnavailable);
         }
@@ -232,6 +291,9 @@ impl ZipkinTransportBuilder {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(self.connect_timeout.min(self.timeout)));
         connector.set_nodelay(true);
+        // The TLS layer (feature tls) hands `https://` destinations down to this connector.
+        connector.enforce_http(false);
+        let connector = ProxyConnector::new(connector, proxy.as_ref());
         #[cfg(feature = "tls")]
         let connector = tls::connector(connector, &self.ca_pem, self.client_pem.as_ref())?;
         let client = Client::builder(TokioExecutor::new())
@@ -242,6 +304,8 @@ impl ZipkinTransportBuilder {
         Ok(ZipkinTransport {
             endpoint,
             headers,
+            proxy: proxy.map(|p| p.uri),
+            proxy_auth,
             encoding: self.encoding,
             gzip: self.gzip,
             timeout: self.timeout,
@@ -256,6 +320,10 @@ pub struct ZipkinTransport {
     endpoint: Uri,
     /// Extra headers for every request (values sensitive).
     headers: http::HeaderMap,
+    /// The proxy the collector is reached through, if any.
+    proxy: Option<Uri>,
+    /// `Proxy-Authorization` for requests sent to the proxy in absolute form (sensitive).
+    proxy_auth: Option<http::HeaderValue>,
     encoding: Encoding,
     gzip: bool,
     timeout: Duration,
@@ -263,16 +331,17 @@ pub struct ZipkinTransport {
     client: Client<Connector, Full<Bytes>>,
 }
 
-/// Plain TCP, or with the `tls` feature TCP or TLS as the endpoint's scheme says.
+/// Plain TCP (direct or through a proxy), or with the `tls` feature TCP or TLS as the endpoint's
+/// scheme says.
 #[cfg(not(feature = "tls"))]
-type Connector = HttpConnector;
+type Connector = ProxyConnector;
 #[cfg(feature = "tls")]
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+type Connector = hyper_rustls::HttpsConnector<ProxyConnector>;
 
 #[cfg(feature = "tls")]
 mod tls {
     use super::ZipkinError;
-    use hyper_util::client::legacy::connect::HttpConnector;
+    use crate::proxy::ProxyConnector;
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     use std::sync::Arc;
@@ -280,10 +349,10 @@ mod tls {
     /// A connector for `http://` and `https://`: rustls with aws-lc-rs, HTTP/1, the system's roots
     /// and those in `extra_pem`, and the client certificate and key in `client_pem` if given.
     pub(super) fn connector(
-        mut http: HttpConnector,
+        tcp: ProxyConnector,
         extra_pem: &[Vec<u8>],
         client_pem: Option<&super::ClientIdentity>,
-    ) -> Result<hyper_rustls::HttpsConnector<HttpConnector>, ZipkinError> {
+    ) -> Result<hyper_rustls::HttpsConnector<ProxyConnector>, ZipkinError> {
         let mut roots = rustls::RootCertStore::empty();
         // Certificates the system store holds but rustls cannot parse are skipped, as are
         // unreadable files (the result lists them): the others still count.
@@ -317,12 +386,11 @@ mod tls {
                     .map_err(|e| ZipkinError::Tls(format!("unusable client certificate: {e}")))?
             }
         };
-        http.enforce_http(false);
         Ok(hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(config)
             .https_or_http()
             .enable_http1()
-            .wrap_connector(http))
+            .wrap_connector(tcp))
     }
 
     /// The certificates in `pem` (`what` they are, for errors): at least one.
@@ -343,6 +411,7 @@ impl std::fmt::Debug for ZipkinTransport {
         f.debug_struct("ZipkinTransport")
             .field("endpoint", &self.endpoint)
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("proxy", &self.proxy)
             .field("encoding", &self.encoding)
             .field("gzip", &self.gzip)
             .field("timeout", &self.timeout)
@@ -352,7 +421,8 @@ impl std::fmt::Debug for ZipkinTransport {
 
 impl ZipkinTransport {
     /// Settings for `endpoint` (such as `http://zipkin:9411/api/v2/spans`): JSON, no gzip,
-    /// 10 s timeout.
+    /// 10 s timeout, and the proxy the environment's variables name for it, read now (see
+    /// [`ZipkinTransportBuilder::proxy`]).
     pub fn builder(endpoint: impl Into<String>) -> ZipkinTransportBuilder {
         ZipkinTransportBuilder {
             endpoint: endpoint.into(),
@@ -362,6 +432,7 @@ impl ZipkinTransport {
             connect_timeout: Duration::from_secs(2),
             ca_pem: Vec::new(),
             client_pem: None,
+            proxy: ProxyChoice::Env(ProxyEnv::read(&|k| std::env::var(k).ok())),
             headers: Vec::new(),
         }
     }
@@ -388,6 +459,7 @@ impl ZipkinTransport {
         get: &impl Fn(&str) -> Option<String>,
     ) -> Result<ZipkinTransport, ConfigError> {
         let mut b = ZipkinTransport::builder(endpoint.clone());
+        b.proxy = ProxyChoice::Env(ProxyEnv::read(get));
         if let Some(v) = get("OTEL_EXPORTER_ZIPKIN_TIMEOUT") {
             let ms = v.trim().parse::<u64>().ok().filter(|n| *n > 0);
             let ms = ms.ok_or_else(|| {
@@ -447,9 +519,15 @@ impl ZipkinTransport {
                 }
             });
         }
-        b.build().map_err(|e| {
-            let shown = redact_userinfo(&endpoint);
-            ConfigError::new("OTEL_EXPORTER_ZIPKIN_ENDPOINT", shown, e.to_string())
+        b.build().map_err(|e| match e {
+            ZipkinError::InvalidProxy {
+                variable: Some(variable),
+                reason,
+            } => ConfigError::new(variable, String::new(), reason),
+            e => {
+                let shown = redact_userinfo(&endpoint);
+                ConfigError::new("OTEL_EXPORTER_ZIPKIN_ENDPOINT", shown, e.to_string())
+            }
         })
     }
 
@@ -495,6 +573,9 @@ impl ZipkinTransport {
             .header("b3", "0");
         if let Some(headers) = req.headers_mut() {
             headers.extend(self.headers.iter().map(|(n, v)| (n.clone(), v.clone())));
+            if let Some(auth) = &self.proxy_auth {
+                headers.insert(http::header::PROXY_AUTHORIZATION, auth.clone());
+            }
         }
         let body = if self.gzip {
             req = req.header(CONTENT_ENCODING, "gzip");
@@ -606,7 +687,7 @@ fn split_userinfo(endpoint: &str) -> Option<(Uri, Option<String>)> {
 
 /// `endpoint` with any credentials before an `@` in its authority replaced by `***`, for
 /// messages.
-fn redact_userinfo(endpoint: &str) -> String {
+pub(crate) fn redact_userinfo(endpoint: &str) -> String {
     let (scheme, rest) = match endpoint.split_once("://") {
         Some((scheme, rest)) => (Some(scheme), rest),
         None => (None, endpoint),
@@ -672,6 +753,13 @@ fn unpaired(missing: &'static str, given: &str) -> ConfigError {
 fn classify(status: StatusCode, text: &str) -> Result<(), TransportError> {
     if status.is_success() {
         return Ok(());
+    }
+    if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+        // Only a proxy on the way says this: its credentials are missing or wrong.
+        let why = "the proxy wants other credentials";
+        return Err(TransportError::fatal(format!(
+            "proxy answered {status}: {why}"
+        )));
     }
     let message = format!("zipkin collector answered {status}: {}", text.trim());
     if status.is_server_error()
@@ -753,6 +841,9 @@ mod tests {
         assert!(classify(StatusCode::TOO_MANY_REQUESTS, "")
             .unwrap_err()
             .is_retryable());
+        let e = classify(StatusCode::PROXY_AUTHENTICATION_REQUIRED, "").unwrap_err();
+        assert!(!e.is_retryable());
+        assert!(e.to_string().contains("proxy answered 407"), "{e}");
         let e = classify(StatusCode::BAD_REQUEST, "Expected a JSON_V2 encoded list").unwrap_err();
         assert!(!e.is_retryable());
         assert!(e.to_string().contains("JSON_V2"));

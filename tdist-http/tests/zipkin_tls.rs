@@ -5,6 +5,8 @@
 //! one it knows.
 #![cfg(feature = "tls")]
 
+mod support;
+
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -26,7 +28,9 @@ type Received = Arc<Mutex<Vec<Value>>>;
 /// `client_root` (or a certificate it signed) when given; returns its port, its certificate
 /// (PEM) and what it receives.
 async fn tls_collector(client_root: Option<CertificateDer<'static>>) -> (u16, String, Received) {
-    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    // `zipkin.invalid` does not resolve: only a proxy's tunnel reaches it.
+    let names = vec!["127.0.0.1".to_string(), "zipkin.invalid".to_string()];
+    let made = rcgen::generate_simple_self_signed(names).unwrap();
     let pem = made.cert.pem();
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -67,6 +71,8 @@ async fn tls_collector(client_root: Option<CertificateDer<'static>>) -> (u16, St
                     async move {
                         assert_eq!(req.uri().path(), "/api/v2/spans");
                         assert_eq!(req.headers()["b3"], "0");
+                        // Inside a tunnel the proxy's credentials stay with the proxy.
+                        assert!(req.headers().get("proxy-authorization").is_none());
                         let body = req.into_body().collect().await.unwrap().to_bytes();
                         got.lock()
                             .unwrap()
@@ -123,6 +129,40 @@ async fn spans_reach_an_https_collector_that_the_transport_trusts() {
     let untrusted = ZipkinTransport::builder(url).build().unwrap();
     assert_eq!(send_one(tracer_to(untrusted), "refused").await, (0, 1));
     assert_eq!(received.lock().unwrap().len(), 1);
+}
+
+/// An `https://` collector reached through an HTTP proxy named by `HTTPS_PROXY`: a `CONNECT`
+/// tunnel carrying the proxy's credentials, TLS to the collector (its name and certificate)
+/// inside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_an_https_collector_through_a_connect_tunnel() {
+    let (port, pem, received) = tls_collector(None).await;
+    // base64("egress:pw")
+    let basic = Some("Basic ZWdyZXNzOnB3");
+    let (proxy, paddr) = support::ForwardProxy::start(([127, 0, 0, 1], port).into(), basic).await;
+    let ca_file = std::env::temp_dir().join(format!("tdist-zipkin-tunnel-ca-{port}.pem"));
+    std::fs::write(&ca_file, &pem).unwrap();
+    let env = |k: &str| match k {
+        "OTEL_EXPORTER_ZIPKIN_ENDPOINT" => {
+            Some(format!("https://zipkin.invalid:{port}/api/v2/spans"))
+        }
+        "TDIST_ZIPKIN_CA_FILE" => Some(ca_file.display().to_string()),
+        "HTTPS_PROXY" => Some(format!("http://egress:pw@{paddr}")),
+        // For http:// endpoints only: not this one.
+        "HTTP_PROXY" => Some("http://127.0.0.1:9".into()),
+        _ => None,
+    };
+    let transport = ZipkinTransport::from_lookup(env).unwrap().unwrap();
+    std::fs::remove_file(&ca_file).unwrap();
+    assert_eq!(send_one(tracer_to(transport), "tunneled").await, (1, 0));
+    let seen = proxy.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].method, "CONNECT");
+    assert_eq!(seen[0].target, format!("zipkin.invalid:{port}"));
+    assert_eq!(seen[0].auth.as_deref(), basic);
+    let lists = received.lock().unwrap().clone();
+    assert_eq!(lists.len(), 1);
+    assert_eq!(lists[0][0]["name"], "tunneled");
 }
 
 /// Flushes `tracer` after one span named `name`; the spans sent and failed.

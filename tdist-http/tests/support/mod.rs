@@ -183,3 +183,108 @@ pub fn one(spans: &[tdist_core::FinishedSpan], kind: tdist_core::Kind) -> tdist_
 pub fn tag(span: &tdist_core::FinishedSpan, key: &str) -> Option<String> {
     span.tag(key).map(ToString::to_string)
 }
+
+/// One request an HTTP proxy received: its method, its target as sent (absolute form, or
+/// `host:port` for `CONNECT`) and its `Proxy-Authorization`.
+#[derive(Debug, Clone)]
+pub struct Proxied {
+    pub method: String,
+    pub target: String,
+    pub auth: Option<String>,
+}
+
+/// An HTTP forward proxy on 127.0.0.1, as squid or an egress gateway would be: forwards
+/// absolute-form requests and opens `CONNECT` tunnels, in both cases to `upstream` whatever host
+/// they name (so endpoints may use names that do not resolve here: only the proxy could reach
+/// them). With `basic` set, requests without that `Proxy-Authorization` get 407.
+#[derive(Clone, Default)]
+pub struct ForwardProxy {
+    pub seen: Arc<Mutex<Vec<Proxied>>>,
+}
+
+impl ForwardProxy {
+    pub async fn start(
+        upstream: SocketAddr,
+        basic: Option<&'static str>,
+    ) -> (ForwardProxy, SocketAddr) {
+        let proxy = ForwardProxy::default();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let p = proxy.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let p = p.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        p.clone().handle(req, upstream, basic)
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        (proxy, addr)
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    async fn handle(
+        self,
+        req: Request<Incoming>,
+        upstream: SocketAddr,
+        basic: Option<&'static str>,
+    ) -> Result<Response<Full<Bytes>>, Infallible> {
+        let auth = req
+            .headers()
+            .get("proxy-authorization")
+            .map(|v| v.to_str().unwrap().to_owned());
+        self.seen.lock().unwrap().push(Proxied {
+            method: req.method().to_string(),
+            target: req.uri().to_string(),
+            auth: auth.clone(),
+        });
+        if basic.is_some() && auth.as_deref() != basic {
+            let refused = Response::builder()
+                .status(StatusCode::PROXY_AUTHENTICATION_REQUIRED)
+                .header("proxy-authenticate", "Basic realm=\"egress\"")
+                .body(Full::default());
+            return Ok(refused.unwrap());
+        }
+        if req.method() == http::Method::CONNECT {
+            tokio::spawn(async move {
+                let Ok(upgraded) = hyper::upgrade::on(req).await else {
+                    return;
+                };
+                let Ok(mut tcp) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(upgraded), &mut tcp).await;
+            });
+            return Ok(Response::new(Full::default()));
+        }
+        let (mut parts, body) = req.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        parts.uri = format!("http://{upstream}{path}").parse().unwrap();
+        parts.headers.remove("proxy-authorization");
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let answer = match client
+            .request(Request::from_parts(parts, Full::new(body)))
+            .await
+        {
+            Ok(answer) => answer,
+            Err(_) => {
+                let mut bad = Response::new(Full::default());
+                *bad.status_mut() = StatusCode::BAD_GATEWAY;
+                return Ok(bad);
+            }
+        };
+        let (parts, body) = answer.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        Ok(Response::from_parts(parts, Full::new(body)))
+    }
+}
