@@ -3,14 +3,16 @@
 # an Apache Kafka broker (.ci/apache-kafka.sh start), then Zipkin with in-memory storage on a free
 # 127.0.0.1 port and its Kafka collector reading the broker's `zipkin` topic, and runs
 # examples/tests/zipkin_server.rs: the comment pipeline's traces sent over HTTP and over Kafka must
-# arrive whole in Zipkin, and its dependency graph must link the services.
+# arrive whole in Zipkin, and its dependency graph must link the services. A tinyproxy (Debian's,
+# installed with apt-get when missing) with basic auth stands between the Zipkin transport and
+# the server for one more test: spans sent through an HTTP proxy.
 #
 #   bash .ci/zipkin.sh [test]   start Kafka and Zipkin, run the test, stop both (default)
 #   bash .ci/zipkin.sh start    start both in the background; prints the variables the test reads
-#                               (TDIST_ZIPKIN_URL, TDIST_KAFKA_BOOTSTRAP_SERVERS)
+#                               (TDIST_ZIPKIN_URL, TDIST_KAFKA_BOOTSTRAP_SERVERS, TDIST_HTTP_PROXY)
 #   bash .ci/zipkin.sh stop     stop both
 #
-# Needs java (17+), mvn, python3, curl. The jar is cached in $HOME/.cache/tdist/zipkin; run state
+# Needs java (17+), mvn, python3, curl, tinyproxy. The jar is cached in $HOME/.cache/tdist/zipkin; run state
 # in $HOME/.cache/tdist/run/zipkin (TDIST_PEER_RUN_DIR overrides). ZIPKIN_VERSION overrides 3.6.1.
 set -euo pipefail
 
@@ -72,6 +74,39 @@ start_zipkin() {
     echo "zipkin pid ${ZIPKIN_PID} ready at ${ZIPKIN_URL}"
 }
 
+# A forward proxy on 127.0.0.1 that wants basic auth, as an egress proxy in front of a collector.
+start_proxy() {
+    stop_proxy quiet
+    step "start tinyproxy (basic auth) on 127.0.0.1"
+    if ! command -v tinyproxy >/dev/null; then
+        local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+        ${sudo} apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive ${sudo} apt-get install -y -qq tinyproxy >/dev/null
+    fi
+    local port
+    port="$(free_port)"
+    mkdir -p "${STATE}"
+    printf '%s\n' "Port ${port}" "Listen 127.0.0.1" "Allow 127.0.0.1" "Timeout 30" \
+        "MaxClients 16" "BasicAuth tdist egress-pw" "LogLevel Info" "DisableViaHeader Yes" \
+        >"${STATE}/tinyproxy.conf"
+    setsid tinyproxy -d -c "${STATE}/tinyproxy.conf" >"${STATE}/tinyproxy.log" 2>&1 </dev/null &
+    PROXY_PID=$!
+    echo "${PROXY_PID}" >"${STATE}/proxy-pid"
+    wait_port "${port}" 20 "${PROXY_PID}" "${STATE}/tinyproxy.log"
+    HTTP_PROXY_URL="http://tdist:egress-pw@127.0.0.1:${port}"
+    echo "tinyproxy pid ${PROXY_PID} on 127.0.0.1:${port}"
+}
+
+stop_proxy() {
+    local pid=""
+    [ -f "${STATE}/proxy-pid" ] && pid="$(cat "${STATE}/proxy-pid")"
+    if [ -n "${pid}" ] && kill -0 "${pid}" 2>/dev/null; then
+        [ "${1:-}" = quiet ] || echo "stopping tinyproxy pid ${pid}"
+        stop_pid "${pid}"
+    fi
+    rm -f "${STATE}/proxy-pid"
+}
+
 stop_zipkin() {
     local pid=""
     [ -f "${STATE}/pid" ] && pid="$(cat "${STATE}/pid")"
@@ -83,6 +118,7 @@ stop_zipkin() {
 }
 
 stop_all() {
+    stop_proxy
     stop_zipkin
     bash "${ROOT}/.ci/apache-kafka.sh" stop
 }
@@ -92,8 +128,9 @@ case "${1:-test}" in
         resolve
         start_kafka
         start_zipkin
+        start_proxy
         step_done
-        echo "export TDIST_KAFKA_BOOTSTRAP_SERVERS=${BOOTSTRAP} TDIST_ZIPKIN_URL=${ZIPKIN_URL}"
+        echo "export TDIST_KAFKA_BOOTSTRAP_SERVERS=${BOOTSTRAP} TDIST_ZIPKIN_URL=${ZIPKIN_URL} TDIST_HTTP_PROXY=${HTTP_PROXY_URL}"
         ;;
     stop)
         stop_all
@@ -103,9 +140,10 @@ case "${1:-test}" in
         resolve
         start_kafka
         start_zipkin
-        step "cargo test -p tdist-examples --test zipkin_server (spans over HTTP, then over Kafka)"
+        start_proxy
+        step "cargo test -p tdist-examples --test zipkin_server (spans over HTTP, over Kafka, through a proxy)"
         cd "${ROOT}"
-        TDIST_ZIPKIN_URL="${ZIPKIN_URL}" TDIST_KAFKA_BOOTSTRAP_SERVERS="${BOOTSTRAP}" \
+        TDIST_ZIPKIN_URL="${ZIPKIN_URL}" TDIST_KAFKA_BOOTSTRAP_SERVERS="${BOOTSTRAP}" TDIST_HTTP_PROXY="${HTTP_PROXY_URL}" \
             cargo test -p tdist-examples --test zipkin_server -- --ignored --test-threads 1 --nocapture
         kill -0 "${ZIPKIN_PID}" 2>/dev/null || { echo "zipkin died during the test"; tail -n 60 "${STATE}/zipkin.log"; exit 1; }
         step "stop Zipkin and Kafka"
