@@ -12,24 +12,11 @@ use serde_json::Value;
 use std::convert::Infallible;
 use std::io::Read;
 use std::time::Duration;
-use support::{plain_client, serve, wait_until, Collector};
-use tdist_core::{Endpoint, Kind, Tracer};
+use support::{plain_client, serve, tracer_to, wait_until, Collector};
+use tdist_core::{Endpoint, Kind};
 use tdist_http::zipkin::{Encoding, ZipkinTransport};
 use tdist_http::{ClientLayer, ServerLayer};
 use tower::{Layer, Service};
-
-fn tracer_to(transport: ZipkinTransport, retries: u32) -> Tracer {
-    Tracer::builder()
-        .service_name("shop")
-        .transport(transport)
-        .configure_reporter(|c| {
-            c.schedule_delay = Duration::from_millis(20);
-            c.max_retries = retries;
-            c.shutdown_timeout = Duration::from_secs(2);
-        })
-        .build()
-        .unwrap()
-}
 
 fn endpoint(addr: std::net::SocketAddr) -> String {
     format!("http://{addr}/api/v2/spans")

@@ -8,25 +8,10 @@
 
 mod support;
 
-use std::time::Duration;
-use support::{Collector, ForwardProxy};
-use tdist_core::Tracer;
+use support::{tracer_to, Collector, ForwardProxy};
 use tdist_http::zipkin::{ZipkinError, ZipkinTransport};
 
 const ENDPOINT: &str = "http://zipkin.invalid:9411/api/v2/spans";
-
-fn tracer_to(transport: ZipkinTransport, retries: u32) -> Tracer {
-    Tracer::builder()
-        .service_name("shop")
-        .transport(transport)
-        .configure_reporter(|c| {
-            c.schedule_delay = Duration::from_millis(20);
-            c.max_retries = retries;
-            c.shutdown_timeout = Duration::from_secs(2);
-        })
-        .build()
-        .unwrap()
-}
 
 /// One span through `transport`; the spans sent and failed.
 fn send_one(transport: ZipkinTransport, retries: u32, name: &'static str) -> (u64, u64) {

@@ -146,6 +146,21 @@ impl Collector {
     }
 }
 
+/// A tracer of service `shop` publishing through a Zipkin `transport`, exporting every 20 ms and
+/// retrying a failed batch `retries` times.
+pub fn tracer_to(transport: tdist_http::zipkin::ZipkinTransport, retries: u32) -> Tracer {
+    Tracer::builder()
+        .service_name("shop")
+        .transport(transport)
+        .configure_reporter(|c| {
+            c.schedule_delay = Duration::from_millis(20);
+            c.max_retries = retries;
+            c.shutdown_timeout = Duration::from_secs(2);
+        })
+        .build()
+        .unwrap()
+}
+
 /// Waits (bounded) until `f` holds; returns whether it did.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let end = std::time::Instant::now() + timeout;
