@@ -605,7 +605,7 @@ impl ZipkinTransport {
         };
         // The timer must be created inside the runtime.
         let bounded = async { tokio::time::timeout(self.timeout, exchange).await };
-        match runtime.block_on(bounded) {
+        let outcome = match runtime.block_on(bounded) {
             Err(_) => Err(TransportError::retryable(format!(
                 "zipkin collector {} did not answer within {:?}",
                 self.endpoint, self.timeout
@@ -616,6 +616,17 @@ impl ZipkinTransport {
                 error_chain(&e)
             ))),
             Ok(Ok((status, text))) => classify(status, &text),
+        };
+        // Through a proxy, any of these may be the proxy's doing: say which one.
+        match (outcome, &self.proxy) {
+            (Err(e), Some(proxy)) => {
+                let message = format!("{e} (through proxy {})", proxy_authority(proxy));
+                Err(match e.is_retryable() {
+                    true => TransportError::retryable(message),
+                    false => TransportError::fatal(message),
+                })
+            }
+            (outcome, _) => outcome,
         }
     }
 }
@@ -770,6 +781,11 @@ fn classify(status: StatusCode, text: &str) -> Result<(), TransportError> {
     } else {
         Err(TransportError::fatal(message))
     }
+}
+
+/// `host:port` of a proxy's `http://host:port/`.
+fn proxy_authority(proxy: &Uri) -> &str {
+    proxy.authority().map_or("", |a| a.as_str())
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

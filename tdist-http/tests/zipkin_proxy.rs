@@ -9,6 +9,7 @@
 mod support;
 
 use support::{tracer_to, Collector, ForwardProxy};
+use tdist_core::export::{InMemory, Transport};
 use tdist_http::zipkin::{ZipkinError, ZipkinTransport};
 
 const ENDPOINT: &str = "http://zipkin.invalid:9411/api/v2/spans";
@@ -102,9 +103,20 @@ fn a_proxy_that_refuses_the_credentials_is_not_retried() {
         .proxy(format!("http://{paddr}"))
         .build()
         .unwrap();
+    let sink = InMemory::new();
+    let local = support::tracer(&sink, "shop");
+    local.root_span("refused").finish();
+    local.flush().unwrap();
+    // The error the reporter counts says who refused.
+    let err = Transport::send(&transport, &sink.spans()).unwrap_err();
+    assert!(!err.is_retryable());
+    let shown = err.to_string();
+    assert!(shown.contains("proxy answered 407"), "{shown}");
+    assert!(shown.contains(&format!("through proxy {paddr}")), "{shown}");
+
     assert_eq!(send_one(transport, 3, "refused"), (0, 1));
-    assert_eq!((proxy.count(), collector.count()), (1, 0));
-    assert_eq!(proxy.seen.lock().unwrap()[0].auth, None);
+    assert_eq!((proxy.count(), collector.count()), (2, 0));
+    assert_eq!(proxy.seen.lock().unwrap()[1].auth, None);
 }
 
 /// Proxy settings the transport cannot use are refused when it is built, naming the variable
