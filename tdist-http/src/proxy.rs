@@ -8,7 +8,7 @@ use base64::Engine as _;
 use http::header::HeaderValue;
 use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::connect::proxy::Tunnel;
+use hyper_util::client::legacy::connect::proxy::{SocksV5, Tunnel};
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::TokioIo;
 use std::future::Future;
@@ -175,48 +175,64 @@ fn in_block(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
     ip.checked_shr(shift).unwrap_or(0) == net.checked_shr(shift).unwrap_or(0)
 }
 
-/// A proxy to go through: where it is, shown without credentials, and the
-/// `Proxy-Authorization` its URL's credentials make.
+/// A proxy to go through: where it is, what it speaks, and its credentials.
 #[derive(Clone)]
 pub(crate) struct Proxy {
-    /// `http://host:port/`.
+    /// `http://host:port/`: where to open the TCP connection to the proxy.
     pub(crate) uri: Uri,
-    pub(crate) auth: Option<HeaderValue>,
+    pub(crate) kind: ProxyKind,
+}
+
+/// What a proxy speaks, with the credentials its URL gave.
+#[derive(Clone)]
+pub(crate) enum ProxyKind {
+    /// An HTTP proxy: absolute-form requests and `CONNECT`; the credentials as a ready
+    /// `Proxy-Authorization` value (sensitive).
+    Http { auth: Option<HeaderValue> },
+    /// A SOCKS5 proxy (RFC 1928), with user/password authentication (RFC 1929) when the URL
+    /// has credentials. `remote_dns` (`socks5h://`) lets the proxy resolve the collector's name;
+    /// `socks5://` resolves it here, as curl does.
+    Socks5 {
+        remote_dns: bool,
+        auth: Option<(String, String)>,
+    },
 }
 
 impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Proxy")
-            .field("uri", &self.uri)
-            .field("auth", &self.auth.as_ref().map(|_| "<redacted>"))
+            .field("at", &self.shown())
+            .field("credentials", &self.has_credentials())
             .finish()
     }
 }
 
 impl Proxy {
-    /// Parses a proxy URL: `http://[user[:password]@]host[:port]`, the scheme optional (as
-    /// curl), the port 80 by default, credentials percent-encoded. Errors never repeat the
-    /// credentials.
+    /// Parses a proxy URL: `http://`, `socks5://` or `socks5h://`, then
+    /// `[user[:password]@]host[:port]`. The scheme is optional (`http`, as curl), the port
+    /// defaults to 80 for HTTP and 1080 for SOCKS, credentials are percent-encoded. Errors never
+    /// repeat the credentials.
     pub(crate) fn parse(url: &str) -> Result<Proxy, String> {
         let url = url.trim();
-        let rest = match url.split_once("://") {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
-            Some((scheme, _)) => {
-                return Err(format!(
-                    "{scheme}:// proxies are not supported (an http:// proxy is: plain HTTP to \
-                     the proxy, and a CONNECT tunnel through it for https:// collectors)"
-                ))
-            }
-            None => url,
+        let (scheme, rest) = match url.split_once("://") {
+            Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
+            None => (String::from("http"), url),
         };
+        if !matches!(scheme.as_str(), "http" | "socks5" | "socks5h") {
+            return Err(format!(
+                "{scheme}:// proxies are not supported (http://, socks5:// and socks5h:// are: \
+                 plain HTTP to an HTTP proxy, with a CONNECT tunnel through it for https:// \
+                 collectors, or a SOCKS5 tunnel)"
+            ));
+        }
         let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
         let (userinfo, host_port) = match authority.rsplit_once('@') {
             Some((userinfo, host_port)) => (Some(userinfo), host_port),
             None => (None, authority),
         };
         let shown = match userinfo {
-            Some(_) => format!("http://***@{host_port}"),
-            None => format!("http://{host_port}"),
+            Some(_) => format!("{scheme}://***@{host_port}"),
+            None => format!("{scheme}://{host_port}"),
         };
         let authority = host_port
             .parse::<http::uri::Authority>()
@@ -226,7 +242,8 @@ impl Proxy {
         }
         // `Authority` takes `host:port` with a port that is not a number; a proxy cannot.
         let port = match authority.as_str()[authority.host().len()..].strip_prefix(':') {
-            None => 80,
+            None if scheme == "http" => 80,
+            None => 1080,
             Some(port) => port
                 .parse::<u16>()
                 .map_err(|_| format!("invalid proxy URL {shown}: bad port"))?,
@@ -234,44 +251,144 @@ impl Proxy {
         let uri = format!("http://{}:{port}/", authority.host())
             .parse::<Uri>()
             .map_err(|_| format!("invalid proxy URL {shown}"))?;
-        let auth = userinfo.map(|userinfo| {
+        let credentials = userinfo.map(|userinfo| {
             let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
             let decode = |s| percent_encoding::percent_decode_str(s).decode_utf8_lossy();
-            let pair = format!("{}:{}", decode(user), decode(password));
-            let token = base64::engine::general_purpose::STANDARD.encode(pair);
-            let mut value = HeaderValue::try_from(format!("Basic {token}"))
-                .expect("base64 is a valid header value");
-            value.set_sensitive(true);
-            value
+            (decode(user).into_owned(), decode(password).into_owned())
         });
-        Ok(Proxy { uri, auth })
+        let kind = match scheme.as_str() {
+            "http" => ProxyKind::Http {
+                auth: credentials.map(|(user, password)| {
+                    let token = base64::engine::general_purpose::STANDARD
+                        .encode(format!("{user}:{password}"));
+                    let mut value = HeaderValue::try_from(format!("Basic {token}"))
+                        .expect("base64 is a valid header value");
+                    value.set_sensitive(true);
+                    value
+                }),
+            },
+            _ => {
+                if let Some((user, password)) = &credentials {
+                    if user.len() > 255 || password.len() > 255 {
+                        let why = "SOCKS5 credentials are at most 255 bytes each";
+                        return Err(format!("invalid proxy URL {shown}: {why}"));
+                    }
+                }
+                ProxyKind::Socks5 {
+                    remote_dns: scheme == "socks5h",
+                    auth: credentials,
+                }
+            }
+        };
+        Ok(Proxy { uri, kind })
+    }
+
+    /// `Proxy-Authorization` for requests sent to an HTTP proxy in absolute form.
+    pub(crate) fn http_auth(&self) -> Option<&HeaderValue> {
+        match &self.kind {
+            ProxyKind::Http { auth } => auth.as_ref(),
+            ProxyKind::Socks5 { .. } => None,
+        }
+    }
+
+    /// Whether the URL gave credentials.
+    fn has_credentials(&self) -> bool {
+        match &self.kind {
+            ProxyKind::Http { auth } => auth.is_some(),
+            ProxyKind::Socks5 { auth, .. } => auth.is_some(),
+        }
+    }
+
+    /// `scheme://host:port`, without credentials: for `Debug` output and errors.
+    pub(crate) fn shown(&self) -> String {
+        let scheme = match self.kind {
+            ProxyKind::Http { .. } => "http",
+            ProxyKind::Socks5 {
+                remote_dns: false, ..
+            } => "socks5",
+            ProxyKind::Socks5 {
+                remote_dns: true, ..
+            } => "socks5h",
+        };
+        let at = self.uri.authority().map_or("", |a| a.as_str());
+        format!("{scheme}://{at}")
     }
 }
 
-/// The transport's connector: straight to the collector, or through an HTTP proxy. Through a
-/// proxy, `http://` destinations get a connection to the proxy marked as proxied (so the
-/// client sends absolute-form requests, to which the transport adds `Proxy-Authorization`),
-/// and `https://` ones a `CONNECT` tunnel, inside which TLS runs end to end.
+/// The transport's connector: straight to the collector, or through a proxy. Through an HTTP
+/// proxy, `http://` destinations get a connection to the proxy marked as proxied (so the client
+/// sends absolute-form requests, to which the transport adds `Proxy-Authorization`), and
+/// `https://` ones a `CONNECT` tunnel, inside which TLS runs end to end. Through a SOCKS5
+/// proxy, every destination gets a tunnel.
 #[derive(Debug, Clone)]
 pub(crate) struct ProxyConnector {
     http: HttpConnector,
-    tunnel: Option<Tunnel<HttpConnector>>,
-    proxy: Option<Uri>,
+    route: Route,
+}
+
+#[derive(Debug, Clone)]
+enum Route {
+    Direct,
+    Http {
+        proxy: Uri,
+        tunnel: Tunnel<HttpConnector>,
+    },
+    Socks5(SocksV5<HttpConnector>),
 }
 
 impl ProxyConnector {
     pub(crate) fn new(http: HttpConnector, proxy: Option<&Proxy>) -> ProxyConnector {
-        ProxyConnector {
-            tunnel: proxy.map(|p| {
-                let tunnel = Tunnel::new(p.uri.clone(), http.clone());
-                match &p.auth {
-                    Some(auth) => tunnel.with_auth(auth.clone()),
-                    None => tunnel,
+        let route = match proxy {
+            None => Route::Direct,
+            Some(Proxy {
+                uri,
+                kind: ProxyKind::Http { auth },
+            }) => {
+                let tunnel = Tunnel::new(uri.clone(), http.clone());
+                Route::Http {
+                    proxy: uri.clone(),
+                    tunnel: match auth {
+                        Some(auth) => tunnel.with_auth(auth.clone()),
+                        None => tunnel,
+                    },
                 }
-            }),
-            proxy: proxy.map(|p| p.uri.clone()),
-            http,
+            }
+            Some(Proxy {
+                uri,
+                kind: ProxyKind::Socks5 { remote_dns, auth },
+            }) => {
+                let socks = SocksV5::new(uri.clone(), http.clone()).local_dns(!remote_dns);
+                Route::Socks5(match auth {
+                    Some((user, password)) => socks.with_auth(user.clone(), password.clone()),
+                    None => socks,
+                })
+            }
+        };
+        ProxyConnector { http, route }
+    }
+}
+
+/// `dst` with its port spelled out (the SOCKS handshake names one; hyper-util's would default
+/// to 443 whatever the scheme).
+fn with_port(dst: Uri) -> Uri {
+    if dst.port().is_some() {
+        return dst;
+    }
+    let port = match dst.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    };
+    let Some(host) = dst.host() else {
+        return dst;
+    };
+    let authority = format!("{host}:{port}");
+    let mut parts = dst.clone().into_parts();
+    match authority.parse() {
+        Ok(authority) => {
+            parts.authority = Some(authority);
+            Uri::from_parts(parts).unwrap_or(dst)
         }
+        Err(_) => dst,
     }
 }
 
@@ -287,30 +404,30 @@ impl Service<Uri> for ProxyConnector {
     }
 
     fn call(&mut self, dst: Uri) -> Self::Future {
-        match (&self.proxy, &mut self.tunnel) {
-            (Some(_), Some(tunnel)) if dst.scheme_str() == Some("https") => {
-                let tunneling = tunnel.call(dst);
-                Box::pin(async move {
-                    let io = tunneling.await?;
-                    Ok(ProxyStream { io, proxied: false })
-                })
+        let (connecting, proxied) = match &mut self.route {
+            Route::Direct => (boxed(self.http.call(dst)), false),
+            Route::Http { tunnel, .. } if dst.scheme_str() == Some("https") => {
+                (boxed(tunnel.call(dst)), false)
             }
-            (Some(proxy), _) => {
-                let connecting = self.http.call(proxy.clone());
-                Box::pin(async move {
-                    let io = connecting.await?;
-                    Ok(ProxyStream { io, proxied: true })
-                })
-            }
-            (None, _) => {
-                let connecting = self.http.call(dst);
-                Box::pin(async move {
-                    let io = connecting.await?;
-                    Ok(ProxyStream { io, proxied: false })
-                })
-            }
-        }
+            Route::Http { proxy, .. } => (boxed(self.http.call(proxy.clone())), true),
+            Route::Socks5(socks) => (boxed(socks.call(with_port(dst))), false),
+        };
+        Box::pin(async move {
+            let io = connecting.await?;
+            Ok(ProxyStream { io, proxied })
+        })
     }
+}
+
+/// A connection on its way: to the collector, to a proxy, or through a proxy's tunnel.
+type Connecting = Pin<Box<dyn Future<Output = Result<TokioIo<TcpStream>, BoxError>> + Send>>;
+
+fn boxed<F, E>(connecting: F) -> Connecting
+where
+    F: Future<Output = Result<TokioIo<TcpStream>, E>> + Send + 'static,
+    E: Into<BoxError>,
+{
+    Box::pin(async move { connecting.await.map_err(Into::into) })
 }
 
 /// A TCP connection to the collector, or to a proxy that forwards requests to it.
@@ -464,7 +581,8 @@ mod tests {
     fn proxy_urls() {
         let p = Proxy::parse("http://proxy.corp:3128").unwrap();
         assert_eq!(p.uri, "http://proxy.corp:3128/");
-        assert!(p.auth.is_none());
+        assert_eq!(p.shown(), "http://proxy.corp:3128");
+        assert!(p.http_auth().is_none());
         assert_eq!(
             Proxy::parse("proxy.corp").unwrap().uri,
             "http://proxy.corp:80/"
@@ -474,18 +592,27 @@ mod tests {
             "http://[fd00::1]:8080/"
         );
         let p = Proxy::parse("http://ann%40corp:p%3Ass@proxy:3128").unwrap();
-        let auth = p.auth.unwrap();
+        let auth = p.http_auth().unwrap();
         assert!(auth.is_sensitive());
         // base64("ann@corp:p:ss")
         assert_eq!(auth, "Basic YW5uQGNvcnA6cDpzcw==");
-        assert!(!format!("{:?}", Proxy::parse("http://u:secret@p:1").unwrap()).contains("secret"));
+        for url in ["http://u:secret@p:1", "socks5h://u:secret@p:1"] {
+            let shown = format!("{:?}", Proxy::parse(url).unwrap());
+            assert!(
+                !shown.contains("secret") && shown.contains("credentials: true"),
+                "{shown}"
+            );
+        }
         let choice = ProxyChoice::Url("http://u:secret@p:1".into());
         assert_eq!(format!("{choice:?}"), r#"Url("http://***@p:1")"#);
         let e = env(&[("HTTPS_PROXY", "http://u:secret@p:1")]);
         assert!(format!("{e:?}").contains(r#"https: Some("HTTPS_PROXY=http://***@p:1")"#));
         for (bad, why) in [
             ("https://proxy:443", "https:// proxies are not supported"),
-            ("socks5://proxy:1080", "socks5:// proxies are not supported"),
+            (
+                "socks4a://proxy:1080",
+                "socks4a:// proxies are not supported",
+            ),
             ("http://", "invalid proxy URL"),
             ("http://user:secret@", "invalid proxy URL"),
             ("http://proxy:port", "invalid proxy URL"),
@@ -498,5 +625,56 @@ mod tests {
             assert!(err.contains(why), "{bad}: {err}");
             assert!(!err.contains("secret"), "{err}");
         }
+        let long = format!("socks5://{}:secret@proxy", "u".repeat(256));
+        let err = Proxy::parse(&long).unwrap_err();
+        assert!(
+            err.contains("at most 255 bytes") && !err.contains("secret"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn socks5_urls() {
+        let p = Proxy::parse("SOCKS5h://ann:p%40ss@[::1]").unwrap();
+        assert_eq!(
+            (p.uri.to_string(), p.shown()),
+            ("http://[::1]:1080/".into(), "socks5h://[::1]:1080".into())
+        );
+        let ProxyKind::Socks5 { remote_dns, auth } = &p.kind else {
+            panic!("{p:?}");
+        };
+        assert!(*remote_dns);
+        assert_eq!(
+            auth.as_ref().unwrap(),
+            &("ann".to_string(), "p@ss".to_string())
+        );
+        assert!(
+            p.http_auth().is_none(),
+            "SOCKS credentials never become a header"
+        );
+        let p = Proxy::parse("socks5://127.0.0.1:9050").unwrap();
+        assert_eq!(p.shown(), "socks5://127.0.0.1:9050");
+        assert!(matches!(
+            p.kind,
+            ProxyKind::Socks5 {
+                remote_dns: false,
+                auth: None
+            }
+        ));
+    }
+
+    #[test]
+    fn socks_destinations_name_their_port() {
+        let named = |u: &str| with_port(u.parse().unwrap()).to_string();
+        assert_eq!(
+            named("http://zipkin/api/v2/spans"),
+            "http://zipkin:80/api/v2/spans"
+        );
+        assert_eq!(
+            named("https://zipkin/api/v2/spans"),
+            "https://zipkin:443/api/v2/spans"
+        );
+        assert_eq!(named("http://[fd00::1]:9411/x"), "http://[fd00::1]:9411/x");
+        assert_eq!(named("https://[fd00::1]/x"), "https://[fd00::1]:443/x");
     }
 }

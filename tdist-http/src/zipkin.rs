@@ -17,7 +17,7 @@
 //! | `TDIST_ZIPKIN_CA_FILE` | PEM file of extra trusted roots for `https://` (feature `tls`) | none |
 //! | `TDIST_ZIPKIN_HEADERS` | extra request headers, `name=value` pairs separated by commas, values percent-encoded (the form of `OTEL_EXPORTER_OTLP_HEADERS`), for collectors behind an API key or token | none |
 //! | `TDIST_ZIPKIN_CLIENT_CERT_FILE`, `TDIST_ZIPKIN_CLIENT_KEY_FILE` | PEM certificate chain and private key the transport presents to a collector that asks for one (mutual TLS; feature `tls`; both or neither) | none |
-//! | `http_proxy`/`HTTP_PROXY`, `https_proxy`/`HTTPS_PROXY`, `all_proxy`/`ALL_PROXY` | HTTP proxy for `http://`, for `https://`, for either endpoint (see `ZipkinTransportBuilder::proxy`) | none |
+//! | `http_proxy`/`HTTP_PROXY`, `https_proxy`/`HTTPS_PROXY`, `all_proxy`/`ALL_PROXY` | proxy (`http://`, `socks5://`, `socks5h://`) for `http://`, for `https://`, for either endpoint (see `ZipkinTransportBuilder::proxy`) | none |
 //! | `no_proxy`/`NO_PROXY` | hosts reached directly: domains (with their subdomains), addresses, CIDR blocks, `*`; loopback endpoints always are | none |
 //!
 //! `https://` endpoints need the `tls` feature (rustls): the server's certificate is checked
@@ -89,8 +89,8 @@ pub enum ZipkinError {
     #[error("collector request header {0:?}: {1}")]
     InvalidHeader(String, &'static str),
     /// A proxy URL that cannot be used (from the builder, or from the environment variable
-    /// named): not a URL, or a scheme other than `http` (TLS to the proxy and SOCKS are not
-    /// supported). Never shows the proxy's credentials.
+    /// named): not a URL, or a scheme other than `http`, `socks5` and `socks5h` (TLS to the
+    /// proxy and SOCKS4 are not supported). Never shows the proxy's credentials.
     #[error("unusable proxy{}: {reason}", variable.map(|v| format!(" in {v}")).unwrap_or_default())]
     InvalidProxy {
         /// The environment variable it came from, if any.
@@ -221,11 +221,16 @@ impl ZipkinTransportBuilder {
         self
     }
 
-    /// Reaches the collector through the HTTP proxy at `url` (`http://[user:password@]host:port`,
-    /// credentials percent-encoded), whatever the environment says: requests for an `http://`
-    /// endpoint go to the proxy in absolute form, with `Proxy-Authorization` from the URL's
-    /// credentials; for an `https://` endpoint the transport opens a `CONNECT` tunnel and runs
-    /// TLS to the collector inside it.
+    /// Reaches the collector through the proxy at `url`, whatever the environment says:
+    /// `http://[user:password@]host:port` for an HTTP proxy (port 80 by default), or
+    /// `socks5h://...` / `socks5://...` for a SOCKS5 proxy (port 1080 by default); credentials
+    /// percent-encoded. Through an HTTP proxy, requests for an `http://` endpoint go to the proxy
+    /// in absolute form with `Proxy-Authorization` from the URL's credentials, and for an
+    /// `https://` endpoint the transport opens a `CONNECT` tunnel (carrying the credentials) and
+    /// runs TLS to the collector inside it. Through a SOCKS5 proxy (user/password
+    /// authentication when the URL has credentials) every request goes through a tunnel; with
+    /// `socks5h://` the proxy resolves the collector's name, with `socks5://` the transport
+    /// does, as in curl.
     ///
     /// By default the transport follows the environment as curl does: `http_proxy` /
     /// `HTTP_PROXY` for `http://` endpoints, `https_proxy` / `HTTPS_PROXY` for `https://`,
@@ -278,7 +283,7 @@ impl ZipkinTransportBuilder {
         // Requests that go to a proxy in absolute form carry its credentials; inside a tunnel
         // they would reach the collector, so there the CONNECT request carries them.
         let proxy_auth = match endpoint.scheme_str() {
-            Some("http") => proxy.as_ref().and_then(|p| p.auth.clone()),
+            Some("http") => proxy.as_ref().and_then(|p| p.http_auth().cloned()),
             _ => None,
         };
         if self.gzip && !cfg!(feature = "gzip") {
@@ -304,7 +309,7 @@ impl ZipkinTransportBuilder {
         Ok(ZipkinTransport {
             endpoint,
             headers,
-            proxy: proxy.map(|p| p.uri),
+            proxy: proxy.map(|p| p.shown()),
             proxy_auth,
             encoding: self.encoding,
             gzip: self.gzip,
@@ -320,8 +325,8 @@ pub struct ZipkinTransport {
     endpoint: Uri,
     /// Extra headers for every request (values sensitive).
     headers: http::HeaderMap,
-    /// The proxy the collector is reached through, if any.
-    proxy: Option<Uri>,
+    /// The proxy the collector is reached through, if any, as `scheme://host:port`.
+    proxy: Option<String>,
     /// `Proxy-Authorization` for requests sent to the proxy in absolute form (sensitive).
     proxy_auth: Option<http::HeaderValue>,
     encoding: Encoding,
@@ -620,7 +625,7 @@ impl ZipkinTransport {
         // Through a proxy, any of these may be the proxy's doing: say which one.
         match (outcome, &self.proxy) {
             (Err(e), Some(proxy)) => {
-                let message = format!("{e} (through proxy {})", proxy_authority(proxy));
+                let message = format!("{e} (through proxy {proxy})");
                 Err(match e.is_retryable() {
                     true => TransportError::retryable(message),
                     false => TransportError::fatal(message),
@@ -781,11 +786,6 @@ fn classify(status: StatusCode, text: &str) -> Result<(), TransportError> {
     } else {
         Err(TransportError::fatal(message))
     }
-}
-
-/// `host:port` of a proxy's `http://host:port/`.
-fn proxy_authority(proxy: &Uri) -> &str {
-    proxy.authority().map_or("", |a| a.as_str())
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -1,14 +1,15 @@
 //! The Zipkin transport through an HTTP forward proxy on 127.0.0.1, as deployments behind an
 //! egress proxy reach a collector: the proxy given in code or by `HTTP_PROXY`, its credentials,
 //! `NO_PROXY` and loopback endpoints going direct, a proxy that refuses the credentials, and
-//! proxy settings that cannot be used. (`https://` through a `CONNECT` tunnel: `zipkin_tls.rs`.)
+//! proxy settings that cannot be used; a SOCKS5 proxy from `ALL_PROXY`, resolving the name itself
+//! (`socks5h://`) or not. (`https://` through a `CONNECT` tunnel: `zipkin_tls.rs`.)
 //!
 //! The endpoints name `zipkin.invalid`, which does not resolve: a span arrives only if the
 //! proxy carried it.
 
 mod support;
 
-use support::{tracer_to, Collector, ForwardProxy};
+use support::{tracer_to, Collector, ForwardProxy, Socks5Proxy};
 use tdist_core::export::{InMemory, Transport};
 use tdist_http::zipkin::{ZipkinError, ZipkinTransport};
 
@@ -112,7 +113,10 @@ fn a_proxy_that_refuses_the_credentials_is_not_retried() {
     assert!(!err.is_retryable());
     let shown = err.to_string();
     assert!(shown.contains("proxy answered 407"), "{shown}");
-    assert!(shown.contains(&format!("through proxy {paddr}")), "{shown}");
+    assert!(
+        shown.contains(&format!("through proxy http://{paddr}")),
+        "{shown}"
+    );
 
     assert_eq!(send_one(transport, 3, "refused"), (0, 1));
     assert_eq!((proxy.count(), collector.count()), (2, 0));
@@ -124,7 +128,7 @@ fn a_proxy_that_refuses_the_credentials_is_not_retried() {
 #[test]
 fn unusable_proxies_are_refused() {
     let err = ZipkinTransport::builder(ENDPOINT)
-        .proxy("socks5://user:secret@127.0.0.1:1080")
+        .proxy("socks4://user:secret@127.0.0.1:1080")
         .build()
         .unwrap_err();
     assert!(
@@ -133,7 +137,7 @@ fn unusable_proxies_are_refused() {
     );
     let shown = err.to_string();
     assert!(
-        shown.contains("socks5:// proxies are not supported"),
+        shown.contains("socks4:// proxies are not supported"),
         "{shown}"
     );
     assert!(!shown.contains("secret"), "{shown}");
@@ -160,4 +164,61 @@ fn unusable_proxies_are_refused() {
         .build()
         .unwrap();
     assert!(format!("{direct:?}").contains("proxy: None"), "{direct:?}");
+}
+
+/// A SOCKS5 proxy from `ALL_PROXY` (as an SSH `-D` forward is often set up): with
+/// `socks5h://` the proxy gets the collector's name and resolves it; with `socks5://` the
+/// transport resolves the name itself first (so an unresolvable name fails here, and the proxy
+/// sees nothing).
+#[test]
+fn spans_reach_the_collector_through_a_socks5_proxy() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (collector, caddr) = rt.block_on(Collector::start(&[]));
+    let (proxy, paddr) = rt.block_on(Socks5Proxy::start(caddr, Some(("ssh", "p@ss"))));
+    let through = |all_proxy: String| {
+        let env = move |k: &str| match k {
+            "OTEL_EXPORTER_ZIPKIN_ENDPOINT" => Some(ENDPOINT.to_string()),
+            "OTEL_EXPORTER_ZIPKIN_TIMEOUT" => Some("1000".into()),
+            "ALL_PROXY" => Some(all_proxy.clone()),
+            _ => None,
+        };
+        ZipkinTransport::from_lookup(env).unwrap().unwrap()
+    };
+
+    let remote_dns = through(format!("socks5h://ssh:p%40ss@{paddr}"));
+    let shown = format!("{remote_dns:?}");
+    assert!(
+        shown.contains(&format!("socks5h://{paddr}")) && !shown.contains("p@ss"),
+        "{shown}"
+    );
+    assert_eq!(send_one(remote_dns, 0, "via-socks"), (1, 0));
+    let tunnels = proxy.tunnels.lock().unwrap().clone();
+    assert_eq!(tunnels.len(), 1);
+    assert_eq!(
+        (tunnels[0].host.as_str(), tunnels[0].port),
+        ("zipkin.invalid", 9411)
+    );
+    assert_eq!(tunnels[0].user.as_deref(), Some("ssh"));
+    let received = collector.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 1);
+    // Inside a tunnel the request is the one a direct connection would carry.
+    assert_eq!(received[0].path, "/api/v2/spans");
+    assert_eq!(received[0].headers["host"], "zipkin.invalid:9411");
+    assert!(received[0].headers.get("proxy-authorization").is_none());
+
+    // Wrong password: the proxy closes the handshake; counted as failed.
+    assert_eq!(
+        send_one(
+            through(format!("socks5h://ssh:guess@{paddr}")),
+            0,
+            "refused"
+        ),
+        (0, 1)
+    );
+    // socks5:// resolves the name here, which fails before the proxy is asked for a tunnel.
+    assert_eq!(
+        send_one(through(format!("socks5://ssh:p%40ss@{paddr}")), 0, "local"),
+        (0, 1)
+    );
+    assert_eq!((proxy.count(), collector.count()), (1, 1));
 }

@@ -133,7 +133,7 @@ async fn spans_reach_an_https_collector_that_the_transport_trusts() {
 
 /// An `https://` collector reached through an HTTP proxy named by `HTTPS_PROXY`: a `CONNECT`
 /// tunnel carrying the proxy's credentials, TLS to the collector (its name and certificate)
-/// inside it.
+/// inside it; then through a SOCKS5 proxy's tunnel.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_reach_an_https_collector_through_a_connect_tunnel() {
     let (port, pem, received) = tls_collector(None).await;
@@ -163,6 +163,22 @@ async fn spans_reach_an_https_collector_through_a_connect_tunnel() {
     let lists = received.lock().unwrap().clone();
     assert_eq!(lists.len(), 1);
     assert_eq!(lists[0][0]["name"], "tunneled");
+
+    // The same through a SOCKS5 proxy that resolves the name: TLS inside its tunnel.
+    let (socks, saddr) = support::Socks5Proxy::start(([127, 0, 0, 1], port).into(), None).await;
+    let transport = ZipkinTransport::builder(format!("https://zipkin.invalid:{port}/api/v2/spans"))
+        .ca_certificates_pem(pem)
+        .proxy(format!("socks5h://{saddr}"))
+        .build()
+        .unwrap();
+    assert_eq!(send_one(tracer_to(transport), "socks").await, (1, 0));
+    let tunnels = socks.tunnels.lock().unwrap().clone();
+    assert_eq!(tunnels.len(), 1, "{tunnels:?}");
+    assert_eq!(
+        (tunnels[0].host.as_str(), tunnels[0].port),
+        ("zipkin.invalid", port)
+    );
+    assert_eq!(received.lock().unwrap().len(), 2);
 }
 
 /// Flushes `tracer` after one span named `name`; the spans sent and failed.

@@ -303,3 +303,101 @@ impl ForwardProxy {
         Ok(Response::from_parts(parts, Full::new(body)))
     }
 }
+
+/// One tunnel a SOCKS5 proxy opened: the destination as the client named it (a domain name or
+/// an address, and the port) and the user it authenticated as.
+#[derive(Debug, Clone)]
+pub struct Tunneled {
+    pub host: String,
+    pub port: u16,
+    pub user: Option<String>,
+}
+
+/// A SOCKS5 proxy on 127.0.0.1 (RFC 1928, `CONNECT` only), with user/password authentication
+/// (RFC 1929) when `credentials` are given: every tunnel goes to `upstream` whatever it names.
+#[derive(Clone, Default)]
+pub struct Socks5Proxy {
+    pub tunnels: Arc<Mutex<Vec<Tunneled>>>,
+}
+
+impl Socks5Proxy {
+    pub async fn start(
+        upstream: SocketAddr,
+        credentials: Option<(&'static str, &'static str)>,
+    ) -> (Socks5Proxy, SocketAddr) {
+        let proxy = Socks5Proxy::default();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tunnels = proxy.tunnels.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let tunnels = tunnels.clone();
+                tokio::spawn(async move {
+                    let _ = socks5_session(tcp, upstream, credentials, tunnels).await;
+                });
+            }
+        });
+        (proxy, addr)
+    }
+
+    pub fn count(&self) -> usize {
+        self.tunnels.lock().unwrap().len()
+    }
+}
+
+async fn socks5_session(
+    mut tcp: tokio::net::TcpStream,
+    upstream: SocketAddr,
+    credentials: Option<(&'static str, &'static str)>,
+    tunnels: Arc<Mutex<Vec<Tunneled>>>,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    async fn bytes(tcp: &mut tokio::net::TcpStream, n: usize) -> std::io::Result<Vec<u8>> {
+        let mut buf = vec![0; n];
+        tcp.read_exact(&mut buf).await?;
+        Ok(buf)
+    }
+    // Greeting: version 5, the methods the client offers.
+    let head = bytes(&mut tcp, 2).await?;
+    assert_eq!(head[0], 5, "SOCKS version");
+    let methods = bytes(&mut tcp, usize::from(head[1])).await?;
+    let wanted = if credentials.is_some() { 2 } else { 0 };
+    if !methods.contains(&wanted) {
+        return tcp.write_all(&[5, 0xff]).await;
+    }
+    tcp.write_all(&[5, wanted]).await?;
+    let mut user = None;
+    if let Some((want_user, want_password)) = credentials {
+        let head = bytes(&mut tcp, 2).await?;
+        let name = bytes(&mut tcp, usize::from(head[1])).await?;
+        let len = bytes(&mut tcp, 1).await?;
+        let password = bytes(&mut tcp, usize::from(len[0])).await?;
+        let ok = name == want_user.as_bytes() && password == want_password.as_bytes();
+        tcp.write_all(&[1, if ok { 0 } else { 1 }]).await?;
+        if !ok {
+            return Ok(());
+        }
+        user = Some(String::from_utf8_lossy(&name).into_owned());
+    }
+    // Request: version, CONNECT, reserved, then the address.
+    let head = bytes(&mut tcp, 4).await?;
+    assert_eq!(&head[..3], &[5, 1, 0], "a CONNECT request");
+    let host = match head[3] {
+        1 => std::net::Ipv4Addr::from(<[u8; 4]>::try_from(bytes(&mut tcp, 4).await?).unwrap())
+            .to_string(),
+        4 => std::net::Ipv6Addr::from(<[u8; 16]>::try_from(bytes(&mut tcp, 16).await?).unwrap())
+            .to_string(),
+        3 => {
+            let len = bytes(&mut tcp, 1).await?;
+            String::from_utf8_lossy(&bytes(&mut tcp, usize::from(len[0])).await?).into_owned()
+        }
+        other => panic!("address type {other}"),
+    };
+    let port = bytes(&mut tcp, 2).await?;
+    let port = u16::from_be_bytes([port[0], port[1]]);
+    tunnels.lock().unwrap().push(Tunneled { host, port, user });
+    let mut upstream = tokio::net::TcpStream::connect(upstream).await?;
+    tcp.write_all(&[5, 0, 0, 1, 127, 0, 0, 1, 0, 0]).await?;
+    tokio::io::copy_bidirectional(&mut tcp, &mut upstream).await?;
+    Ok(())
+}
