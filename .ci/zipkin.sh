@@ -3,16 +3,18 @@
 # an Apache Kafka broker (.ci/apache-kafka.sh start), then Zipkin with in-memory storage on a free
 # 127.0.0.1 port and its Kafka collector reading the broker's `zipkin` topic, and runs
 # examples/tests/zipkin_server.rs: the comment pipeline's traces sent over HTTP and over Kafka must
-# arrive whole in Zipkin, and its dependency graph must link the services. A tinyproxy (Debian's,
-# installed with apt-get when missing) with basic auth stands between the Zipkin transport and
-# the server for one more test: spans sent through an HTTP proxy.
+# arrive whole in Zipkin, and its dependency graph must link the services. Debian's tinyproxy (an
+# HTTP proxy with basic auth) and microsocks (a SOCKS5 proxy with a password), installed with
+# apt-get when missing, stand between the Zipkin transport and the server for one more test:
+# spans sent through each proxy.
 #
 #   bash .ci/zipkin.sh [test]   start Kafka and Zipkin, run the test, stop both (default)
 #   bash .ci/zipkin.sh start    start both in the background; prints the variables the test reads
-#                               (TDIST_ZIPKIN_URL, TDIST_KAFKA_BOOTSTRAP_SERVERS, TDIST_HTTP_PROXY)
+#                               (TDIST_ZIPKIN_URL, TDIST_KAFKA_BOOTSTRAP_SERVERS, TDIST_HTTP_PROXY,
+#                               TDIST_SOCKS_PROXY)
 #   bash .ci/zipkin.sh stop     stop both
 #
-# Needs java (17+), mvn, python3, curl, tinyproxy. The jar is cached in $HOME/.cache/tdist/zipkin; run state
+# Needs java (17+), mvn, python3, curl, tinyproxy, microsocks. The jar is cached in $HOME/.cache/tdist/zipkin; run state
 # in $HOME/.cache/tdist/run/zipkin (TDIST_PEER_RUN_DIR overrides). ZIPKIN_VERSION overrides 3.6.1.
 set -euo pipefail
 
@@ -74,14 +76,15 @@ start_zipkin() {
     echo "zipkin pid ${ZIPKIN_PID} ready at ${ZIPKIN_URL}"
 }
 
-# A forward proxy on 127.0.0.1 that wants basic auth, as an egress proxy in front of a collector.
+# Proxies on 127.0.0.1 that want credentials, as egress proxies in front of a collector: an HTTP
+# proxy (tinyproxy) and a SOCKS5 proxy (microsocks).
 start_proxy() {
     stop_proxy quiet
-    step "start tinyproxy (basic auth) on 127.0.0.1"
-    if ! command -v tinyproxy >/dev/null; then
+    step "start tinyproxy (basic auth) and microsocks (SOCKS5, password) on 127.0.0.1"
+    if ! command -v tinyproxy >/dev/null || ! command -v microsocks >/dev/null; then
         local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
         ${sudo} apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive ${sudo} apt-get install -y -qq tinyproxy >/dev/null
+        DEBIAN_FRONTEND=noninteractive ${sudo} apt-get install -y -qq tinyproxy microsocks >/dev/null
     fi
     local port
     port="$(free_port)"
@@ -95,16 +98,28 @@ start_proxy() {
     wait_port "${port}" 20 "${PROXY_PID}" "${STATE}/tinyproxy.log"
     HTTP_PROXY_URL="http://tdist:egress-pw@127.0.0.1:${port}"
     echo "tinyproxy pid ${PROXY_PID} on 127.0.0.1:${port}"
+
+    port="$(free_port)"
+    setsid microsocks -i 127.0.0.1 -p "${port}" -u tdist -P socks-pw \
+        >"${STATE}/microsocks.log" 2>&1 </dev/null &
+    SOCKS_PID=$!
+    echo "${SOCKS_PID}" >"${STATE}/socks-pid"
+    wait_port "${port}" 20 "${SOCKS_PID}" "${STATE}/microsocks.log"
+    SOCKS_PROXY_URL="socks5h://tdist:socks-pw@127.0.0.1:${port}"
+    echo "microsocks pid ${SOCKS_PID} on 127.0.0.1:${port}"
 }
 
 stop_proxy() {
-    local pid=""
-    [ -f "${STATE}/proxy-pid" ] && pid="$(cat "${STATE}/proxy-pid")"
-    if [ -n "${pid}" ] && kill -0 "${pid}" 2>/dev/null; then
-        [ "${1:-}" = quiet ] || echo "stopping tinyproxy pid ${pid}"
-        stop_pid "${pid}"
-    fi
-    rm -f "${STATE}/proxy-pid"
+    local which pid
+    for which in proxy socks; do
+        pid=""
+        [ -f "${STATE}/${which}-pid" ] && pid="$(cat "${STATE}/${which}-pid")"
+        if [ -n "${pid}" ] && kill -0 "${pid}" 2>/dev/null; then
+            [ "${1:-}" = quiet ] || echo "stopping ${which} pid ${pid}"
+            stop_pid "${pid}"
+        fi
+        rm -f "${STATE}/${which}-pid"
+    done
 }
 
 stop_zipkin() {
@@ -130,7 +145,7 @@ case "${1:-test}" in
         start_zipkin
         start_proxy
         step_done
-        echo "export TDIST_KAFKA_BOOTSTRAP_SERVERS=${BOOTSTRAP} TDIST_ZIPKIN_URL=${ZIPKIN_URL} TDIST_HTTP_PROXY=${HTTP_PROXY_URL}"
+        echo "export TDIST_KAFKA_BOOTSTRAP_SERVERS=${BOOTSTRAP} TDIST_ZIPKIN_URL=${ZIPKIN_URL} TDIST_HTTP_PROXY=${HTTP_PROXY_URL} TDIST_SOCKS_PROXY=${SOCKS_PROXY_URL}"
         ;;
     stop)
         stop_all
@@ -141,9 +156,9 @@ case "${1:-test}" in
         start_kafka
         start_zipkin
         start_proxy
-        step "cargo test -p tdist-examples --test zipkin_server (spans over HTTP, over Kafka, through a proxy)"
+        step "cargo test -p tdist-examples --test zipkin_server (spans over HTTP, over Kafka, through HTTP and SOCKS5 proxies)"
         cd "${ROOT}"
-        TDIST_ZIPKIN_URL="${ZIPKIN_URL}" TDIST_KAFKA_BOOTSTRAP_SERVERS="${BOOTSTRAP}" TDIST_HTTP_PROXY="${HTTP_PROXY_URL}" \
+        TDIST_ZIPKIN_URL="${ZIPKIN_URL}" TDIST_KAFKA_BOOTSTRAP_SERVERS="${BOOTSTRAP}" TDIST_HTTP_PROXY="${HTTP_PROXY_URL}" TDIST_SOCKS_PROXY="${SOCKS_PROXY_URL}" \
             cargo test -p tdist-examples --test zipkin_server -- --ignored --test-threads 1 --nocapture
         kill -0 "${ZIPKIN_PID}" 2>/dev/null || { echo "zipkin died during the test"; tail -n 60 "${STATE}/zipkin.log"; exit 1; }
         step "stop Zipkin and Kafka"

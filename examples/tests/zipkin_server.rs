@@ -329,22 +329,21 @@ fn spans_over_the_kafka_topic_arrive_whole_in_zipkin() {
     check(Via::Kafka);
 }
 
-/// A real forward proxy (Debian's tinyproxy, started by `.ci/zipkin.sh` with basic auth) between
-/// the Zipkin transport and the server, as an egress proxy would be: the span sent through it
-/// arrives in Zipkin; with wrong credentials the proxy refuses (tinyproxy answers 401) and the
-/// span is counted as failed.
+/// Real proxies between the Zipkin transport and the server, as egress proxies would be:
+/// Debian's tinyproxy (HTTP, basic auth) and microsocks (SOCKS5, user and password), both started
+/// by `.ci/zipkin.sh`. A span sent through each arrives in Zipkin; with a wrong password the proxy
+/// refuses (tinyproxy answers 401, microsocks closes the handshake) and the span is counted as
+/// failed.
 #[test]
-#[ignore = "needs a Zipkin server and an HTTP proxy: TDIST_ZIPKIN_URL, TDIST_HTTP_PROXY (see .ci/zipkin.sh)"]
-fn spans_through_an_http_proxy_arrive_in_zipkin() {
+#[ignore = "needs a Zipkin server and two proxies: TDIST_ZIPKIN_URL, TDIST_HTTP_PROXY, TDIST_SOCKS_PROXY (see .ci/zipkin.sh)"]
+fn spans_through_proxies_arrive_in_zipkin() {
     use tdist_http::zipkin::ZipkinTransport;
     let zipkin = zipkin_url();
-    let proxy = std::env::var("TDIST_HTTP_PROXY")
-        .expect("TDIST_HTTP_PROXY: an http://user:password@host:port proxy (see .ci/zipkin.sh)");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let tracer_through = |proxy_url: String| {
+    let tracer_through = |proxy_url: &str| {
         let transport = ZipkinTransport::builder(format!("{zipkin}/api/v2/spans"))
             .proxy(proxy_url)
             .build()
@@ -357,31 +356,40 @@ fn spans_through_an_http_proxy_arrive_in_zipkin() {
             .unwrap()
     };
 
-    let tracer = tracer_through(proxy.clone());
-    let span = tracer.root_span("through tinyproxy");
-    let trace_id = span.context().trace_id().to_string();
-    span.finish();
-    let stats = tracer.flush().unwrap();
-    assert_eq!((stats.sent, stats.failed), (1, 0), "{stats:?}");
-    let deadline = Instant::now() + ARRIVAL;
-    let found = loop {
-        let (status, body) = get(&rt, &zipkin, &format!("/api/v2/trace/{trace_id}"));
-        if status == 200 || Instant::now() > deadline {
-            break body;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    assert_eq!(found[0]["name"], "through tinyproxy", "{found}");
-    assert_eq!(found[0]["localEndpoint"]["serviceName"], "behind-proxy");
+    // Zipkin lower-cases span names.
+    for (var, name) in [
+        ("TDIST_HTTP_PROXY", "through an http proxy"),
+        ("TDIST_SOCKS_PROXY", "through a socks5 proxy"),
+    ] {
+        let proxy = std::env::var(var).unwrap_or_else(|_| {
+            panic!("{var}: a scheme://user:password@host:port proxy (see .ci/zipkin.sh)")
+        });
+        let tracer = tracer_through(&proxy);
+        let span = tracer.root_span(name);
+        let trace_id = span.context().trace_id().to_string();
+        span.finish();
+        let stats = tracer.flush().unwrap();
+        assert_eq!((stats.sent, stats.failed), (1, 0), "{var}: {stats:?}");
+        let deadline = Instant::now() + ARRIVAL;
+        let found = loop {
+            let (status, body) = get(&rt, &zipkin, &format!("/api/v2/trace/{trace_id}"));
+            if status == 200 || Instant::now() > deadline {
+                break body;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        assert_eq!(found[0]["name"], name, "{found}");
+        assert_eq!(found[0]["localEndpoint"]["serviceName"], "behind-proxy");
 
-    // The same proxy with a wrong password: refused and counted.
-    let (userinfo, host) = proxy
-        .strip_prefix("http://")
-        .and_then(|rest| rest.split_once('@'))
-        .expect("TDIST_HTTP_PROXY carries credentials");
-    let user = userinfo.split(':').next().unwrap();
-    let tracer = tracer_through(format!("http://{user}:wrong@{host}"));
-    tracer.root_span("refused by the proxy").finish();
-    let stats = tracer.flush().unwrap();
-    assert_eq!((stats.sent, stats.failed), (0, 1), "{stats:?}");
+        // The same proxy with a wrong password: refused and counted.
+        let (scheme, rest) = proxy.split_once("://").expect("a proxy URL");
+        let (userinfo, host) = rest
+            .split_once('@')
+            .expect("the proxy URL carries credentials");
+        let user = userinfo.split(':').next().unwrap();
+        let tracer = tracer_through(&format!("{scheme}://{user}:wrong@{host}"));
+        tracer.root_span("refused by the proxy").finish();
+        let stats = tracer.flush().unwrap();
+        assert_eq!((stats.sent, stats.failed), (0, 1), "{var}: {stats:?}");
+    }
 }
