@@ -8,7 +8,7 @@ use base64::Engine as _;
 use http::header::HeaderValue;
 use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::connect::proxy::{SocksV5, Tunnel};
+use hyper_util::client::legacy::connect::proxy::SocksV5;
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::TokioIo;
 use std::future::Future;
@@ -331,7 +331,8 @@ enum Route {
     Direct,
     Http {
         proxy: Uri,
-        tunnel: Tunnel<HttpConnector>,
+        /// Its `Proxy-Authorization` for `CONNECT` (sensitive).
+        auth: Option<HeaderValue>,
     },
     Socks5(SocksV5<HttpConnector>),
 }
@@ -343,16 +344,10 @@ impl ProxyConnector {
             Some(Proxy {
                 uri,
                 kind: ProxyKind::Http { auth },
-            }) => {
-                let tunnel = Tunnel::new(uri.clone(), http.clone());
-                Route::Http {
-                    proxy: uri.clone(),
-                    tunnel: match auth {
-                        Some(auth) => tunnel.with_auth(auth.clone()),
-                        None => tunnel,
-                    },
-                }
-            }
+            }) => Route::Http {
+                proxy: uri.clone(),
+                auth: auth.clone(),
+            },
             Some(Proxy {
                 uri,
                 kind: ProxyKind::Socks5 { remote_dns, auth },
@@ -406,8 +401,15 @@ impl Service<Uri> for ProxyConnector {
     fn call(&mut self, dst: Uri) -> Self::Future {
         let (connecting, proxied) = match &mut self.route {
             Route::Direct => (boxed(self.http.call(dst)), false),
-            Route::Http { tunnel, .. } if dst.scheme_str() == Some("https") => {
-                (boxed(tunnel.call(dst)), false)
+            Route::Http { proxy, auth } if dst.scheme_str() == Some("https") => {
+                let connecting = self.http.call(proxy.clone());
+                let auth = auth.clone();
+                let tunnel = async move {
+                    let io = connecting.await?;
+                    let tcp = connect_tunnel(io.into_inner(), &with_port(dst), auth).await?;
+                    Ok::<_, BoxError>(TokioIo::new(tcp))
+                };
+                (boxed(tunnel), false)
             }
             Route::Http { proxy, .. } => (boxed(self.http.call(proxy.clone())), true),
             Route::Socks5(socks) => (boxed(socks.call(with_port(dst))), false),
@@ -417,6 +419,93 @@ impl Service<Uri> for ProxyConnector {
             Ok(ProxyStream { io, proxied })
         })
     }
+}
+
+/// An HTTP proxy's answer to `CONNECT` other than 2xx: the tunnel was refused. Statuses below
+/// 500 (407 for credentials, 403 for a policy such as squid's default of tunnelling only to
+/// port 443) are the proxy's final word; 5xx (the proxy could not reach the collector) may pass.
+#[derive(Debug, thiserror::Error)]
+#[error("proxy refused CONNECT {target}: {status} {reason}")]
+pub(crate) struct TunnelRefused {
+    pub(crate) target: String,
+    pub(crate) status: u16,
+    reason: String,
+}
+
+/// The most of a proxy's answer to `CONNECT` read before giving up on it.
+const MAX_CONNECT_ANSWER: usize = 16 * 1024;
+
+/// Asks the HTTP proxy at the other end of `io` for a tunnel to `dst` (whose port is spelled
+/// out) and reads its answer. On 2xx `io` is the tunnel. Unlike hyper-util's `Tunnel`, this keeps
+/// the refusal's status and reason for the error, which is how an operator learns that the proxy
+/// wants credentials or does not tunnel to the collector's port.
+pub(crate) async fn connect_tunnel<T>(
+    mut io: T,
+    dst: &Uri,
+    auth: Option<HeaderValue>,
+) -> Result<T, BoxError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let target = dst
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .ok_or("no host to tunnel to")?;
+    let mut request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n").into_bytes();
+    if let Some(auth) = &auth {
+        request.extend_from_slice(b"Proxy-Authorization: ");
+        request.extend_from_slice(auth.as_bytes());
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"\r\n");
+    io.write_all(&request).await?;
+    io.flush().await?;
+
+    // The answer's head. Nothing may follow it: the collector speaks only after the client
+    // (TLS's ClientHello), so bytes past the head would be the proxy's own, and not ours to pass.
+    let mut head = Vec::with_capacity(512);
+    let mut chunk = [0u8; 1024];
+    let end = loop {
+        if let Some(at) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        if head.len() >= MAX_CONNECT_ANSWER {
+            return Err(
+                format!("proxy answered CONNECT {target} with over 16 KiB of headers").into(),
+            );
+        }
+        let n = io.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(format!("proxy closed the connection during CONNECT {target}").into());
+        }
+        head.extend_from_slice(&chunk[..n]);
+    };
+    let status_line = head.split(|&b| b == b'\r').next().unwrap_or_default();
+    let status_line = String::from_utf8_lossy(status_line);
+    let mut words = status_line.splitn(3, ' ');
+    let (version, code, reason) = (words.next(), words.next(), words.next());
+    let status = match (version, code.and_then(|c| c.parse::<u16>().ok())) {
+        (Some(v), Some(status)) if v.starts_with("HTTP/1.") && (100..600).contains(&status) => {
+            status
+        }
+        _ => {
+            let shown: String = status_line.chars().take(80).collect();
+            return Err(format!("proxy answered CONNECT {target} with {shown:?}").into());
+        }
+    };
+    if (200..300).contains(&status) {
+        if end != head.len() {
+            return Err(format!("proxy sent data after accepting CONNECT {target}").into());
+        }
+        return Ok(io);
+    }
+    let reason = reason.unwrap_or_default().chars().take(200).collect();
+    Err(Box::new(TunnelRefused {
+        target,
+        status,
+        reason,
+    }))
 }
 
 /// A connection on its way: to the collector, to a proxy, or through a proxy's tunnel.
@@ -661,6 +750,87 @@ mod tests {
                 auth: None
             }
         ));
+    }
+
+    /// `connect_tunnel` against a scripted proxy: what it sends, and what it makes of `answer`.
+    async fn tunnel_with(answer: &'static [u8], close: bool) -> (String, Result<(), String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (client, mut proxy) = tokio::io::duplex(64 * 1024);
+        let dst: Uri = "https://zipkin.example:443/api/v2/spans".parse().unwrap();
+        let auth = Some(HeaderValue::from_static("Basic dTpw"));
+        let proxy_side = async move {
+            let mut request = Vec::new();
+            while !request.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8];
+                proxy.read_exact(&mut byte).await.unwrap();
+                request.push(byte[0]);
+            }
+            proxy.write_all(answer).await.unwrap();
+            if !close {
+                // Keep the connection open until the client is done with it.
+                let mut rest = Vec::new();
+                let _ = proxy.read_to_end(&mut rest).await;
+            }
+            String::from_utf8(request).unwrap()
+        };
+        let client_side = async move {
+            let outcome = connect_tunnel(client, &dst, auth).await.map(drop);
+            outcome.map_err(|e| match e.downcast_ref::<TunnelRefused>() {
+                Some(r) => format!("refused {} {}", r.status, r),
+                None => e.to_string(),
+            })
+        };
+        tokio::join!(proxy_side, client_side)
+    }
+
+    #[tokio::test]
+    async fn connect_requests_and_answers() {
+        let (request, outcome) =
+            tunnel_with(b"HTTP/1.1 200 Connection established\r\n\r\n", false).await;
+        assert_eq!(
+            request,
+            "CONNECT zipkin.example:443 HTTP/1.1\r\nHost: zipkin.example:443\r\n\
+             Proxy-Authorization: Basic dTpw\r\n\r\n"
+        );
+        assert_eq!(outcome, Ok(()));
+        let cases: [(&[u8], bool, &str); 6] = [
+            (
+                b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic\r\n\r\n",
+                false,
+                "refused 407 proxy refused CONNECT zipkin.example:443: 407 Proxy Authentication Required",
+            ),
+            (
+                b"HTTP/1.0 403 Forbidden\r\n\r\n",
+                false,
+                "refused 403 proxy refused CONNECT zipkin.example:443: 403 Forbidden",
+            ),
+            (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", false, "proxy answered CONNECT zipkin.example:443 with \"SSH-2.0-OpenSSH_9.2\""),
+            (b"HTTP/1.1 200 OK\r\n", true, "proxy closed the connection during CONNECT zipkin.example:443"),
+            (b"HTTP/1.1 200 OK\r\n\r\nsurprise", false, "proxy sent data after accepting CONNECT zipkin.example:443"),
+            (b"HTTP/1.1 999 Odd\r\n\r\n", false, "proxy answered CONNECT zipkin.example:443 with \"HTTP/1.1 999 Odd\""),
+        ];
+        for (answer, close, expected) in cases {
+            let (_, outcome) = tunnel_with(answer, close).await;
+            assert_eq!(
+                outcome,
+                Err(expected.to_string()),
+                "{}",
+                String::from_utf8_lossy(answer)
+            );
+        }
+        let endless: &'static [u8] = Box::leak(
+            [
+                b"HTTP/1.1 200 OK\r\n".as_slice(),
+                &b"X-Pad: aaaaaaaaaaaaaaaaaaaaaaaa\r\n".repeat(600),
+            ]
+            .concat()
+            .into_boxed_slice(),
+        );
+        let (_, outcome) = tunnel_with(endless, false).await;
+        assert_eq!(
+            outcome,
+            Err("proxy answered CONNECT zipkin.example:443 with over 16 KiB of headers".into())
+        );
     }
 
     #[test]

@@ -43,7 +43,7 @@
 //! assert!(builder.has_transport());
 //! ```
 
-use crate::proxy::{Proxy, ProxyChoice, ProxyConnector, ProxyEnv};
+use crate::proxy::{Proxy, ProxyChoice, ProxyConnector, ProxyEnv, TunnelRefused};
 use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use http::{Request, StatusCode, Uri};
@@ -615,11 +615,15 @@ impl ZipkinTransport {
                 "zipkin collector {} did not answer within {:?}",
                 self.endpoint, self.timeout
             ))),
-            Ok(Err(e)) => Err(TransportError::retryable(format!(
-                "zipkin collector {}: {}",
-                self.endpoint,
-                error_chain(&e)
-            ))),
+            Ok(Err(e)) => {
+                let message = format!("zipkin collector {}: {}", self.endpoint, error_chain(&e));
+                // A proxy that refused the tunnel for a reason of its own (credentials, policy)
+                // will refuse again: only its 5xx are worth retrying.
+                match tunnel_refusal(&e) {
+                    Some(refused) if refused.status < 500 => Err(TransportError::fatal(message)),
+                    _ => Err(TransportError::retryable(message)),
+                }
+            }
             Ok(Ok((status, text))) => classify(status, &text),
         };
         // Through a proxy, any of these may be the proxy's doing: say which one.
@@ -786,6 +790,18 @@ fn classify(status: StatusCode, text: &str) -> Result<(), TransportError> {
     } else {
         Err(TransportError::fatal(message))
     }
+}
+
+/// The proxy's refusal of a `CONNECT` somewhere in `e`'s chain of causes.
+fn tunnel_refusal<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e TunnelRefused> {
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        if let Some(refused) = e.downcast_ref::<TunnelRefused>() {
+            return Some(refused);
+        }
+        cause = e.source();
+    }
+    None
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -164,6 +164,32 @@ async fn spans_reach_an_https_collector_through_a_connect_tunnel() {
     assert_eq!(lists.len(), 1);
     assert_eq!(lists[0][0]["name"], "tunneled");
 
+    // Wrong credentials: the proxy answers the CONNECT with 407, which the error reports and
+    // which is not retried (the proxy sees one CONNECT although the tracer may retry 3 times).
+    let wrong = ZipkinTransport::builder(format!("https://zipkin.invalid:{port}/api/v2/spans"))
+        .ca_certificates_pem(pem.clone())
+        .proxy(format!("http://egress:guess@{paddr}"))
+        .build()
+        .unwrap();
+    let sink = tdist_core::export::InMemory::new();
+    let local = support::tracer(&sink, "shop");
+    local.root_span("refused").finish();
+    local.flush().unwrap();
+    let err = tdist_core::export::Transport::send(&wrong, &sink.spans()).unwrap_err();
+    let shown = err.to_string();
+    assert!(!err.is_retryable(), "{shown}");
+    let refusal =
+        format!("proxy refused CONNECT zipkin.invalid:{port}: 407 Proxy Authentication Required");
+    assert!(shown.contains(&refusal), "{shown}");
+    assert_eq!(proxy.count(), 2);
+    let t = support::tracer_to(wrong, 3);
+    t.root_span("refused").finish();
+    let stats = tokio::task::spawn_blocking(move || t.flush())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((stats.sent, stats.failed, proxy.count()), (0, 1, 3));
+
     // The same through a SOCKS5 proxy that resolves the name: TLS inside its tunnel.
     let (socks, saddr) = support::Socks5Proxy::start(([127, 0, 0, 1], port).into(), None).await;
     let transport = ZipkinTransport::builder(format!("https://zipkin.invalid:{port}/api/v2/spans"))
