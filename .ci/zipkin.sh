@@ -21,6 +21,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=lib/peers.sh
 . "${ROOT}/.ci/lib/peers.sh"
+# shellcheck source=lib/proxies.sh
+. "${ROOT}/.ci/lib/proxies.sh"
 
 ZIPKIN_VERSION="${ZIPKIN_VERSION:-3.6.1}"
 ZIPKIN_DIR="${TDIST_CACHE}/zipkin"
@@ -76,50 +78,13 @@ start_zipkin() {
     echo "zipkin pid ${ZIPKIN_PID} ready at ${ZIPKIN_URL}"
 }
 
-# Proxies on 127.0.0.1 that want credentials, as egress proxies in front of a collector: an HTTP
-# proxy (tinyproxy) and a SOCKS5 proxy (microsocks).
 start_proxy() {
-    stop_proxy quiet
     step "start tinyproxy (basic auth) and microsocks (SOCKS5, password) on 127.0.0.1"
-    if ! command -v tinyproxy >/dev/null || ! command -v microsocks >/dev/null; then
-        local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
-        ${sudo} apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive ${sudo} apt-get install -y -qq tinyproxy microsocks >/dev/null
-    fi
-    local port
-    port="$(free_port)"
-    mkdir -p "${STATE}"
-    printf '%s\n' "Port ${port}" "Listen 127.0.0.1" "Allow 127.0.0.1" "Timeout 30" \
-        "MaxClients 16" "BasicAuth tdist egress-pw" "LogLevel Info" "DisableViaHeader Yes" \
-        >"${STATE}/tinyproxy.conf"
-    setsid tinyproxy -d -c "${STATE}/tinyproxy.conf" >"${STATE}/tinyproxy.log" 2>&1 </dev/null &
-    PROXY_PID=$!
-    echo "${PROXY_PID}" >"${STATE}/proxy-pid"
-    wait_port "${port}" 20 "${PROXY_PID}" "${STATE}/tinyproxy.log"
-    HTTP_PROXY_URL="http://tdist:egress-pw@127.0.0.1:${port}"
-    echo "tinyproxy pid ${PROXY_PID} on 127.0.0.1:${port}"
-
-    port="$(free_port)"
-    setsid microsocks -i 127.0.0.1 -p "${port}" -u tdist -P socks-pw \
-        >"${STATE}/microsocks.log" 2>&1 </dev/null &
-    SOCKS_PID=$!
-    echo "${SOCKS_PID}" >"${STATE}/socks-pid"
-    wait_port "${port}" 20 "${SOCKS_PID}" "${STATE}/microsocks.log"
-    SOCKS_PROXY_URL="socks5h://tdist:socks-pw@127.0.0.1:${port}"
-    echo "microsocks pid ${SOCKS_PID} on 127.0.0.1:${port}"
+    start_proxies "${STATE}/proxies"
 }
 
 stop_proxy() {
-    local which pid
-    for which in proxy socks; do
-        pid=""
-        [ -f "${STATE}/${which}-pid" ] && pid="$(cat "${STATE}/${which}-pid")"
-        if [ -n "${pid}" ] && kill -0 "${pid}" 2>/dev/null; then
-            [ "${1:-}" = quiet ] || echo "stopping ${which} pid ${pid}"
-            stop_pid "${pid}"
-        fi
-        rm -f "${STATE}/${which}-pid"
-    done
+    stop_proxies "${STATE}/proxies" "$@"
 }
 
 stop_zipkin() {

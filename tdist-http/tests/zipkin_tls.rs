@@ -350,3 +350,51 @@ fn pem_without_a_certificate_is_refused() {
         .unwrap_err();
     assert!(err.to_string().contains("tls"), "{err}");
 }
+
+/// Against real egress proxies (`bash .ci/proxies.sh` starts them): Debian's tinyproxy tunnels
+/// to the `https://` collector (`TDIST_HTTP_PROXY`, basic auth); a tinyproxy that tunnels only
+/// to port 443 (`TDIST_STRICT_PROXY`) refuses with 403, which the error reports and which is not
+/// retried; microsocks (`TDIST_SOCKS_PROXY`, SOCKS5 with a password) tunnels too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs real proxies: TDIST_HTTP_PROXY, TDIST_STRICT_PROXY, TDIST_SOCKS_PROXY (see .ci/proxies.sh)"]
+async fn https_through_real_proxies() {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: see .ci/proxies.sh"))
+    };
+    let (port, pem, received) = tls_collector(None).await;
+    let endpoint = format!("https://127.0.0.1:{port}/api/v2/spans");
+    let through = |proxy: String| {
+        ZipkinTransport::builder(endpoint.clone())
+            .ca_certificates_pem(pem.clone())
+            .proxy(proxy)
+            .build()
+            .unwrap()
+    };
+
+    let tinyproxy = through(var("TDIST_HTTP_PROXY"));
+    assert_eq!(send_one(tracer_to(tinyproxy), "tinyproxy").await, (1, 0));
+    let socks = through(var("TDIST_SOCKS_PROXY"));
+    assert_eq!(send_one(tracer_to(socks), "microsocks").await, (1, 0));
+    let names: Vec<Value> = received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|l| l[0]["name"].clone())
+        .collect();
+    assert_eq!(names, ["tinyproxy", "microsocks"]);
+
+    let strict = through(var("TDIST_STRICT_PROXY"));
+    let sink = tdist_core::export::InMemory::new();
+    let local = support::tracer(&sink, "shop");
+    local.root_span("refused").finish();
+    local.flush().unwrap();
+    let err = tdist_core::export::Transport::send(&strict, &sink.spans()).unwrap_err();
+    let shown = err.to_string();
+    eprintln!("strict proxy: {shown}");
+    assert!(!err.is_retryable(), "{shown}");
+    assert!(
+        shown.contains(&format!("proxy refused CONNECT 127.0.0.1:{port}: 403")),
+        "{shown}"
+    );
+    assert_eq!(received.lock().unwrap().len(), 2);
+}
