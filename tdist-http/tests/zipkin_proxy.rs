@@ -10,7 +10,6 @@
 mod support;
 
 use support::{tracer_to, Collector, ForwardProxy, Socks5Proxy};
-use tdist_core::export::{InMemory, Transport};
 use tdist_http::zipkin::{ZipkinError, ZipkinTransport};
 
 const ENDPOINT: &str = "http://zipkin.invalid:9411/api/v2/spans";
@@ -104,12 +103,8 @@ fn a_proxy_that_refuses_the_credentials_is_not_retried() {
         .proxy(format!("http://{paddr}"))
         .build()
         .unwrap();
-    let sink = InMemory::new();
-    let local = support::tracer(&sink, "shop");
-    local.root_span("refused").finish();
-    local.flush().unwrap();
     // The error the reporter counts says who refused.
-    let err = Transport::send(&transport, &sink.spans()).unwrap_err();
+    let err = support::send_directly(&transport).unwrap_err();
     assert!(!err.is_retryable());
     let shown = err.to_string();
     assert!(shown.contains("proxy answered 407"), "{shown}");

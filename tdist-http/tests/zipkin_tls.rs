@@ -171,11 +171,7 @@ async fn spans_reach_an_https_collector_through_a_connect_tunnel() {
         .proxy(format!("http://egress:guess@{paddr}"))
         .build()
         .unwrap();
-    let sink = tdist_core::export::InMemory::new();
-    let local = support::tracer(&sink, "shop");
-    local.root_span("refused").finish();
-    local.flush().unwrap();
-    let err = tdist_core::export::Transport::send(&wrong, &sink.spans()).unwrap_err();
+    let err = support::send_directly(&wrong).unwrap_err();
     let shown = err.to_string();
     assert!(!err.is_retryable(), "{shown}");
     let refusal =
@@ -384,11 +380,7 @@ async fn https_through_real_proxies() {
     assert_eq!(names, ["tinyproxy", "microsocks"]);
 
     let strict = through(var("TDIST_STRICT_PROXY"));
-    let sink = tdist_core::export::InMemory::new();
-    let local = support::tracer(&sink, "shop");
-    local.root_span("refused").finish();
-    local.flush().unwrap();
-    let err = tdist_core::export::Transport::send(&strict, &sink.spans()).unwrap_err();
+    let err = support::send_directly(&strict).unwrap_err();
     let shown = err.to_string();
     eprintln!("strict proxy: {shown}");
     assert!(!err.is_retryable(), "{shown}");

@@ -161,6 +161,18 @@ pub fn tracer_to(transport: tdist_http::zipkin::ZipkinTransport, retries: u32) -
         .unwrap()
 }
 
+/// One finished span handed straight to `transport`, outside any tracer: the outcome as the
+/// reporter sees it (its error's retryability and message).
+pub fn send_directly(
+    transport: &dyn tdist_core::export::Transport,
+) -> Result<(), tdist_core::export::TransportError> {
+    let sink = InMemory::new();
+    let local = tracer(&sink, "shop");
+    local.root_span("sent directly").finish();
+    local.flush().unwrap();
+    transport.send(&sink.spans())
+}
+
 /// Waits (bounded) until `f` holds; returns whether it did.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let end = std::time::Instant::now() + timeout;
