@@ -133,6 +133,65 @@ fn retryable_failures_are_retried_and_fatal_ones_are_not() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
+/// Fails its first call with a retryable error that asks for `wait` (as HTTP's `Retry-After`),
+/// then accepts; remembers when it was called.
+struct AsksToWait {
+    wait: Duration,
+    calls: Arc<std::sync::Mutex<Vec<Instant>>>,
+}
+
+impl tdist_core::export::Transport for AsksToWait {
+    fn send(
+        &self,
+        _spans: &[tdist_core::FinishedSpan],
+    ) -> Result<(), tdist_core::export::TransportError> {
+        let mut calls = self.calls.lock().unwrap();
+        calls.push(Instant::now());
+        if calls.len() == 1 {
+            let e = tdist_core::export::TransportError::retryable("429 Too Many Requests");
+            return Err(e.retry_after(self.wait));
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_wait_the_destination_asks_for_is_honored_within_the_export_timeout() {
+    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let tracer = Tracer::builder()
+        .transport(AsksToWait {
+            wait: Duration::from_millis(400),
+            calls: calls.clone(),
+        })
+        .build()
+        .unwrap();
+    tracer.root_span("waited").finish();
+    let s = tracer.flush().unwrap();
+    assert_eq!((s.sent, s.failed), (1, 0));
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 2);
+    // Not the 50 ms of the first backoff step: the 400 ms asked for.
+    assert!(
+        calls[1] - calls[0] >= Duration::from_millis(400),
+        "{calls:?}"
+    );
+
+    // A wait longer than the export timeout gives the batch up at once instead of sleeping.
+    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let tracer = Tracer::builder()
+        .transport(AsksToWait {
+            wait: Duration::from_secs(3600),
+            calls: calls.clone(),
+        })
+        .configure_reporter(|c| c.export_timeout = Duration::from_secs(2))
+        .build()
+        .unwrap();
+    tracer.root_span("given up").finish();
+    let s = tracer.flush().unwrap();
+    assert_eq!((s.sent, s.failed), (0, 1));
+    assert_eq!(calls.lock().unwrap().len(), 1);
+}
+
 #[test]
 fn unsampled_spans_propagate_but_record_nothing() {
     let sink = InMemory::new();

@@ -134,7 +134,8 @@ impl DetachedBuilder {
         self
     }
 
-    /// Retries of a retryable failure, with doubling backoff from 100 ms (at most 2 s).
+    /// Retries of a retryable failure, with doubling backoff from 100 ms (at most 2 s), or the
+    /// wait the destination asked for (`TransportError::retry_after`, at most 30 s) when longer.
     pub fn retries(mut self, retries: u32) -> Self {
         self.retries = retries;
         self
@@ -299,6 +300,10 @@ fn run(shared: &Shared, inner: &dyn Transport, retries: u32) {
     }
 }
 
+/// The longest wait a destination's `retry_after` gets before a retry; a longer ask is cut to
+/// this (the batches behind this one wait for it).
+const MAX_ASKED_WAIT: Duration = Duration::from_secs(30);
+
 fn send_with_retries(
     shared: &Shared,
     inner: &dyn Transport,
@@ -317,11 +322,15 @@ fn send_with_retries(
             return false;
         }
         attempt += 1;
-        // Back off, but stop at once when the transport is dropped.
+        // Back off (at least as long as the destination asked, up to a bound), but stop at once
+        // when the transport is dropped.
+        let wait = e
+            .retry_delay()
+            .map_or(backoff, |asked| asked.min(MAX_ASKED_WAIT).max(backoff));
         let state = lock(&shared.state);
         let (state, _) = shared
             .work
-            .wait_timeout_while(state, backoff, |s| !s.closed)
+            .wait_timeout_while(state, wait, |s| !s.closed)
             .unwrap_or_else(|p| p.into_inner());
         if state.closed {
             return false;
@@ -409,6 +418,56 @@ mod tests {
         assert_eq!(gate.calls.load(Ordering::SeqCst), 2);
         drop(fanout);
         std::fs::remove_file(&path).ok();
+    }
+
+    /// Fails once asking for a wait, then accepts; remembers when it was called.
+    struct AsksToWait(Duration, Mutex<Vec<Instant>>);
+
+    impl Transport for AsksToWait {
+        fn send(&self, _: &[FinishedSpan]) -> Result<(), TransportError> {
+            let mut calls = lock(&self.1);
+            calls.push(Instant::now());
+            match calls.len() {
+                1 => Err(TransportError::retryable("429").retry_after(self.0)),
+                _ => Ok(()),
+            }
+        }
+    }
+
+    #[test]
+    fn a_wait_the_destination_asks_for_is_honored() {
+        let asks = Arc::new(AsksToWait(
+            Duration::from_millis(300),
+            Mutex::new(Vec::new()),
+        ));
+        let t = Detached::builder("rate-limited")
+            .retries(1)
+            .build(asks.clone());
+        t.send(&spans(1)).unwrap();
+        assert_eq!(t.flush(Instant::now() + Duration::from_secs(10)), 0);
+        assert_eq!(t.stats().delivered, 1);
+        let calls = lock(&asks.1).clone();
+        assert_eq!(calls.len(), 2);
+        assert!(
+            calls[1] - calls[0] >= Duration::from_millis(300),
+            "{calls:?}"
+        );
+
+        // Dropping the transport during a long wait: no retry follows it.
+        let asks = Arc::new(AsksToWait(
+            Duration::from_secs(3600),
+            Mutex::new(Vec::new()),
+        ));
+        let t = Detached::builder("asks-an-hour")
+            .retries(1)
+            .build(asks.clone());
+        t.send(&spans(1)).unwrap();
+        let waiting = Instant::now();
+        while lock(&asks.1).is_empty() && waiting.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(t);
+        assert_eq!(lock(&asks.1).len(), 1, "no retry after the drop");
     }
 
     #[test]

@@ -71,6 +71,7 @@ pub(crate) fn send_catching_panics(
 pub struct TransportError {
     retryable: bool,
     message: String,
+    retry_after: Option<std::time::Duration>,
 }
 
 impl TransportError {
@@ -79,6 +80,7 @@ impl TransportError {
         TransportError {
             retryable: true,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -87,11 +89,25 @@ impl TransportError {
         TransportError {
             retryable: false,
             message: message.into(),
+            retry_after: None,
         }
     }
 
     /// Whether retrying may help.
     pub fn is_retryable(&self) -> bool {
         self.retryable
+    }
+
+    /// The destination asked to be left alone for `delay` before the next attempt (HTTP's
+    /// `Retry-After` on a 429 or 503). The reporter waits at least that long before retrying,
+    /// and gives the batch up at once when the wait would outlast its export timeout.
+    pub fn retry_after(mut self, delay: std::time::Duration) -> TransportError {
+        self.retry_after = Some(delay);
+        self
+    }
+
+    /// The wait the destination asked for, if any.
+    pub fn retry_delay(&self) -> Option<std::time::Duration> {
+        self.retry_after
     }
 }

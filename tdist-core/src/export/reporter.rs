@@ -396,7 +396,8 @@ fn drain(shared: &Shared, batch: &mut Vec<FinishedSpan>, queues: &mut Vec<Arc<Lo
     });
 }
 
-/// Sends one batch, retrying retryable failures with doubling backoff inside the export timeout.
+/// Sends one batch, retrying retryable failures with doubling backoff inside the export timeout;
+/// a destination that asks for a longer wait (`TransportError::retry_after`) gets it.
 fn export(shared: &Shared, spans: &[FinishedSpan]) {
     let cfg = &shared.config;
     let start = Instant::now();
@@ -411,13 +412,14 @@ fn export(shared: &Shared, spans: &[FinishedSpan]) {
             }
             Err(e) => {
                 attempt += 1;
-                let out_of_time = start.elapsed() + backoff >= cfg.export_timeout;
+                let wait = e.retry_delay().map_or(backoff, |asked| asked.max(backoff));
+                let out_of_time = start.elapsed() + wait >= cfg.export_timeout;
                 if !e.is_retryable() || attempt > cfg.max_retries || out_of_time || stopping(shared)
                 {
                     fail(shared, spans.len(), &e);
                     return;
                 }
-                std::thread::sleep(backoff);
+                std::thread::sleep(wait);
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
