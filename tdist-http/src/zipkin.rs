@@ -4,8 +4,9 @@
 //! It runs on the reporter's background thread, with its own single-threaded tokio runtime and
 //! hyper-util's pooled client, so the application's runtime never does span I/O. Each request is
 //! bounded by a connect timeout and a whole-request timeout. Connection errors, timeouts, 408,
-//! 429 and 5xx are retryable (the reporter retries a bounded number of times with backoff);
-//! other 4xx, such as 400 for data the collector rejects, are not. Its own requests carry
+//! 429 and 5xx are retryable (the reporter retries a bounded number of times with backoff, and
+//! waits at least as long as a `Retry-After` asks); other 4xx, such as 400 for data the
+//! collector rejects, are not. Its own requests carry
 //! `b3: 0` so that a tracing proxy in between does not trace them, and it never creates spans.
 //!
 //! | Variable | Meaning | Default |
@@ -597,13 +598,14 @@ impl ZipkinTransport {
         let exchange = async {
             let response = self.client.request(req).await?;
             let status = response.status();
+            let retry_after = retry_after(response.headers().get(http::header::RETRY_AFTER));
             // The collector explains rejections in the body; read a bounded amount of it.
             let text = Limited::new(response.into_body(), 1024)
                 .collect()
                 .await
                 .map(|c| String::from_utf8_lossy(&c.to_bytes()).into_owned())
                 .unwrap_or_default();
-            Ok::<_, hyper_util::client::legacy::Error>((status, text))
+            Ok::<_, hyper_util::client::legacy::Error>((status, text, retry_after))
         };
         let Some(runtime) = self.runtime.as_ref() else {
             return Err(TransportError::fatal("zipkin transport is shut down"));
@@ -624,15 +626,19 @@ impl ZipkinTransport {
                     _ => Err(TransportError::retryable(message)),
                 }
             }
-            Ok(Ok((status, text))) => classify(status, &text),
+            Ok(Ok((status, text, retry_after))) => classify(status, &text, retry_after),
         };
         // Through a proxy, any of these may be the proxy's doing: say which one.
         match (outcome, &self.proxy) {
             (Err(e), Some(proxy)) => {
                 let message = format!("{e} (through proxy {proxy})");
-                Err(match e.is_retryable() {
+                let named = match e.is_retryable() {
                     true => TransportError::retryable(message),
                     false => TransportError::fatal(message),
+                };
+                Err(match e.retry_delay() {
+                    Some(wait) => named.retry_after(wait),
+                    None => named,
                 })
             }
             (outcome, _) => outcome,
@@ -770,7 +776,27 @@ fn unpaired(missing: &'static str, given: &str) -> ConfigError {
     ConfigError::new(missing, String::new(), why)
 }
 
-fn classify(status: StatusCode, text: &str) -> Result<(), TransportError> {
+/// How long a `Retry-After` header asks the client to wait: delta-seconds, or an HTTP date
+/// (zero when it has passed). `None` when absent or unreadable.
+fn retry_after(value: Option<&http::HeaderValue>) -> Option<Duration> {
+    let value = value?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
+}
+
+/// The outcome of an answer: success, a failure worth retrying (after `retry_after`, when the
+/// collector asked for a wait), or one that is not.
+fn classify(
+    status: StatusCode,
+    text: &str,
+    retry_after: Option<Duration>,
+) -> Result<(), TransportError> {
     if status.is_success() {
         return Ok(());
     }
@@ -786,7 +812,11 @@ fn classify(status: StatusCode, text: &str) -> Result<(), TransportError> {
         || status == StatusCode::REQUEST_TIMEOUT
         || status == StatusCode::TOO_MANY_REQUESTS
     {
-        Err(TransportError::retryable(message))
+        let e = TransportError::retryable(message);
+        Err(match retry_after {
+            Some(wait) => e.retry_after(wait),
+            None => e,
+        })
     } else {
         Err(TransportError::fatal(message))
     }
@@ -866,19 +896,51 @@ mod tests {
 
     #[test]
     fn status_classes() {
-        assert!(classify(StatusCode::ACCEPTED, "").is_ok());
-        assert!(classify(StatusCode::SERVICE_UNAVAILABLE, "")
+        assert!(classify(StatusCode::ACCEPTED, "", None).is_ok());
+        assert!(classify(StatusCode::SERVICE_UNAVAILABLE, "", None)
             .unwrap_err()
             .is_retryable());
-        assert!(classify(StatusCode::TOO_MANY_REQUESTS, "")
+        assert!(classify(StatusCode::TOO_MANY_REQUESTS, "", None)
             .unwrap_err()
             .is_retryable());
-        let e = classify(StatusCode::PROXY_AUTHENTICATION_REQUIRED, "").unwrap_err();
+        let e = classify(StatusCode::PROXY_AUTHENTICATION_REQUIRED, "", None).unwrap_err();
         assert!(!e.is_retryable());
         assert!(e.to_string().contains("proxy answered 407"), "{e}");
-        let e = classify(StatusCode::BAD_REQUEST, "Expected a JSON_V2 encoded list").unwrap_err();
+        let e = classify(
+            StatusCode::BAD_REQUEST,
+            "Expected a JSON_V2 encoded list",
+            None,
+        )
+        .unwrap_err();
         assert!(!e.is_retryable());
         assert!(e.to_string().contains("JSON_V2"));
+    }
+
+    #[test]
+    fn retry_after_is_read_from_seconds_or_a_date() {
+        let read = |v: &'static str| retry_after(Some(&http::HeaderValue::from_static(v)));
+        assert_eq!(read("7"), Some(Duration::from_secs(7)));
+        assert_eq!(read(" 0 "), Some(Duration::ZERO));
+        assert_eq!(read("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        let soon = std::time::SystemTime::now() + Duration::from_secs(120);
+        let soon = http::HeaderValue::try_from(httpdate::fmt_http_date(soon)).unwrap();
+        let wait = retry_after(Some(&soon)).unwrap();
+        assert!(
+            wait > Duration::from_secs(110) && wait <= Duration::from_secs(120),
+            "{wait:?}"
+        );
+        assert_eq!(read("soon"), None);
+        assert_eq!(read("-3"), None);
+        assert_eq!(retry_after(None), None);
+
+        let e = classify(
+            StatusCode::TOO_MANY_REQUESTS,
+            "",
+            Some(Duration::from_secs(2)),
+        );
+        assert_eq!(e.unwrap_err().retry_delay(), Some(Duration::from_secs(2)));
+        let e = classify(StatusCode::BAD_REQUEST, "", Some(Duration::from_secs(2)));
+        assert!(!e.unwrap_err().is_retryable());
     }
 
     #[test]

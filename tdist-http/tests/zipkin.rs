@@ -179,7 +179,7 @@ fn gzip_and_proto3_bodies() {
 }
 
 #[test]
-fn retries_503_and_gives_up_on_400() {
+fn retries_503_and_429_and_gives_up_on_400() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (collector, caddr) = rt.block_on(Collector::start(&[503, 503]));
     let t = tracer_to(
@@ -200,6 +200,21 @@ fn retries_503_and_gives_up_on_400() {
     let stats = t.flush().unwrap();
     assert_eq!(collector.count(), 1, "400 is not retried");
     assert_eq!((stats.sent, stats.failed), (0, 1));
+
+    // A collector that limits the rate asks for a wait (429 with `Retry-After: 1`), and gets it
+    // rather than the reporter's first backoff step of 50 ms.
+    let (collector, caddr) = rt.block_on(Collector::start(&[429]));
+    let t = tracer_to(
+        ZipkinTransport::builder(endpoint(caddr)).build().unwrap(),
+        3,
+    );
+    t.root_span("rate-limited").finish();
+    let stats = t.flush().unwrap();
+    assert_eq!((stats.sent, stats.failed), (1, 0));
+    let received = collector.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 2, "429, then 202");
+    let waited = received[1].at - received[0].at;
+    assert!(waited >= Duration::from_secs(1), "retried after {waited:?}");
 
     // Retries are bounded: a collector that always fails gets 1 + max_retries requests.
     let (collector, caddr) = rt.block_on(Collector::start(&[500; 10]));

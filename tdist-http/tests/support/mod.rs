@@ -95,13 +95,14 @@ pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &[u8])]) -> (St
 /// One request a collector received.
 #[derive(Debug, Clone)]
 pub struct Received {
+    pub at: std::time::Instant,
     pub path: String,
     pub headers: http::HeaderMap,
     pub body: Bytes,
 }
 
 /// A Zipkin-like collector on 127.0.0.1 that records every request and answers with scripted
-/// statuses (then 202).
+/// statuses (then 202); a 429 comes with `Retry-After: 1`, as a rate-limiting collector's.
 #[derive(Clone, Default)]
 pub struct Collector {
     pub received: Arc<Mutex<Vec<Received>>>,
@@ -119,6 +120,7 @@ impl Collector {
                 let (parts, body) = req.into_parts();
                 let body = body.collect().await.unwrap().to_bytes();
                 c.received.lock().unwrap().push(Received {
+                    at: std::time::Instant::now(),
                     path: parts.uri.path().to_owned(),
                     headers: parts.headers,
                     body,
@@ -129,12 +131,12 @@ impl Collector {
                 } else {
                     ""
                 };
-                Ok::<_, Infallible>(
-                    Response::builder()
-                        .status(status)
-                        .body(Full::new(Bytes::from_static(text.as_bytes())))
-                        .unwrap(),
-                )
+                let mut answer = Response::builder().status(status);
+                if status == 429 {
+                    answer = answer.header("retry-after", "1");
+                }
+                let answer = answer.body(Full::new(Bytes::from_static(text.as_bytes())));
+                Ok::<_, Infallible>(answer.unwrap())
             }
         });
         let addr = serve(svc).await;
