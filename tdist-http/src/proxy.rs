@@ -3,8 +3,7 @@
 //! through it (absolute-form requests for `http://` endpoints, a `CONNECT` tunnel for
 //! `https://` ones).
 
-use crate::zipkin::redact_userinfo;
-use base64::Engine as _;
+use crate::zipkin::{basic_auth, decode_userinfo, redact_userinfo};
 use http::header::HeaderValue;
 use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
@@ -230,10 +229,7 @@ impl Proxy {
             Some((userinfo, host_port)) => (Some(userinfo), host_port),
             None => (None, authority),
         };
-        let shown = match userinfo {
-            Some(_) => format!("{scheme}://***@{host_port}"),
-            None => format!("{scheme}://{host_port}"),
-        };
+        let shown = format!("{scheme}://{}", redact_userinfo(authority));
         let authority = host_port
             .parse::<http::uri::Authority>()
             .map_err(|_| format!("invalid proxy URL {shown}"))?;
@@ -251,21 +247,10 @@ impl Proxy {
         let uri = format!("http://{}:{port}/", authority.host())
             .parse::<Uri>()
             .map_err(|_| format!("invalid proxy URL {shown}"))?;
-        let credentials = userinfo.map(|userinfo| {
-            let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-            let decode = |s| percent_encoding::percent_decode_str(s).decode_utf8_lossy();
-            (decode(user).into_owned(), decode(password).into_owned())
-        });
+        let credentials = userinfo.map(decode_userinfo);
         let kind = match scheme.as_str() {
             "http" => ProxyKind::Http {
-                auth: credentials.map(|(user, password)| {
-                    let token = base64::engine::general_purpose::STANDARD
-                        .encode(format!("{user}:{password}"));
-                    let mut value = HeaderValue::try_from(format!("Basic {token}"))
-                        .expect("base64 is a valid header value");
-                    value.set_sensitive(true);
-                    value
-                }),
+                auth: credentials.map(|(user, password)| basic_auth(&user, &password)),
             },
             _ => {
                 if let Some((user, password)) = &credentials {

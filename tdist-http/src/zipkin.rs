@@ -657,10 +657,10 @@ const OWN_HEADERS: [&str; 6] = [
 ];
 
 /// The extra headers as sent: each checked, values marked sensitive, and `Authorization: Basic`
-/// from the endpoint's credentials unless an `authorization` header is given.
+/// from the endpoint's credentials (user, password) unless an `authorization` header is given.
 fn extra_headers(
     given: &[(String, String)],
-    basic: Option<String>,
+    basic: Option<(String, String)>,
 ) -> Result<http::HeaderMap, ZipkinError> {
     use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
     let mut headers = http::HeaderMap::new();
@@ -675,20 +675,37 @@ fn extra_headers(
         value.set_sensitive(true);
         headers.append(name, value);
     }
-    if let Some(credentials) = basic.filter(|_| !headers.contains_key(AUTHORIZATION)) {
-        use base64::Engine;
-        let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
-        let mut value = HeaderValue::try_from(format!("Basic {encoded}"))
-            .map_err(|_| ZipkinError::InvalidHeader("authorization".into(), "invalid value"))?;
-        value.set_sensitive(true);
-        headers.insert(AUTHORIZATION, value);
+    if let Some((user, password)) = basic.filter(|_| !headers.contains_key(AUTHORIZATION)) {
+        headers.insert(AUTHORIZATION, basic_auth(&user, &password));
     }
     Ok(headers)
 }
 
-/// The endpoint without its credentials (`user:password@`), and the credentials percent-decoded
-/// as `user:password`; `None` when it is not a URI.
-fn split_userinfo(endpoint: &str) -> Option<(Uri, Option<String>)> {
+/// `Basic` credentials as a header value (`Authorization`, `Proxy-Authorization`), marked
+/// sensitive.
+pub(crate) fn basic_auth(user: &str, password: &str) -> http::HeaderValue {
+    use base64::Engine;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let mut value = http::HeaderValue::try_from(format!("Basic {token}"))
+        .expect("base64 is a valid header value");
+    value.set_sensitive(true);
+    value
+}
+
+/// A URL's `user[:password]`, each percent-decoded (a missing password is empty).
+pub(crate) fn decode_userinfo(userinfo: &str) -> (String, String) {
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    let decode = |s| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    (decode(user), decode(password))
+}
+
+/// The endpoint without its credentials (`user:password@`), and the credentials decoded;
+/// `None` when it is not a URI.
+fn split_userinfo(endpoint: &str) -> Option<(Uri, Option<(String, String)>)> {
     let uri: Uri = endpoint.parse().ok()?;
     let Some(authority) = uri.authority() else {
         return Some((uri, None));
@@ -696,15 +713,7 @@ fn split_userinfo(endpoint: &str) -> Option<(Uri, Option<String>)> {
     let Some((userinfo, host)) = authority.as_str().rsplit_once('@') else {
         return Some((uri, None));
     };
-    let decode = |s: &str| {
-        percent_encoding::percent_decode_str(s)
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    let credentials = match userinfo.split_once(':') {
-        Some((user, password)) => format!("{}:{}", decode(user), decode(password)),
-        None => format!("{}:", decode(userinfo)),
-    };
+    let credentials = decode_userinfo(userinfo);
     let host = host.parse().ok()?;
     let mut parts = uri.into_parts();
     parts.authority = Some(host);
