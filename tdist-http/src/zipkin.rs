@@ -629,19 +629,9 @@ impl ZipkinTransport {
             Ok(Ok((status, text, retry_after))) => classify(status, &text, retry_after),
         };
         // Through a proxy, any of these may be the proxy's doing: say which one.
-        match (outcome, &self.proxy) {
-            (Err(e), Some(proxy)) => {
-                let message = format!("{e} (through proxy {proxy})");
-                let named = match e.is_retryable() {
-                    true => TransportError::retryable(message),
-                    false => TransportError::fatal(message),
-                };
-                Err(match e.retry_delay() {
-                    Some(wait) => named.retry_after(wait),
-                    None => named,
-                })
-            }
-            (outcome, _) => outcome,
+        match &self.proxy {
+            Some(proxy) => outcome.map_err(|e| e.with_note(format_args!("through proxy {proxy}"))),
+            None => outcome,
         }
     }
 }

@@ -110,4 +110,29 @@ impl TransportError {
     pub fn retry_delay(&self) -> Option<std::time::Duration> {
         self.retry_after
     }
+
+    /// The same failure with `note` after its message, in parentheses (such as which proxy the
+    /// request went through); whether it is retryable and any wait asked for stay as they were.
+    pub fn with_note(mut self, note: impl std::fmt::Display) -> TransportError {
+        self.message = format!("{} ({note})", self.message);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TransportError;
+    use std::time::Duration;
+
+    #[test]
+    fn a_note_keeps_the_rest_of_the_failure() {
+        let e = TransportError::retryable("503")
+            .retry_after(Duration::from_secs(3))
+            .with_note("through proxy http://p:1");
+        assert_eq!(e.to_string(), "503 (through proxy http://p:1)");
+        assert!(e.is_retryable());
+        assert_eq!(e.retry_delay(), Some(Duration::from_secs(3)));
+        let e = TransportError::fatal("407").with_note("through proxy http://p:1");
+        assert!(!e.is_retryable() && e.retry_delay().is_none());
+    }
 }
