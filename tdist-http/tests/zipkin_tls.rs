@@ -53,41 +53,39 @@ async fn tls_collector(client_root: Option<CertificateDer<'static>>) -> (u16, St
         .with_single_cert(vec![made.cert.der().clone()], key)
         .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
     let received = Received::default();
     let got = received.clone();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            let got = got.clone();
-            tokio::spawn(async move {
-                // A client that refuses the certificate ends the handshake: nothing to serve.
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let got = got.clone();
-                    async move {
-                        assert_eq!(req.uri().path(), "/api/v2/spans");
-                        assert_eq!(req.headers()["b3"], "0");
-                        // Inside a tunnel the proxy's credentials stay with the proxy.
-                        assert!(req.headers().get("proxy-authorization").is_none());
-                        let body = req.into_body().collect().await.unwrap().to_bytes();
-                        got.lock()
-                            .unwrap()
-                            .push(serde_json::from_slice(&body).unwrap());
-                        let mut resp = Response::new(Full::new(Bytes::new()));
-                        *resp.status_mut() = StatusCode::ACCEPTED;
-                        Ok::<_, Infallible>(resp)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tls), svc)
-                    .await;
+    let addr = support::accept_each(move |tcp| {
+        let acceptor = acceptor.clone();
+        let got = got.clone();
+        async move {
+            // A client that refuses the certificate ends the handshake: nothing to serve.
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let got = got.clone();
+                async move {
+                    assert_eq!(req.uri().path(), "/api/v2/spans");
+                    assert_eq!(req.headers()["b3"], "0");
+                    // Inside a tunnel the proxy's credentials stay with the proxy.
+                    assert!(req.headers().get("proxy-authorization").is_none());
+                    let body = req.into_body().collect().await.unwrap().to_bytes();
+                    got.lock()
+                        .unwrap()
+                        .push(serde_json::from_slice(&body).unwrap());
+                    let mut resp = Response::new(Full::new(Bytes::new()));
+                    *resp.status_mut() = StatusCode::ACCEPTED;
+                    Ok::<_, Infallible>(resp)
+                }
             });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tls), svc)
+                .await;
         }
-    });
+    })
+    .await;
+    let port = addr.port();
     (port, pem, received)
 }
 

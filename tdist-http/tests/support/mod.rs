@@ -54,19 +54,29 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    accept_each(move |stream| {
+        let svc = svc.clone();
+        async move {
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        }
+    })
+    .await
+}
+
+/// Listens on a free 127.0.0.1 port and runs `on_connection` for every connection, each in a
+/// task of its own, until the runtime ends; the address.
+pub async fn accept_each<F, Fut>(on_connection: F) -> SocketAddr
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let svc = svc.clone();
-            tokio::spawn(async move {
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(on_connection(stream));
         }
     });
     addr
@@ -237,23 +247,19 @@ impl ForwardProxy {
         basic: Option<&'static str>,
     ) -> (ForwardProxy, SocketAddr) {
         let proxy = ForwardProxy::default();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let p = proxy.clone();
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let p = p.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| {
-                        p.clone().handle(req, upstream, basic)
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), svc)
-                        .with_upgrades()
-                        .await;
-                });
+        let addr = accept_each(move |tcp| {
+            let p = p.clone();
+            async move {
+                let svc =
+                    hyper::service::service_fn(move |req| p.clone().handle(req, upstream, basic));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .with_upgrades()
+                    .await;
             }
-        });
+        })
+        .await;
         (proxy, addr)
     }
 
@@ -340,17 +346,14 @@ impl Socks5Proxy {
         credentials: Option<(&'static str, &'static str)>,
     ) -> (Socks5Proxy, SocketAddr) {
         let proxy = Socks5Proxy::default();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let tunnels = proxy.tunnels.clone();
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let tunnels = tunnels.clone();
-                tokio::spawn(async move {
-                    let _ = socks5_session(tcp, upstream, credentials, tunnels).await;
-                });
+        let addr = accept_each(move |tcp| {
+            let tunnels = tunnels.clone();
+            async move {
+                let _ = socks5_session(tcp, upstream, credentials, tunnels).await;
             }
-        });
+        })
+        .await;
         (proxy, addr)
     }
 
