@@ -2,7 +2,8 @@
 # The Zipkin transport to an https:// collector through real egress proxies (.ci/lib/proxies.sh):
 # a CONNECT tunnel through tinyproxy with basic auth, the 403 a tinyproxy that tunnels only to
 # port 443 answers (reported with its status, not retried), and a tunnel through microsocks
-# (SOCKS5). Runs the ignored test in tdist-http/tests/zipkin_tls.rs (feature tls) against them.
+# (SOCKS5), whose refusals (a wrong password, a closed port) keep their reason. Runs the ignored
+# test in tdist-http/tests/zipkin_tls.rs (feature tls) against them.
 #
 # Needs cargo, python3, and apt-get (for tinyproxy and microsocks when missing). Run state in
 # $HOME/.cache/tdist/run/proxies (TDIST_PEER_RUN_DIR overrides the run directory).

@@ -332,7 +332,7 @@ fn spans_over_the_kafka_topic_arrive_whole_in_zipkin() {
 /// Real proxies between the Zipkin transport and the server, as egress proxies would be:
 /// Debian's tinyproxy (HTTP, basic auth) and microsocks (SOCKS5, user and password), both started
 /// by `.ci/zipkin.sh`. A span sent through each arrives in Zipkin; with a wrong password the proxy
-/// refuses (tinyproxy answers 401, microsocks closes the handshake) and the span is counted as
+/// refuses (tinyproxy answers 401, microsocks rejects the password) and the span is counted as
 /// failed.
 #[test]
 #[ignore = "needs a Zipkin server and two proxies: TDIST_ZIPKIN_URL, TDIST_HTTP_PROXY, TDIST_SOCKS_PROXY (see .ci/zipkin.sh)"]

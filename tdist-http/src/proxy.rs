@@ -7,7 +7,6 @@ use crate::zipkin::{basic_auth, decode_userinfo, redact_userinfo};
 use http::header::HeaderValue;
 use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::connect::proxy::SocksV5;
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::TokioIo;
 use std::future::Future;
@@ -319,7 +318,12 @@ enum Route {
         /// Its `Proxy-Authorization` for `CONNECT` (sensitive).
         auth: Option<HeaderValue>,
     },
-    Socks5(SocksV5<HttpConnector>),
+    Socks5 {
+        proxy: Uri,
+        remote_dns: bool,
+        /// User and password (sensitive).
+        auth: Option<(String, String)>,
+    },
 }
 
 impl ProxyConnector {
@@ -336,20 +340,17 @@ impl ProxyConnector {
             Some(Proxy {
                 uri,
                 kind: ProxyKind::Socks5 { remote_dns, auth },
-            }) => {
-                let socks = SocksV5::new(uri.clone(), http.clone()).local_dns(!remote_dns);
-                Route::Socks5(match auth {
-                    Some((user, password)) => socks.with_auth(user.clone(), password.clone()),
-                    None => socks,
-                })
-            }
+            }) => Route::Socks5 {
+                proxy: uri.clone(),
+                remote_dns: *remote_dns,
+                auth: auth.clone(),
+            },
         };
         ProxyConnector { http, route }
     }
 }
 
-/// `dst` with its port spelled out (the SOCKS handshake names one; hyper-util's would default
-/// to 443 whatever the scheme).
+/// `dst` with its port spelled out (`CONNECT` and the SOCKS handshake name one).
 fn with_port(dst: Uri) -> Uri {
     if dst.port().is_some() {
         return dst;
@@ -397,7 +398,22 @@ impl Service<Uri> for ProxyConnector {
                 (boxed(tunnel), false)
             }
             Route::Http { proxy, .. } => (boxed(self.http.call(proxy.clone())), true),
-            Route::Socks5(socks) => (boxed(socks.call(with_port(dst))), false),
+            Route::Socks5 {
+                proxy,
+                remote_dns,
+                auth,
+            } => {
+                let connecting = self.http.call(proxy.clone());
+                let (remote_dns, auth) = (*remote_dns, auth.clone());
+                let tunnel = async move {
+                    let io = connecting.await?;
+                    let tcp =
+                        socks5_tunnel(io.into_inner(), &with_port(dst), remote_dns, auth.as_ref())
+                            .await?;
+                    Ok::<_, BoxError>(TokioIo::new(tcp))
+                };
+                (boxed(tunnel), false)
+            }
         };
         Box::pin(async move {
             let io = connecting.await?;
@@ -406,15 +422,39 @@ impl Service<Uri> for ProxyConnector {
     }
 }
 
-/// An HTTP proxy's answer to `CONNECT` other than 2xx: the tunnel was refused. Statuses below
-/// 500 (407 for credentials, 403 for a policy such as squid's default of tunnelling only to
-/// port 443) are the proxy's final word; 5xx (the proxy could not reach the collector) may pass.
+/// A proxy's refusal to open a tunnel to the collector: its own answer, which the transport
+/// reports as given and, when it is the proxy's final word, does not retry.
 #[derive(Debug, thiserror::Error)]
-#[error("proxy refused CONNECT {target}: {status} {reason}")]
-pub(crate) struct TunnelRefused {
-    pub(crate) target: String,
-    pub(crate) status: u16,
-    reason: String,
+pub(crate) enum TunnelRefused {
+    /// An HTTP proxy's answer to `CONNECT` other than 2xx. Statuses below 500 (407 for
+    /// credentials, 403 for a policy such as squid's default of tunnelling only to port 443) are
+    /// final; 5xx (the proxy could not reach the collector) may pass.
+    #[error("proxy refused CONNECT {target}: {status} {reason}")]
+    Connect {
+        target: String,
+        status: u16,
+        reason: String,
+    },
+    /// A SOCKS5 proxy's refusal: of every authentication method offered, of the user and
+    /// password, or of the connection (a reply code of RFC 1928 other than "succeeded").
+    #[error("SOCKS5 proxy refused the tunnel to {target}: {why}")]
+    Socks5 {
+        target: String,
+        why: String,
+        /// Credentials or the proxy's rules, which asking again will not change.
+        fatal: bool,
+    },
+}
+
+impl TunnelRefused {
+    /// Whether the refusal is the proxy's final word (credentials, policy), so that a retry
+    /// would only be refused again.
+    pub(crate) fn is_final(&self) -> bool {
+        match self {
+            TunnelRefused::Connect { status, .. } => *status < 500,
+            TunnelRefused::Socks5 { fatal, .. } => *fatal,
+        }
+    }
 }
 
 /// The most of a proxy's answer to `CONNECT` read before giving up on it.
@@ -486,11 +526,192 @@ where
         return Ok(io);
     }
     let reason = reason.unwrap_or_default().chars().take(200).collect();
-    Err(Box::new(TunnelRefused {
+    Err(Box::new(TunnelRefused::Connect {
         target,
         status,
         reason,
     }))
+}
+
+/// What a SOCKS5 reply code (RFC 1928, section 6) other than 0 ("succeeded") says, and
+/// whether it is final: the proxy's rules, or a request it cannot serve at all. The others are
+/// the proxy failing to reach the collector, which a later attempt may not.
+fn socks5_reply(code: u8) -> (&'static str, bool) {
+    match code {
+        1 => ("general SOCKS server failure", false),
+        2 => ("connection not allowed by its rules", true),
+        3 => ("network unreachable", false),
+        4 => ("host unreachable", false),
+        5 => ("connection refused by the collector", false),
+        6 => ("TTL expired", false),
+        7 => ("CONNECT not supported", true),
+        8 => ("address type not supported", true),
+        _ => ("unassigned reply code", false),
+    }
+}
+
+/// Opens a tunnel to `dst` (whose port is spelled out) through the SOCKS5 proxy at the other
+/// end of `io` (RFC 1928), authenticating with user and password (RFC 1929) when `auth` is
+/// given. With `remote_dns` a name is sent for the proxy to resolve (`socks5h://`); without,
+/// it is resolved here and the proxy gets an address (`socks5://`). On success `io` is the
+/// tunnel. The proxy's refusals keep their reason (which hyper-util's `SocksV5` does not
+/// expose), so a wrong password is reported as one and not retried.
+pub(crate) async fn socks5_tunnel<T>(
+    mut io: T,
+    dst: &Uri,
+    remote_dns: bool,
+    auth: Option<&(String, String)>,
+) -> Result<T, BoxError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = dst.host().ok_or("no host to tunnel to")?;
+    let port = dst.port_u16().ok_or("no port to tunnel to")?;
+    let target = format!("{host}:{port}");
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let refused = |why: String, fatal: bool| -> BoxError {
+        Box::new(TunnelRefused::Socks5 {
+            target: target.clone(),
+            why,
+            fatal,
+        })
+    };
+    let closed = |e: std::io::Error| -> BoxError {
+        match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => {
+                format!("proxy closed the connection during the SOCKS5 handshake for {target}")
+                    .into()
+            }
+            _ => e.into(),
+        }
+    };
+
+    // The destination as the request names it: an address, or a name of at most 255 bytes.
+    let mut address = Vec::with_capacity(2 + bare.len());
+    let ip = match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => Some(ip),
+        Err(_) if remote_dns => None,
+        Err(_) => {
+            let mut found = tokio::net::lookup_host((bare, port)).await?;
+            let first = found
+                .next()
+                .ok_or_else(|| format!("{bare} resolved to no address"))?;
+            Some(first.ip())
+        }
+    };
+    match ip {
+        Some(std::net::IpAddr::V4(v4)) => {
+            address.push(1);
+            address.extend_from_slice(&v4.octets());
+        }
+        Some(std::net::IpAddr::V6(v6)) => {
+            address.push(4);
+            address.extend_from_slice(&v6.octets());
+        }
+        None => {
+            let len = u8::try_from(bare.len())
+                .map_err(|_| format!("{bare} is too long a name for SOCKS5 (255 bytes at most)"))?;
+            address.push(3);
+            address.push(len);
+            address.extend_from_slice(bare.as_bytes());
+        }
+    }
+    address.extend_from_slice(&port.to_be_bytes());
+
+    // The methods offered: none, and user/password when there are credentials (the proxy picks).
+    let greeting: &[u8] = match auth {
+        Some(_) => &[5, 2, 0, 2],
+        None => &[5, 1, 0],
+    };
+    io.write_all(greeting).await?;
+    io.flush().await?;
+    let mut chosen = [0u8; 2];
+    io.read_exact(&mut chosen).await.map_err(closed)?;
+    if chosen[0] != 5 {
+        return Err(format!(
+            "proxy answered the SOCKS5 greeting for {target} with {:?}: not a SOCKS5 proxy",
+            String::from_utf8_lossy(&chosen)
+        )
+        .into());
+    }
+    match (chosen[1], auth) {
+        (0, _) => {}
+        (2, Some((user, password))) => {
+            // Both fit in a byte: checked when the proxy URL was parsed.
+            let mut login = Vec::with_capacity(3 + user.len() + password.len());
+            login.push(1);
+            login.push(user.len() as u8);
+            login.extend_from_slice(user.as_bytes());
+            login.push(password.len() as u8);
+            login.extend_from_slice(password.as_bytes());
+            io.write_all(&login).await?;
+            io.flush().await?;
+            let mut status = [0u8; 2];
+            io.read_exact(&mut status).await.map_err(closed)?;
+            if status[1] != 0 {
+                return Err(refused(
+                    "it rejected the user name and password".into(),
+                    true,
+                ));
+            }
+        }
+        (0xff, Some(_)) => {
+            let why = "it accepts neither no authentication nor user/password";
+            return Err(refused(why.into(), true));
+        }
+        (0xff, None) => {
+            let why = "it requires authentication (give user:password in the proxy URL)";
+            return Err(refused(why.into(), true));
+        }
+        (other, _) => {
+            return Err(format!(
+                "SOCKS5 proxy chose authentication method {other:#04x} for {target}, which was \
+                 not offered"
+            )
+            .into())
+        }
+    }
+
+    // CONNECT, then the reply: version, code, reserved, and the address the proxy bound.
+    let mut request = vec![5, 1, 0];
+    request.extend_from_slice(&address);
+    io.write_all(&request).await?;
+    io.flush().await?;
+    let mut reply = [0u8; 4];
+    io.read_exact(&mut reply).await.map_err(closed)?;
+    if reply[0] != 5 {
+        return Err(format!(
+            "SOCKS5 proxy answered CONNECT {target} with version {}",
+            reply[0]
+        )
+        .into());
+    }
+    if reply[1] != 0 {
+        let (why, fatal) = socks5_reply(reply[1]);
+        return Err(refused(format!("{why} (reply {})", reply[1]), fatal));
+    }
+    // The bound address is of no use here, but must be read past: the tunnel starts after it.
+    let bound = match reply[3] {
+        1 => 4,
+        4 => 16,
+        3 => {
+            let mut len = [0u8];
+            io.read_exact(&mut len).await.map_err(closed)?;
+            usize::from(len[0])
+        }
+        other => {
+            return Err(
+                format!("SOCKS5 proxy answered CONNECT {target} with address type {other}").into(),
+            )
+        }
+    };
+    let mut rest = vec![0u8; bound + 2];
+    io.read_exact(&mut rest).await.map_err(closed)?;
+    Ok(io)
 }
 
 /// A connection on its way: to the collector, to a proxy, or through a proxy's tunnel.
@@ -761,8 +982,8 @@ mod tests {
         let client_side = async move {
             let outcome = connect_tunnel(client, &dst, auth).await.map(drop);
             outcome.map_err(|e| match e.downcast_ref::<TunnelRefused>() {
-                Some(r) => format!("refused {} {}", r.status, r),
-                None => e.to_string(),
+                Some(r @ TunnelRefused::Connect { status, .. }) => format!("refused {status} {r}"),
+                _ => e.to_string(),
             })
         };
         tokio::join!(proxy_side, client_side)
@@ -816,6 +1037,282 @@ mod tests {
             outcome,
             Err("proxy answered CONNECT zipkin.example:443 with over 16 KiB of headers".into())
         );
+    }
+
+    /// A scripted proxy's steps: how many bytes to read, then what to answer.
+    type Script<'a> = &'a [(usize, &'static [u8])];
+    type Credentials = Option<(&'static str, &'static str)>;
+
+    /// `socks5_tunnel` to `dst` against a scripted SOCKS5 proxy, which reads what a client
+    /// sends at each step of `steps` (that many bytes) and then writes the step's answer; it
+    /// closes after the last step. Returns what the client sent at each step, and the outcome
+    /// (on success, what the tunnel then carried from the proxy).
+    async fn socks_with(
+        dst: &str,
+        remote_dns: bool,
+        auth: Option<(&str, &str)>,
+        steps: Script<'_>,
+    ) -> (Vec<Vec<u8>>, Result<Vec<u8>, String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (client, mut proxy) = tokio::io::duplex(64 * 1024);
+        let dst: Uri = dst.parse().unwrap();
+        let auth = auth.map(|(u, p)| (u.to_owned(), p.to_owned()));
+        let steps = steps.to_vec();
+        let proxy_side = async move {
+            let mut sent = Vec::new();
+            for (n, answer) in steps {
+                let mut got = vec![0u8; n];
+                if proxy.read_exact(&mut got).await.is_err() {
+                    break;
+                }
+                sent.push(got);
+                proxy.write_all(answer).await.unwrap();
+            }
+            sent
+        };
+        let client_side = async move {
+            match socks5_tunnel(client, &dst, remote_dns, auth.as_ref()).await {
+                Ok(mut tunnel) => {
+                    let mut carried = Vec::new();
+                    tunnel.read_to_end(&mut carried).await.unwrap();
+                    Ok(carried)
+                }
+                Err(e) => Err(match e.downcast_ref::<TunnelRefused>() {
+                    Some(r) => format!("refused (final: {}): {r}", r.is_final()),
+                    None => e.to_string(),
+                }),
+            }
+        };
+        tokio::join!(proxy_side, client_side)
+    }
+
+    #[tokio::test]
+    async fn socks5_handshakes() {
+        // socks5h:// with credentials: the name goes to the proxy; what follows the reply's
+        // bound address (here a name) is the tunnel's, and none of it is lost.
+        let (sent, outcome) = socks_with(
+            "http://zipkin.example:9411/api/v2/spans",
+            true,
+            Some(("ann", "p@ss")),
+            &[
+                (4, b"\x05\x02"),
+                (10, b"\x01\x00"),
+                (21, b"\x05\x00\x00\x03\x05proxy\x23\x82HTTP/1.1 200 OK\r\n"),
+            ],
+        )
+        .await;
+        assert_eq!(outcome, Ok(b"HTTP/1.1 200 OK\r\n".to_vec()));
+        assert_eq!(sent[0], b"\x05\x02\x00\x02");
+        assert_eq!(sent[1], b"\x01\x03ann\x04p@ss");
+        assert_eq!(sent[2], b"\x05\x01\x00\x03\x0ezipkin.example\x24\xc3");
+
+        // Addresses are sent as addresses; a proxy that wants no authentication is not sent
+        // the credentials.
+        let ok4: &[u8] = b"\x05\x00\x00\x01\x7f\x00\x00\x01\x01\xbb";
+        let (sent, outcome) = socks_with(
+            "https://10.1.2.3:443/",
+            true,
+            Some(("u", "p")),
+            &[(4, b"\x05\x00"), (10, ok4)],
+        )
+        .await;
+        assert_eq!(outcome, Ok(Vec::new()));
+        assert_eq!(sent[1], b"\x05\x01\x00\x01\x0a\x01\x02\x03\x01\xbb");
+        let ok6: &[u8] = b"\x05\x00\x00\x04\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x01\x01\xbb";
+        let (sent, outcome) = socks_with(
+            "https://[fd00::1]:443/",
+            false,
+            None,
+            &[(3, b"\x05\x00"), (22, ok6)],
+        )
+        .await;
+        assert_eq!(outcome, Ok(Vec::new()));
+        assert_eq!(sent[0], b"\x05\x01\x00");
+        let mut v6 = vec![5, 1, 0, 4, 0xfd];
+        v6.extend_from_slice(&[0; 14]);
+        v6.extend_from_slice(&[1, 1, 0xbb]);
+        assert_eq!(sent[1], v6);
+        // socks5:// resolves the name here.
+        let (sent, outcome) = socks_with(
+            "http://localhost:9411/",
+            false,
+            None,
+            &[(3, b"\x05\x00"), (10, ok4)],
+        )
+        .await;
+        assert_eq!(outcome, Ok(Vec::new()));
+        assert!(
+            sent[1] == b"\x05\x01\x00\x01\x7f\x00\x00\x01\x24\xc3" || sent[1][..4] == [5, 1, 0, 4],
+            "{:?}",
+            sent[1]
+        );
+
+        // Refusals: final for credentials and rules, not for failures to reach the collector.
+        let target = "SOCKS5 proxy refused the tunnel to zipkin.example:9411";
+        let dst = "http://zipkin.example:9411/";
+        let creds = Some(("ann", "guess"));
+        let cases: [(Credentials, Script<'_>, String); 6] = [
+            (
+                creds,
+                &[(4, b"\x05\x02"), (11, b"\x01\x01")],
+                format!("refused (final: true): {target}: it rejected the user name and password"),
+            ),
+            (
+                None,
+                &[(3, b"\x05\xff")],
+                format!(
+                    "refused (final: true): {target}: it requires authentication (give \
+                     user:password in the proxy URL)"
+                ),
+            ),
+            (
+                creds,
+                &[(4, b"\x05\xff")],
+                format!(
+                    "refused (final: true): {target}: it accepts neither no authentication nor \
+                     user/password"
+                ),
+            ),
+            (
+                None,
+                &[(3, b"\x05\x00"), (21, b"\x05\x02\x00\x01\0\0\0\0\0\0")],
+                format!("refused (final: true): {target}: connection not allowed by its rules (reply 2)"),
+            ),
+            (
+                None,
+                &[(3, b"\x05\x00"), (21, b"\x05\x05\x00\x01\0\0\0\0\0\0")],
+                format!(
+                    "refused (final: false): {target}: connection refused by the collector (reply 5)"
+                ),
+            ),
+            (
+                None,
+                &[(3, b"\x05\x00"), (21, b"\x05\x01\x00\x01\0\0\0\0\0\0")],
+                format!("refused (final: false): {target}: general SOCKS server failure (reply 1)"),
+            ),
+        ];
+        for (auth, steps, expected) in cases {
+            let (_, outcome) = socks_with(dst, true, auth, steps).await;
+            assert_eq!(outcome, Err(expected));
+        }
+
+        // Not SOCKS5, cut short, or answering out of turn: errors, never a tunnel or a panic.
+        let garbled: [(Script<'_>, &str); 5] = [
+            (
+                &[(3, b"HTTP/1.1 400 Bad Request\r\n\r\n")],
+                "proxy answered the SOCKS5 greeting for zipkin.example:9411 with \"HT\": not a SOCKS5 proxy",
+            ),
+            (
+                &[(3, b"\x05")],
+                "proxy closed the connection during the SOCKS5 handshake for zipkin.example:9411",
+            ),
+            (
+                &[(3, b"\x05\x02")],
+                "SOCKS5 proxy chose authentication method 0x02 for zipkin.example:9411, which was not offered",
+            ),
+            (
+                &[(3, b"\x05\x00"), (21, b"\x04\x00\x00\x01\0\0\0\0\0\0")],
+                "SOCKS5 proxy answered CONNECT zipkin.example:9411 with version 4",
+            ),
+            (
+                &[(3, b"\x05\x00"), (21, b"\x05\x00\x00\x07\0\0\0\0\0\0")],
+                "SOCKS5 proxy answered CONNECT zipkin.example:9411 with address type 7",
+            ),
+        ];
+        for (steps, expected) in garbled {
+            let (_, outcome) = socks_with(dst, true, None, steps).await;
+            assert_eq!(outcome, Err(expected.to_string()));
+        }
+        let (_, outcome) = socks_with(
+            dst,
+            true,
+            None,
+            &[(3, b"\x05\x00"), (21, b"\x05\x00\x00\x01\x7f\x00")],
+        )
+        .await;
+        assert_eq!(
+            outcome,
+            Err(
+                "proxy closed the connection during the SOCKS5 handshake for zipkin.example:9411"
+                    .into()
+            )
+        );
+    }
+
+    /// Whatever a proxy answers (arbitrary bytes, often near-valid), the tunnel setups end with
+    /// an error or a tunnel and never panic; a tunnel only after a well-formed acceptance.
+    mod answers {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Answers that are often near a valid SOCKS5 or `CONNECT` exchange.
+        fn answer() -> impl Strategy<Value = Vec<u8>> {
+            let piece = prop_oneof![
+                Just(vec![5, 0]),
+                Just(vec![5, 2]),
+                Just(vec![1, 0]),
+                Just(vec![5, 0, 0, 1, 127, 0, 0, 1, 0, 80]),
+                Just(vec![5, 0, 0, 3, 3, b'a', b'b', b'c', 0, 80]),
+                Just(b"HTTP/1.1 200 OK\r\n\r\n".to_vec()),
+                Just(b"HTTP/1.1 407 Auth\r\n".to_vec()),
+                Just(b"\r\n".to_vec()),
+                proptest::collection::vec(any::<u8>(), 0..24),
+            ];
+            proptest::collection::vec(piece, 0..5).prop_map(|p| p.concat())
+        }
+
+        fn run<F: Future>(f: F) -> F::Output {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+                .block_on(f)
+        }
+
+        /// `tunnel` against a proxy that sends `answer` at once and then closes.
+        async fn against<T, Fut>(answer: Vec<u8>, tunnel: T) -> bool
+        where
+            T: FnOnce(tokio::io::DuplexStream) -> Fut,
+            Fut: Future<Output = Result<tokio::io::DuplexStream, BoxError>>,
+        {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (client, mut proxy) = tokio::io::duplex(64 * 1024);
+            let proxy_side = async move {
+                let _ = proxy.write_all(&answer).await;
+                let _ = proxy.shutdown().await;
+                // Take whatever the client sends until it is done.
+                let mut sent = Vec::new();
+                let _ = proxy.read_to_end(&mut sent).await;
+            };
+            let client_side = async move { tunnel(client).await.map(drop).is_ok() };
+            tokio::join!(proxy_side, client_side).1
+        }
+
+        proptest! {
+            #[test]
+            fn socks5_never_panics(answer in answer(), remote in any::<bool>(), auth in any::<bool>()) {
+                // A name only where the proxy resolves it: no lookups here.
+                let dst: Uri = match remote {
+                    true => "http://zipkin.example:9411/".parse().unwrap(),
+                    false => "http://10.1.2.3:9411/".parse().unwrap(),
+                };
+                let creds = auth.then(|| ("u".to_owned(), "p".to_owned()));
+                let valid_start = answer.starts_with(&[5, 0]) || (auth && answer.starts_with(&[5, 2, 1, 0]));
+                let opened = run(against(answer, |io| async move {
+                    socks5_tunnel(io, &dst, remote, creds.as_ref()).await
+                }));
+                prop_assert!(!opened || valid_start);
+            }
+
+            #[test]
+            fn connect_never_panics(answer in answer()) {
+                let dst: Uri = "https://zipkin.example:443/".parse().unwrap();
+                let accepted = answer.starts_with(b"HTTP/1.") && answer.ends_with(b"\r\n\r\n");
+                let opened = run(against(answer, |io| async move {
+                    connect_tunnel(io, &dst, None).await
+                }));
+                prop_assert!(!opened || accepted);
+            }
+        }
     }
 
     #[test]

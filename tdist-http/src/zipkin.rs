@@ -231,7 +231,8 @@ impl ZipkinTransportBuilder {
     /// runs TLS to the collector inside it. Through a SOCKS5 proxy (user/password
     /// authentication when the URL has credentials) every request goes through a tunnel; with
     /// `socks5h://` the proxy resolves the collector's name, with `socks5://` the transport
-    /// does, as in curl.
+    /// does, as in curl. A proxy's own refusal (its 407, a 4xx to `CONNECT`, a SOCKS5 proxy
+    /// rejecting the password or refusing by its rules) is not retried; errors name the proxy.
     ///
     /// By default the transport follows the environment as curl does: `http_proxy` /
     /// `HTTP_PROXY` for `http://` endpoints, `https_proxy` / `HTTPS_PROXY` for `https://`,
@@ -620,9 +621,9 @@ impl ZipkinTransport {
             Ok(Err(e)) => {
                 let message = format!("zipkin collector {}: {}", self.endpoint, error_chain(&e));
                 // A proxy that refused the tunnel for a reason of its own (credentials, policy)
-                // will refuse again: only its 5xx are worth retrying.
+                // will refuse again; only its failures to reach the collector are worth retrying.
                 match tunnel_refusal(&e) {
-                    Some(refused) if refused.status < 500 => Err(TransportError::fatal(message)),
+                    Some(refused) if refused.is_final() => Err(TransportError::fatal(message)),
                     _ => Err(TransportError::retryable(message)),
                 }
             }

@@ -201,19 +201,57 @@ fn spans_reach_the_collector_through_a_socks5_proxy() {
     assert_eq!(received[0].headers["host"], "zipkin.invalid:9411");
     assert!(received[0].headers.get("proxy-authorization").is_none());
 
-    // Wrong password: the proxy closes the handshake; counted as failed.
-    assert_eq!(
-        send_one(
-            through(format!("socks5h://ssh:guess@{paddr}")),
-            0,
-            "refused"
-        ),
-        (0, 1)
+    // Wrong password: the proxy says so, and the transport reports it as the proxy's final
+    // word, not retried (one handshake although the tracer may retry twice).
+    let wrong = format!("socks5h://ssh:guess@{paddr}");
+    let err = support::send_directly(&through(wrong.clone())).unwrap_err();
+    assert!(!err.is_retryable(), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains(
+            "SOCKS5 proxy refused the tunnel to zipkin.invalid:9411: it rejected the user name \
+             and password"
+        ) && message.contains(&format!("(through proxy socks5h://{paddr})"))
+            && !message.contains("guess"),
+        "{message}"
     );
+    let before = proxy.session_count();
+    assert_eq!(send_one(through(wrong), 2, "refused"), (0, 1));
+    assert_eq!(proxy.session_count() - before, 1);
     // socks5:// resolves the name here, which fails before the proxy is asked for a tunnel.
     assert_eq!(
         send_one(through(format!("socks5://ssh:p%40ss@{paddr}")), 0, "local"),
         (0, 1)
     );
     assert_eq!((proxy.count(), collector.count()), (1, 1));
+}
+
+/// A SOCKS5 proxy's refusal of the connection: by its rules (reply 2), final and not retried;
+/// because the collector refused it (reply 5), retried like any connection failure.
+#[test]
+fn socks5_refusals_are_named_and_retried_only_when_they_may_pass() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (_, caddr) = rt.block_on(Collector::start(&[]));
+    for (reply, why, retried) in [
+        (2, "connection not allowed by its rules (reply 2)", false),
+        (5, "connection refused by the collector (reply 5)", true),
+    ] {
+        let (proxy, paddr) = rt.block_on(Socks5Proxy::replying(caddr, None, reply));
+        let through = || {
+            ZipkinTransport::builder(ENDPOINT)
+                .proxy(format!("socks5h://{paddr}"))
+                .build()
+                .unwrap()
+        };
+        let err = support::send_directly(&through()).unwrap_err();
+        assert_eq!(err.is_retryable(), retried, "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("refused the tunnel to zipkin.invalid:9411: {why}")),
+            "{err}"
+        );
+        assert_eq!(send_one(through(), 2, "refused"), (0, 1));
+        let attempts = if retried { 3 } else { 1 };
+        assert_eq!(proxy.session_count(), 1 + attempts, "reply {reply}");
+    }
 }

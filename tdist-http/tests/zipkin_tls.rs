@@ -348,7 +348,9 @@ fn pem_without_a_certificate_is_refused() {
 /// Against real egress proxies (`bash .ci/proxies.sh` starts them): Debian's tinyproxy tunnels
 /// to the `https://` collector (`TDIST_HTTP_PROXY`, basic auth); a tinyproxy that tunnels only
 /// to port 443 (`TDIST_STRICT_PROXY`) refuses with 403, which the error reports and which is not
-/// retried; microsocks (`TDIST_SOCKS_PROXY`, SOCKS5 with a password) tunnels too.
+/// retried; microsocks (`TDIST_SOCKS_PROXY`, SOCKS5 with a password) tunnels too, rejects a
+/// wrong password (final, not retried) and reports a collector port that refuses connections
+/// (retried).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs real proxies: TDIST_HTTP_PROXY, TDIST_STRICT_PROXY, TDIST_SOCKS_PROXY (see .ci/proxies.sh)"]
 async fn https_through_real_proxies() {
@@ -384,6 +386,39 @@ async fn https_through_real_proxies() {
     assert!(!err.is_retryable(), "{shown}");
     assert!(
         shown.contains(&format!("proxy refused CONNECT 127.0.0.1:{port}: 403")),
+        "{shown}"
+    );
+
+    let socks_url = var("TDIST_SOCKS_PROXY");
+    // socks5h://user:password@host:port, with another password.
+    let (before_at, at) = socks_url
+        .rsplit_once('@')
+        .expect("credentials in TDIST_SOCKS_PROXY");
+    let (scheme_and_user, _) = before_at.rsplit_once(':').expect("a password");
+    let err =
+        support::send_directly(&through(format!("{scheme_and_user}:wrong@{at}"))).unwrap_err();
+    let shown = err.to_string();
+    eprintln!("socks proxy, wrong password: {shown}");
+    assert!(!err.is_retryable(), "{shown}");
+    assert!(
+        shown.contains("rejected the user name and password"),
+        "{shown}"
+    );
+    // A port nothing listens on: microsocks reports the refusal, which a later attempt may not meet.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let nowhere = ZipkinTransport::builder(format!("https://127.0.0.1:{closed_port}/api/v2/spans"))
+        .ca_certificates_pem(pem.clone())
+        .proxy(socks_url)
+        .build()
+        .unwrap();
+    let err = support::send_directly(&nowhere).unwrap_err();
+    let shown = err.to_string();
+    eprintln!("socks proxy, closed port: {shown}");
+    assert!(err.is_retryable(), "{shown}");
+    assert!(
+        shown.contains("connection refused by the collector (reply 5)"),
         "{shown}"
     );
     assert_eq!(received.lock().unwrap().len(), 2);

@@ -338,6 +338,8 @@ pub struct Tunneled {
 #[derive(Clone, Default)]
 pub struct Socks5Proxy {
     pub tunnels: Arc<Mutex<Vec<Tunneled>>>,
+    /// Connections that began a handshake.
+    pub sessions: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Socks5Proxy {
@@ -345,16 +347,31 @@ impl Socks5Proxy {
         upstream: SocketAddr,
         credentials: Option<(&'static str, &'static str)>,
     ) -> (Socks5Proxy, SocketAddr) {
+        Socks5Proxy::replying(upstream, credentials, 0).await
+    }
+
+    /// A proxy that answers every `CONNECT` with `reply` (0 opens the tunnel; RFC 1928's codes
+    /// refuse it, as 2 "not allowed by ruleset" or 5 "connection refused").
+    pub async fn replying(
+        upstream: SocketAddr,
+        credentials: Option<(&'static str, &'static str)>,
+        reply: u8,
+    ) -> (Socks5Proxy, SocketAddr) {
         let proxy = Socks5Proxy::default();
-        let tunnels = proxy.tunnels.clone();
+        let (tunnels, sessions) = (proxy.tunnels.clone(), proxy.sessions.clone());
         let addr = accept_each(move |tcp| {
             let tunnels = tunnels.clone();
+            sessions.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             async move {
-                let _ = socks5_session(tcp, upstream, credentials, tunnels).await;
+                let _ = socks5_session(tcp, upstream, credentials, reply, tunnels).await;
             }
         })
         .await;
         (proxy, addr)
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn count(&self) -> usize {
@@ -366,6 +383,7 @@ async fn socks5_session(
     mut tcp: tokio::net::TcpStream,
     upstream: SocketAddr,
     credentials: Option<(&'static str, &'static str)>,
+    reply: u8,
     tunnels: Arc<Mutex<Vec<Tunneled>>>,
 ) -> std::io::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -412,6 +430,9 @@ async fn socks5_session(
     };
     let port = bytes(&mut tcp, 2).await?;
     let port = u16::from_be_bytes([port[0], port[1]]);
+    if reply != 0 {
+        return tcp.write_all(&[5, reply, 0, 1, 0, 0, 0, 0, 0, 0]).await;
+    }
     tunnels.lock().unwrap().push(Tunneled { host, port, user });
     let mut upstream = tokio::net::TcpStream::connect(upstream).await?;
     tcp.write_all(&[5, 0, 0, 1, 127, 0, 0, 1, 0, 0]).await?;
