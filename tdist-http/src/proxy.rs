@@ -650,6 +650,8 @@ where
             login.extend_from_slice(password.as_bytes());
             io.write_all(&login).await?;
             io.flush().await?;
+            // The answer's first byte should be 1 (RFC 1929's version), but some proxies send 5;
+            // as curl does, only the status counts.
             let mut status = [0u8; 2];
             io.read_exact(&mut status).await.map_err(closed)?;
             if status[1] != 0 {
@@ -1296,7 +1298,10 @@ mod tests {
                     false => "http://10.1.2.3:9411/".parse().unwrap(),
                 };
                 let creds = auth.then(|| ("u".to_owned(), "p".to_owned()));
-                let valid_start = answer.starts_with(&[5, 0]) || (auth && answer.starts_with(&[5, 2, 1, 0]));
+                // Accepted: no authentication, or user/password answered with status 0 (its
+                // version byte is not checked: some proxies answer 5 there, as curl tolerates).
+                let valid_start = answer.starts_with(&[5, 0])
+                    || (auth && answer.starts_with(&[5, 2]) && answer.get(3) == Some(&0));
                 let opened = run(against(answer, |io| async move {
                     socks5_tunnel(io, &dst, remote, creds.as_ref()).await
                 }));
