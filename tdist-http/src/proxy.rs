@@ -388,14 +388,12 @@ impl Service<Uri> for ProxyConnector {
         let (connecting, proxied) = match &mut self.route {
             Route::Direct => (boxed(self.http.call(dst)), false),
             Route::Http { proxy, auth } if dst.scheme_str() == Some("https") => {
+                let (dst, auth) = (with_port(dst), auth.clone());
                 let connecting = self.http.call(proxy.clone());
-                let auth = auth.clone();
-                let tunnel = async move {
-                    let io = connecting.await?;
-                    let tcp = connect_tunnel(io.into_inner(), &with_port(dst), auth).await?;
-                    Ok::<_, BoxError>(TokioIo::new(tcp))
-                };
-                (boxed(tunnel), false)
+                let tunnel = tunnel(connecting, |tcp| async move {
+                    connect_tunnel(tcp, &dst, auth).await
+                });
+                (tunnel, false)
             }
             Route::Http { proxy, .. } => (boxed(self.http.call(proxy.clone())), true),
             Route::Socks5 {
@@ -403,16 +401,12 @@ impl Service<Uri> for ProxyConnector {
                 remote_dns,
                 auth,
             } => {
+                let (dst, remote_dns, auth) = (with_port(dst), *remote_dns, auth.clone());
                 let connecting = self.http.call(proxy.clone());
-                let (remote_dns, auth) = (*remote_dns, auth.clone());
-                let tunnel = async move {
-                    let io = connecting.await?;
-                    let tcp =
-                        socks5_tunnel(io.into_inner(), &with_port(dst), remote_dns, auth.as_ref())
-                            .await?;
-                    Ok::<_, BoxError>(TokioIo::new(tcp))
-                };
-                (boxed(tunnel), false)
+                let tunnel = tunnel(connecting, move |tcp| async move {
+                    socks5_tunnel(tcp, &dst, remote_dns, auth.as_ref()).await
+                });
+                (tunnel, false)
             }
         };
         Box::pin(async move {
@@ -718,6 +712,21 @@ where
 
 /// A connection on its way: to the collector, to a proxy, or through a proxy's tunnel.
 type Connecting = Pin<Box<dyn Future<Output = Result<TokioIo<TcpStream>, BoxError>> + Send>>;
+
+/// A tunnel through a proxy: the connection to the proxy, then `handshake` on it (`CONNECT` or
+/// SOCKS5), whose stream is the tunnel.
+fn tunnel<C, E, H, HF>(connecting: C, handshake: H) -> Connecting
+where
+    C: Future<Output = Result<TokioIo<TcpStream>, E>> + Send + 'static,
+    E: Into<BoxError>,
+    H: FnOnce(TcpStream) -> HF + Send + 'static,
+    HF: Future<Output = Result<TcpStream, BoxError>> + Send,
+{
+    Box::pin(async move {
+        let io = connecting.await.map_err(Into::into)?;
+        Ok(TokioIo::new(handshake(io.into_inner()).await?))
+    })
+}
 
 fn boxed<F, E>(connecting: F) -> Connecting
 where

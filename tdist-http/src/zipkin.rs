@@ -822,7 +822,7 @@ fn classify(
     }
 }
 
-/// The proxy's refusal of a `CONNECT` somewhere in `e`'s chain of causes.
+/// A proxy's refusal of a tunnel (`CONNECT` or SOCKS5) somewhere in `e`'s chain of causes.
 fn tunnel_refusal<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e TunnelRefused> {
     let mut cause = Some(e);
     while let Some(e) = cause {
