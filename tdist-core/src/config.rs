@@ -3,6 +3,7 @@
 //! | variable | meaning | default |
 //! |---|---|---|
 //! | `OTEL_SERVICE_NAME` | local service name | `unknown_service` |
+//! | `OTEL_RESOURCE_ATTRIBUTES` | `key=value,...`; its `service.name` is used when `OTEL_SERVICE_NAME` is unset | |
 //! | `OTEL_TRACES_SAMPLER` | `always_on`, `always_off`, `traceidratio`, `parentbased_always_on`, `parentbased_always_off`, `parentbased_traceidratio`, `ratelimited`, `parentbased_ratelimited` | `parentbased_always_on` |
 //! | `OTEL_TRACES_SAMPLER_ARG` | ratio (0..=1) or traces per second | 1.0 |
 //! | `OTEL_PROPAGATORS` | comma list of `b3`, `b3multi`, `tracecontext` to inject | `b3multi` |
@@ -10,7 +11,7 @@
 //! | `OTEL_BSP_SCHEDULE_DELAY` | ms between exports | 5000 |
 //! | `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` | spans per transport call | 512 |
 //! | `OTEL_BSP_EXPORT_TIMEOUT` | ms per batch, retries included | 30000 |
-//! | `TDIST_TRANSPORT` | `stdout`, `file` or `none` (adapter crates add theirs) | `none` |
+//! | `TDIST_TRANSPORT` | `stdout`, `file` or `none`, or a name an adapter crate selects (`zipkin`, `kafka`) | `none` |
 //! | `TDIST_FILE` | JSON-lines file for the `file` transport (setting it selects `file`) | |
 //! | `TDIST_LOCAL_QUEUE_SIZE` | spans buffered per thread (376 bytes each) | 2048 |
 //! | `TDIST_EXPORT_RETRIES` | retries of a retryable failure | 3 |
@@ -29,6 +30,13 @@
 //! let err = TracerBuilder::from_lookup(env).unwrap_err();
 //! assert_eq!(err.variable(), "OTEL_BSP_MAX_QUEUE_SIZE");
 //! ```
+//!
+//! Spans are never dropped silently because of a setting nobody acted on: `build` fails when
+//! `TDIST_TRANSPORT` names a transport no adapter selected (a misspelt name, or `zipkin`
+//! without [`tdist_http`'s `ZipkinTransport::configure`]), or when
+//! `OTEL_EXPORTER_ZIPKIN_ENDPOINT` is set and no transport was chosen at all.
+//!
+//! [`tdist_http`'s `ZipkinTransport::configure`]: https://docs.rs/tdist-http
 
 use crate::export::{JsonLinesFile, NoopTransport, Reporter, ReporterConfig, Stdout, Transport};
 use crate::propagation::Propagation;
@@ -75,7 +83,14 @@ enum TransportChoice {
     None,
     Stdout,
     File(PathBuf),
+    /// A name core does not know (`zipkin`, `kafka`): the adapter crate that knows it selects
+    /// its transport with [`TracerBuilder::select_transport`].
+    Named(String),
 }
+
+/// The variable a Zipkin collector is named by; read here only to refuse a configuration in
+/// which it is set and nothing would send to it.
+const ZIPKIN_ENDPOINT_VAR: &str = "OTEL_EXPORTER_ZIPKIN_ENDPOINT";
 
 /// Builds a [`Tracer`].
 pub struct TracerBuilder {
@@ -85,6 +100,8 @@ pub struct TracerBuilder {
     reporter: ReporterConfig,
     transport: Option<Box<dyn Transport>>,
     choice: TransportChoice,
+    /// `OTEL_EXPORTER_ZIPKIN_ENDPOINT` was set when the environment was read.
+    zipkin_endpoint_set: bool,
     trace_id_128: bool,
 }
 
@@ -109,6 +126,7 @@ impl Default for TracerBuilder {
             reporter: ReporterConfig::default(),
             transport: None,
             choice: TransportChoice::Unset,
+            zipkin_endpoint_set: false,
             trace_id_128: true,
         }
     }
@@ -128,6 +146,10 @@ impl TracerBuilder {
         let get = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
         if let Some(v) = get("OTEL_SERVICE_NAME") {
             b.local = b.local.with_service_name(v.trim().to_owned());
+        } else if let Some(v) = get("OTEL_RESOURCE_ATTRIBUTES") {
+            if let Some(name) = resource_service_name(&v)? {
+                b.local = b.local.with_service_name(name);
+            }
         }
         b.sampler = parse_sampler(get("OTEL_TRACES_SAMPLER"), get("OTEL_TRACES_SAMPLER_ARG"))?;
         if let Some(v) = get("OTEL_PROPAGATORS") {
@@ -194,8 +216,9 @@ impl TracerBuilder {
             (Some("stdout"), _) => TransportChoice::Stdout,
             (Some("none"), _) => TransportChoice::None,
             // Other names belong to adapter crates (zipkin, kafka); they read their own variables.
-            (Some(_), _) => TransportChoice::Unset,
+            (Some(name), _) => TransportChoice::Named(name.to_owned()),
         };
+        b.zipkin_endpoint_set = get(ZIPKIN_ENDPOINT_VAR).is_some();
         Ok(b)
     }
 
@@ -241,8 +264,7 @@ impl TracerBuilder {
         self
     }
 
-    /// Sets `transport` unless one was chosen in code or by `TDIST_TRANSPORT`/`TDIST_FILE`
-    /// (how adapter crates add theirs from their own variables).
+    /// Sets `transport` unless one was chosen in code or by `TDIST_TRANSPORT`/`TDIST_FILE`.
     pub fn transport_if_unset(self, transport: impl Transport) -> TracerBuilder {
         if self.transport.is_none() && self.choice == TransportChoice::Unset {
             self.transport(transport)
@@ -251,9 +273,46 @@ impl TracerBuilder {
         }
     }
 
-    /// Whether a transport was chosen in code or by the environment.
+    /// Whether the adapter whose transport is called `name` may select it: no transport was
+    /// set in code, and `TDIST_TRANSPORT` is unset or says `name` (not `stdout`, `file`,
+    /// `none`, `TDIST_FILE`, or another adapter's name).
+    pub fn may_select(&self, name: &str) -> bool {
+        self.transport.is_none()
+            && match &self.choice {
+                TransportChoice::Unset => true,
+                TransportChoice::Named(n) => n == name,
+                _ => false,
+            }
+    }
+
+    /// Sets `transport`, called `name`, when [`may_select`](Self::may_select) allows it: how
+    /// adapter crates add theirs from their own variables, whatever order they are asked in.
+    pub fn select_transport(self, name: &str, transport: impl Transport) -> TracerBuilder {
+        if self.may_select(name) {
+            self.transport(transport)
+        } else {
+            self
+        }
+    }
+
+    /// The transport name `TDIST_TRANSPORT` gave that no transport has been selected for yet
+    /// (`zipkin`, `kafka`, or a misspelling), if any: [`build`](Self::build) refuses it.
+    pub fn pending_transport(&self) -> Option<&str> {
+        match (&self.transport, &self.choice) {
+            (None, TransportChoice::Named(n)) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// Whether `build` has a transport to use: one set in code, or `stdout`, `file` or `none`
+    /// chosen by the environment. A name only an adapter knows does not count until the
+    /// adapter selects its transport.
     pub fn has_transport(&self) -> bool {
-        self.transport.is_some() || self.choice != TransportChoice::Unset
+        self.transport.is_some()
+            || !matches!(
+                self.choice,
+                TransportChoice::Unset | TransportChoice::Named(_)
+            )
     }
 
     /// 128-bit (default) or 64-bit trace ids for new traces.
@@ -263,7 +322,38 @@ impl TracerBuilder {
     }
 
     /// Starts the reporter and returns the tracer.
+    ///
+    /// Fails when the environment asked for a transport that nothing selected:
+    /// `TDIST_TRANSPORT` names one no adapter selected (see
+    /// [`pending_transport`](Self::pending_transport)), or `OTEL_EXPORTER_ZIPKIN_ENDPOINT` is
+    /// set and no transport was chosen, in code or by the environment. Spans would otherwise
+    /// be dropped without a word.
     pub fn build(self) -> Result<Tracer, ConfigError> {
+        if let Some(name) = self.pending_transport() {
+            let reason = match name {
+                "zipkin" => "no Zipkin transport was selected: pass the builder through \
+                             tdist_http::zipkin::ZipkinTransport::configure"
+                    .to_owned(),
+                "kafka" => "no Kafka transport was selected: pass the builder through \
+                            tdist_kafka::KafkaTransport::configure"
+                    .to_owned(),
+                _ => format!(
+                    "unknown transport {name:?} (expected stdout, file, none, zipkin or kafka)"
+                ),
+            };
+            return Err(ConfigError::new("TDIST_TRANSPORT", name, reason));
+        }
+        if self.transport.is_none()
+            && self.choice == TransportChoice::Unset
+            && self.zipkin_endpoint_set
+        {
+            return Err(ConfigError::new(
+                ZIPKIN_ENDPOINT_VAR,
+                "",
+                "is set, but no transport sends to it: pass the builder through \
+                 tdist_http::zipkin::ZipkinTransport::configure (or set TDIST_TRANSPORT=none)",
+            ));
+        }
         let transport: Box<dyn Transport> = match (self.transport, self.choice) {
             (Some(t), _) => t,
             (None, TransportChoice::Stdout) => Box::new(Stdout),
@@ -272,7 +362,9 @@ impl TracerBuilder {
                     ConfigError::new("TDIST_FILE", path.display().to_string(), e.to_string())
                 })?)
             }
-            (None, TransportChoice::None | TransportChoice::Unset) => Box::new(NoopTransport),
+            (None, TransportChoice::None | TransportChoice::Unset | TransportChoice::Named(_)) => {
+                Box::new(NoopTransport)
+            }
         };
         let shutdown = self.reporter.shutdown_timeout;
         let reporter = Reporter::new(transport, self.reporter);
@@ -290,6 +382,50 @@ impl TracerBuilder {
     pub fn install(self) -> Result<TracerGuard, ConfigError> {
         Ok(TracerGuard::new(self.build()?))
     }
+}
+
+/// `service.name` from `OTEL_RESOURCE_ATTRIBUTES` (`key=value` members separated by commas,
+/// values percent-encoded as in W3C baggage). A member without `=` or with a bad escape makes
+/// the whole value unusable, as the OpenTelemetry specification says; that is an error here.
+fn resource_service_name(v: &str) -> Result<Option<String>, ConfigError> {
+    const VAR: &str = "OTEL_RESOURCE_ATTRIBUTES";
+    let mut name = None;
+    for member in v.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+        let Some((key, value)) = member.split_once('=') else {
+            let why = format!("member {member:?} is not key=value");
+            return Err(ConfigError::new(VAR, v, why));
+        };
+        let value = percent_decode(value.trim()).ok_or_else(|| {
+            ConfigError::new(VAR, v, format!("bad percent-encoding in {member:?}"))
+        })?;
+        if key.trim() == "service.name" && !value.trim().is_empty() {
+            name = Some(value.trim().to_owned());
+        }
+    }
+    Ok(name)
+}
+
+/// `%XX` escapes decoded; `None` for a truncated or non-hex escape or a result that is not
+/// UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            let digit = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
+            out.push(digit(hex[0]) << 4 | digit(hex[1]));
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 fn parse_sampler(name: Option<String>, arg: Option<String>) -> Result<Sampler, ConfigError> {
@@ -436,5 +572,99 @@ mod tests {
             from(&[("TDIST_TRANSPORT", "file")]).unwrap_err().variable(),
             "TDIST_FILE"
         );
+    }
+
+    #[test]
+    fn adapter_names_wait_for_their_adapter_and_are_refused_if_it_never_comes() {
+        let zipkin = from(&[("TDIST_TRANSPORT", " zipkin ")]).unwrap();
+        assert!(!zipkin.has_transport());
+        assert_eq!(zipkin.pending_transport(), Some("zipkin"));
+        assert!(zipkin.may_select("zipkin"));
+        assert!(!zipkin.may_select("kafka"));
+        let e = zipkin.build().unwrap_err();
+        assert_eq!(e.variable(), "TDIST_TRANSPORT");
+        assert!(e.to_string().contains("ZipkinTransport::configure"), "{e}");
+
+        // The named adapter selects its transport whatever order adapters are asked in.
+        let b = from(&[("TDIST_TRANSPORT", "kafka")])
+            .unwrap()
+            .select_transport("zipkin", NoopTransport);
+        assert!(!b.has_transport());
+        let b = b.select_transport("kafka", NoopTransport);
+        assert!(b.has_transport());
+        assert_eq!(b.pending_transport(), None);
+        b.build().unwrap().shutdown().unwrap();
+
+        let e = from(&[("TDIST_TRANSPORT", "zipkn")])
+            .unwrap()
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("unknown transport \"zipkn\""), "{e}");
+
+        // A transport set in code is used whatever the environment names.
+        let b = from(&[("TDIST_TRANSPORT", "zipkn")]).unwrap();
+        b.transport(NoopTransport)
+            .build()
+            .unwrap()
+            .shutdown()
+            .unwrap();
+
+        // Core's own choices leave adapters out.
+        for (k, v) in [("TDIST_TRANSPORT", "none"), ("TDIST_TRANSPORT", "stdout")] {
+            let b = from(&[(k, v)]).unwrap();
+            assert!(!b.may_select("zipkin"));
+            assert_eq!(b.pending_transport(), None);
+        }
+        let nothing = from(&[]).unwrap();
+        assert!(nothing.may_select("zipkin") && nothing.may_select("kafka"));
+        nothing.build().unwrap().shutdown().unwrap();
+    }
+
+    #[test]
+    fn a_zipkin_endpoint_nothing_sends_to_is_refused() {
+        let endpoint = (
+            "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
+            "http://127.0.0.1:9411/api/v2/spans",
+        );
+        let e = from(&[endpoint]).unwrap().build().unwrap_err();
+        assert_eq!(e.variable(), "OTEL_EXPORTER_ZIPKIN_ENDPOINT");
+        assert!(e.to_string().contains("ZipkinTransport::configure"), "{e}");
+        // Chosen elsewhere, in code or by the environment: no complaint.
+        let b = from(&[endpoint]).unwrap().transport(NoopTransport);
+        b.build().unwrap().shutdown().unwrap();
+        let b = from(&[endpoint, ("TDIST_TRANSPORT", "none")]).unwrap();
+        b.build().unwrap().shutdown().unwrap();
+    }
+
+    #[test]
+    fn service_name_from_resource_attributes() {
+        let name = |pairs: &[(&str, &str)]| {
+            let b = from(pairs).unwrap();
+            b.local.service_name().map(str::to_owned)
+        };
+        let attrs = "deployment.environment=prod, service.name=Order%20Service ,team=a";
+        let with = |v| [("OTEL_RESOURCE_ATTRIBUTES", v)];
+        assert_eq!(name(&with(attrs)).as_deref(), Some("order service"));
+        assert_eq!(name(&with("team=a")).as_deref(), Some("unknown_service"));
+        assert_eq!(
+            name(&with("service.name=")).as_deref(),
+            Some("unknown_service")
+        );
+        // OTEL_SERVICE_NAME wins, as the specification says.
+        let both = [
+            ("OTEL_RESOURCE_ATTRIBUTES", attrs),
+            ("OTEL_SERVICE_NAME", "billing"),
+        ];
+        assert_eq!(name(&both).as_deref(), Some("billing"));
+        for bad in [
+            "service.name",
+            "service.name=a%2",
+            "service.name=a%zz",
+            "service.name=a%+1",
+            "service.name=%ff",
+        ] {
+            let e = from(&with(bad)).unwrap_err();
+            assert_eq!(e.variable(), "OTEL_RESOURCE_ATTRIBUTES", "{bad}");
+        }
     }
 }

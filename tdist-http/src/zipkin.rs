@@ -61,6 +61,9 @@ use tdist_core::{FinishedSpan, TracerBuilder};
 /// The usual collector address.
 pub const DEFAULT_ENDPOINT: &str = "http://localhost:9411/api/v2/spans";
 
+/// This transport's name in `TDIST_TRANSPORT`.
+const NAME: &str = "zipkin";
+
 /// How spans are encoded in the request body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Encoding {
@@ -539,8 +542,9 @@ impl ZipkinTransport {
     }
 
     /// Selects this transport on `builder` when `OTEL_EXPORTER_ZIPKIN_ENDPOINT` is set, or with
-    /// the default endpoint when `TDIST_TRANSPORT=zipkin` (unless a transport was already
-    /// chosen in code or by `TDIST_TRANSPORT`).
+    /// the default endpoint when `TDIST_TRANSPORT=zipkin`, unless a transport was set in code
+    /// or `TDIST_TRANSPORT` names another (`kafka`, `stdout`, ...). Adapters may be asked in
+    /// any order: `TDIST_TRANSPORT` decides.
     pub fn configure(builder: TracerBuilder) -> Result<TracerBuilder, ConfigError> {
         Self::configure_with(builder, |k| std::env::var(k).ok())
     }
@@ -550,15 +554,16 @@ impl ZipkinTransport {
         builder: TracerBuilder,
         get: impl Fn(&str) -> Option<String>,
     ) -> Result<TracerBuilder, ConfigError> {
-        if builder.has_transport() {
+        let named = get("TDIST_TRANSPORT").filter(|t| !t.trim().is_empty());
+        let named = named.as_deref().map(str::trim);
+        if !builder.may_select(NAME) || named.is_some_and(|n| n != NAME) {
             return Ok(builder);
         }
-        let wanted = get("TDIST_TRANSPORT").is_some_and(|t| t.trim() == "zipkin");
         match Self::from_lookup(&get)? {
-            Some(t) => Ok(builder.transport_if_unset(t)),
-            None if wanted => {
+            Some(t) => Ok(builder.select_transport(NAME, t)),
+            None if named == Some(NAME) => {
                 let t = Self::from_settings(DEFAULT_ENDPOINT.to_owned(), &get)?;
-                Ok(builder.transport_if_unset(t))
+                Ok(builder.select_transport(NAME, t))
             }
             None => Ok(builder),
         }
@@ -981,6 +986,45 @@ mod tests {
         };
         let err = ZipkinTransport::from_lookup(bad).unwrap_err();
         assert_eq!(err.variable(), "OTEL_EXPORTER_ZIPKIN_TIMEOUT");
+    }
+
+    /// `TDIST_TRANSPORT` decides between adapters, whichever is asked first.
+    #[test]
+    fn env_selection_follows_tdist_transport() {
+        let env = |transport: Option<&'static str>| {
+            move |k: &str| match k {
+                "OTEL_EXPORTER_ZIPKIN_ENDPOINT" => Some("http://127.0.0.1:9/api/v2/spans".into()),
+                "TDIST_TRANSPORT" => transport.map(str::to_owned),
+                _ => None,
+            }
+        };
+        let configured = |transport| {
+            let b = TracerBuilder::from_lookup(env(transport)).unwrap();
+            ZipkinTransport::configure_with(b, env(transport)).unwrap()
+        };
+        for transport in [None, Some("zipkin")] {
+            let b = configured(transport);
+            assert!(b.has_transport() && b.pending_transport().is_none());
+            b.build().unwrap().shutdown().unwrap();
+        }
+        // Kafka was asked for: the endpoint alone does not take its place.
+        let b = configured(Some("kafka"));
+        assert_eq!(b.pending_transport(), Some("kafka"));
+        assert!(b.may_select("kafka"));
+        // Core's own choice, or a transport set in code, leaves the endpoint unused.
+        let b = configured(Some("none"));
+        assert!(b.has_transport() && !b.may_select(NAME));
+        let in_code = TracerBuilder::from_lookup(env(None))
+            .unwrap()
+            .transport(tdist_core::export::NoopTransport);
+        let b = ZipkinTransport::configure_with(in_code, env(None)).unwrap();
+        assert!(!b.may_select(NAME));
+        // The endpoint set and the builder never shown to this adapter: refused, not ignored.
+        let e = TracerBuilder::from_lookup(env(None))
+            .unwrap()
+            .build()
+            .unwrap_err();
+        assert_eq!(e.variable(), "OTEL_EXPORTER_ZIPKIN_ENDPOINT");
     }
 
     #[test]

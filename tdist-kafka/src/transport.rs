@@ -259,8 +259,10 @@ impl KafkaTransport {
         Ok(Some(b))
     }
 
-    /// Selects this transport on `builder` when `TDIST_KAFKA_BOOTSTRAP_SERVERS` is set (unless
-    /// a transport was already chosen); `TDIST_TRANSPORT=kafka` without it is an error.
+    /// Selects this transport on `builder` when `TDIST_KAFKA_BOOTSTRAP_SERVERS` is set, unless a
+    /// transport was set in code or `TDIST_TRANSPORT` names another (`zipkin`, `stdout`, ...);
+    /// `TDIST_TRANSPORT=kafka` without it is an error. Adapters may be asked in any order:
+    /// `TDIST_TRANSPORT` decides.
     pub fn configure(builder: TracerBuilder) -> Result<TracerBuilder, ConfigError> {
         Self::configure_with(builder, |k| std::env::var(k).ok())
     }
@@ -270,9 +272,15 @@ impl KafkaTransport {
         builder: TracerBuilder,
         get: impl Fn(&str) -> Option<String>,
     ) -> Result<TracerBuilder, ConfigError> {
-        let wanted = get("TDIST_TRANSPORT").is_some_and(|t| t.trim() == "kafka");
+        const NAME: &str = "kafka";
+        let named = get("TDIST_TRANSPORT").filter(|t| !t.trim().is_empty());
+        let named = named.as_deref().map(str::trim);
+        let wanted = named == Some(NAME);
+        if !builder.may_select(NAME) || named.is_some_and(|n| n != NAME) {
+            return Ok(builder);
+        }
         match Self::from_lookup(&get)? {
-            Some(t) => Ok(builder.transport_if_unset(t)),
+            Some(t) => Ok(builder.select_transport(NAME, t)),
             None if wanted => Err(ConfigError::new(
                 "TDIST_KAFKA_BOOTSTRAP_SERVERS",
                 "",

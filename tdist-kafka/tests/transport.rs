@@ -185,6 +185,23 @@ fn environment_selects_the_transport() {
     )
     .unwrap();
     assert!(b.has_transport());
+    // TDIST_TRANSPORT decides between adapters, whichever is asked first.
+    use tdist_core::config::TracerBuilder;
+    const FOR_ZIPKIN: &[(&str, &str)] = &[
+        ("TDIST_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1"),
+        ("TDIST_TRANSPORT", "zipkin"),
+    ];
+    const FOR_KAFKA: &[(&str, &str)] = &[
+        ("TDIST_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1"),
+        ("TDIST_TRANSPORT", "kafka"),
+    ];
+    let zipkin = TracerBuilder::from_lookup(env(FOR_ZIPKIN)).unwrap();
+    let b = KafkaTransport::configure_with(zipkin, env(FOR_ZIPKIN)).unwrap();
+    assert!(!b.has_transport());
+    assert_eq!(b.pending_transport(), Some("zipkin"));
+    let kafka = TracerBuilder::from_lookup(env(FOR_KAFKA)).unwrap();
+    let b = KafkaTransport::configure_with(kafka, env(FOR_KAFKA)).unwrap();
+    assert!(b.has_transport() && b.pending_transport().is_none());
 }
 
 /// A broker that goes away and comes back: the failed batch is reported (the reporter
