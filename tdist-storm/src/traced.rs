@@ -2,8 +2,8 @@
 //! code in the bolt itself.
 //!
 //! [`TracedBolt`] wraps a [`Bolt`]. At the start of each `execute` it reads the context the
-//! tuple carries (a B3 single string in a [`TraceField`], or a binary context frame at the
-//! start of a Kafka payload), removes it from the values the bolt sees, and starts a CONSUMER
+//! tuple carries (a full B3 single string or W3C `traceparent` in a [`TraceField`], or a binary
+//! context frame at the start of a Kafka payload), removes it from the values the bolt sees, and starts a CONSUMER
 //! span named after the component, current while the bolt works. The bolt's collector is
 //! wrapped in a [`TracedCollector`]: each emit gets the span's context added in the trace field
 //! (the span of the first anchor, or the current one when unanchored), anchors are passed on
@@ -47,17 +47,20 @@ pub use crate::traced_spout::{TracedSpout, TracedSpoutOutput};
 /// Where a tuple carries its trace context (a B3 single string).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum TraceField {
-    /// The last value, when it is a valid B3 (or W3C `traceparent`) string. Emits get the
-    /// context appended.
+    /// The last value, when it is a full context: a B3 single string with trace and span ids
+    /// (`{t}-{s}`, `{t}-{s}-{0|1|d}`, with or without parent) or a W3C `traceparent`. Anything
+    /// else, including a sampling-only B3 value (`0`, `1`, `d`), is the upstream's own data and
+    /// stays in the tuple, so tuples from uninstrumented components lose nothing. Emits get the
+    /// context appended (always a full context, the sampling decision inside it).
     #[default]
     Last,
-    /// The value at this position, when it is a valid context string. Emits get the context
-    /// inserted there.
+    /// The value at this position, under the same rule as [`Last`](Self::Last): only a full
+    /// context is taken. Emits get the context inserted there.
     Index(usize),
     /// The field of this name, as the topology declares it (`source->stream->fields` for
     /// inputs, `stream->outputfields` for emits). Exact: a declared field is removed whatever
-    /// it holds (a garbage value starts a new trace), and a stream that does not declare it
-    /// carries no context.
+    /// it holds (a sampling-only B3 value is honoured as a decision for a new trace, a garbage
+    /// value starts a new trace), and a stream that does not declare it carries no context.
     Named(String),
 }
 
@@ -216,13 +219,17 @@ impl<B: Bolt> TracedBolt<B> {
     }
 }
 
+/// Takes the value at `i` when it is a full context. A position is only a guess at where a trace
+/// field might be (an untraced upstream puts ordinary data there), so anything less stays in the
+/// tuple: a sampling-only B3 value (`0`, `1`, `d`) is also a plausible ordinary value, and our
+/// emitters never write one (the sampling decision travels inside a full context, `{t}-{s}-0`).
 fn take_if_valid(values: &mut Vec<Value>, i: usize) -> Extracted {
     match values.get(i).and_then(parse_value) {
-        Some(found) => {
+        Some(found @ Extracted::Context(_)) => {
             values.remove(i);
             found
         }
-        None => Extracted::Empty,
+        _ => Extracted::Empty,
     }
 }
 
@@ -432,11 +439,56 @@ mod tests {
     }
 
     #[test]
-    fn sampling_only_value_is_consumed() {
-        let b = bolt();
+    fn sampling_only_value_is_ordinary_data_by_position() {
+        // An untraced upstream's last value may well be "0", "1" or "d": it stays, and it
+        // decides nothing about sampling.
+        for field in [TraceField::Last, TraceField::Index(1)] {
+            let b = bolt().with_field(field);
+            for v in ["0", "1", "d"] {
+                let mut t = Tuple::new("1", "s", vec![json!("user42"), json!(v)]);
+                assert_eq!(b.extract(&mut t), Extracted::Empty, "{v}");
+                assert_eq!(t.values, [json!("user42"), json!(v)]);
+            }
+        }
+    }
+
+    #[test]
+    fn sampling_only_value_in_a_declared_field_is_a_decision() {
+        let mut b = bolt().with_field(TraceField::Named("_trace".into()));
+        b.topology.input_fields = HashMap::from([(
+            ("s".to_owned(), "default".to_owned()),
+            vec!["word".to_owned(), "_trace".to_owned()],
+        )]);
         let mut t = Tuple::new("1", "s", vec![json!("x"), json!("0")]);
         assert_eq!(b.extract(&mut t), Extracted::Sampling(SamplingState::Deny));
         assert_eq!(t.values, [json!("x")]);
+    }
+
+    #[test]
+    fn unsampled_emit_carries_a_full_context_that_position_fields_read_back() {
+        let never = Tracer::builder()
+            .sampler(tdist_core::Sampler::never())
+            .transport(tdist_core::export::NoopTransport)
+            .build()
+            .unwrap();
+        let span = never.root_span("spout");
+        assert_eq!(span.context().sampling(), SamplingState::Deny);
+        for field in [TraceField::Last, TraceField::Index(0)] {
+            let mut emit = Emit::new(vec![json!("x")]);
+            inject(
+                &field,
+                &TopologyContext::default(),
+                &mut emit,
+                Some(span.context()),
+            );
+            let at = usize::from(field == TraceField::Last);
+            let written = emit.values[at].as_str().unwrap().to_owned();
+            assert!(written.ends_with("-0"), "{written}");
+            let mut t = Tuple::new("1", "s", emit.values);
+            let got = bolt().with_field(field).extract(&mut t);
+            assert_eq!(got.context(), Some(span.context()));
+            assert_eq!(t.values, [json!("x")]);
+        }
     }
 
     #[test]

@@ -146,6 +146,69 @@ fn missing_or_garbage_trace_field_starts_a_new_trace() {
 }
 
 #[test]
+fn untraced_upstream_values_that_look_like_sampling_flags_are_kept() {
+    // A Java spout or pystorm bolt knows nothing of traces: its last value may be "0", "1" or
+    // "d". The bolt sees it, it reaches the emit, and it decides nothing about sampling.
+    let f = span_file("flags");
+    let h = relay(HarnessConfig::bolt("split"), &[], Some(&f));
+    let tuples: Vec<Tuple> = ["0", "1", "d"]
+        .iter()
+        .map(|v| h.tuple("legacy-spout", vec![json!("user42"), json!(v)]))
+        .collect();
+    for t in &tuples {
+        run(&h, t);
+    }
+    let r = h.records();
+    for (e, v) in r.emits.iter().zip(["0", "1", "d"]) {
+        assert_eq!(e.emit.values.len(), 3, "{:?}", e.emit.values);
+        assert_eq!(e.emit.values[..2], [json!("USER42"), json!(v)]);
+        ctx_in(&e.emit.values[2]);
+    }
+    h.close(T).unwrap();
+    let spans = read_spans(&f);
+    assert_eq!(spans.len(), 3, "\"0\" did not unsample a trace: {spans:?}");
+    assert!(spans.iter().all(|s| s.get("parentId").is_none()));
+    let _ = std::fs::remove_file(f);
+}
+
+#[test]
+fn an_unsampled_decision_travels_as_a_full_context() {
+    // A bolt whose sampler says no still writes the ids, with the decision inside (`-0`):
+    // the next bolt takes the field, stays unsampled, and keeps the trace id.
+    let (f1, f2) = (span_file("deny1"), span_file("deny2"));
+    let mut cmd = storm_example("relay");
+    cmd.env_remove("TDIST_TRANSPORT")
+        .env("TDIST_FILE", &f1)
+        .env("OTEL_TRACES_SAMPLER", "always_off");
+    let split = Harness::spawn(cmd, HarnessConfig::bolt("split")).unwrap();
+    let count = relay(HarnessConfig::bolt("count"), &[], Some(&f2));
+    let t1 = split.tuple("spout", vec![json!("hello")]);
+    run(&split, &t1);
+    let e1 = split.records().emits[0].emit.values.clone();
+    assert_eq!(e1.len(), 2);
+    let denied = ctx_in(&e1[1]);
+    assert_eq!(denied.sampling(), SamplingState::Deny);
+    assert!(e1[1].as_str().unwrap().ends_with("-0"), "{}", e1[1]);
+    let t2 = count.tuple("split", e1);
+    run(&count, &t2);
+    let e2 = count.records().emits[0].emit.values.clone();
+    assert_eq!(
+        e2.len(),
+        2,
+        "the field was taken, not passed on as data: {e2:?}"
+    );
+    assert_eq!(e2[0], "HELLO");
+    let next = ctx_in(&e2[1]);
+    assert_eq!(next.trace_id(), denied.trace_id());
+    assert_eq!(next.sampling(), SamplingState::Deny);
+    split.close(T).unwrap();
+    count.close(T).unwrap();
+    assert!(read_spans(&f1).is_empty() && read_spans(&f2).is_empty());
+    let _ = std::fs::remove_file(f1);
+    let _ = std::fs::remove_file(f2);
+}
+
+#[test]
 fn named_field_follows_declared_fields() {
     let f = span_file("named");
     let config = HarnessConfig::bolt("split")
