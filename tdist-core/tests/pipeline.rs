@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{tracer, Flaky, Hanging};
-use tdist_core::export::InMemory;
+use tdist_core::export::{InMemory, TransportError};
 use tdist_core::{Endpoint, Kind, Sampler, SamplingState, Tracer};
 
 #[test]
@@ -556,4 +556,149 @@ fn times_are_read_on_the_span_and_converted_when_reported() {
     let e = by_name("started earlier");
     assert_eq!(e.timestamp_us(), before - 10_000);
     assert!(e.duration_us() >= 10_000 && e.duration_us() <= after - before + 10_001);
+}
+
+/// Delivers the first half of a batch to `sink` and fails with a retryable partial failure;
+/// on `resend`, delivers the rest, or (when `rest_fails`) fails the rest for good.
+struct Halves {
+    sink: InMemory,
+    rest_fails: bool,
+    sends: AtomicUsize,
+    resends: AtomicUsize,
+}
+
+impl Halves {
+    fn new(sink: &InMemory, rest_fails: bool) -> Halves {
+        Halves {
+            sink: sink.clone(),
+            rest_fails,
+            sends: AtomicUsize::new(0),
+            resends: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// What `Halves` leaves for `resend`: where the undelivered part starts.
+struct From(usize);
+
+impl tdist_core::export::Transport for Halves {
+    fn send(&self, spans: &[tdist_core::FinishedSpan]) -> Result<(), TransportError> {
+        self.sends.fetch_add(1, Ordering::SeqCst);
+        let half = spans.len() / 2;
+        self.sink.send(&spans[..half])?;
+        let e = TransportError::retryable("second half refused");
+        Err(e.partial(spans.len() - half, From(half)))
+    }
+
+    fn resend(
+        &self,
+        spans: &[tdist_core::FinishedSpan],
+        failure: &TransportError,
+    ) -> Result<(), TransportError> {
+        self.resends.fetch_add(1, Ordering::SeqCst);
+        let From(start) = failure
+            .resume::<From>()
+            .expect("our own failure comes back");
+        if self.rest_fails {
+            let e = TransportError::fatal("second half rejected");
+            return Err(e.partial(spans.len() - start, From(*start)));
+        }
+        self.sink.send(&spans[*start..])
+    }
+}
+
+fn ten_spans(tracer: &Tracer) -> tdist_core::export::Stats {
+    for i in 0..10 {
+        tracer.root_span(format!("s{i}")).finish();
+    }
+    tracer.flush().unwrap()
+}
+
+/// Each span's name, sorted: a span delivered twice shows up twice.
+fn names(sink: &InMemory) -> Vec<String> {
+    let mut names: Vec<String> = sink.spans().iter().map(|s| s.name().to_owned()).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_retry_after_a_partial_failure_sends_only_the_rest_and_each_span_is_counted_once() {
+    let all: Vec<String> = {
+        let mut v: Vec<String> = (0..10).map(|i| format!("s{i}")).collect();
+        v.sort();
+        v
+    };
+    // One transport that delivers half, then the rest on the retry.
+    let sink = InMemory::new();
+    let halves = Arc::new(Halves::new(&sink, false));
+    let tracer = Tracer::builder().transport(halves.clone()).build().unwrap();
+    let s = ten_spans(&tracer);
+    assert_eq!((s.sent, s.failed), (10, 0));
+    assert_eq!(names(&sink), all);
+    assert_eq!(
+        halves.resends.load(Ordering::SeqCst),
+        halves.sends.load(Ordering::SeqCst)
+    );
+
+    // The rest rejected for good: half counted as sent, half as failed, nothing twice.
+    let sink = InMemory::new();
+    let tracer = Tracer::builder()
+        .transport(Halves::new(&sink, true))
+        .build()
+        .unwrap();
+    let s = ten_spans(&tracer);
+    assert_eq!(s.sent + s.failed, 10);
+    assert_eq!(s.sent as usize, sink.spans().len());
+    assert!(s.failed >= 5, "{s:?}");
+
+    // Beside a destination that took the batch: the retry goes to the one that failed only.
+    let (file, remote) = (InMemory::new(), InMemory::new());
+    let halves = Arc::new(Halves::new(&remote, false));
+    let fanout = tdist_core::export::Fanout::new()
+        .with(file.clone())
+        .with(halves.clone());
+    let tracer = Tracer::builder().transport(fanout).build().unwrap();
+    let s = ten_spans(&tracer);
+    assert_eq!((s.sent, s.failed), (10, 0));
+    assert_eq!(
+        names(&file),
+        all,
+        "the destination that took the batch got it once"
+    );
+    assert_eq!(names(&remote), all);
+
+    // Behind Detached, which retries on its own thread.
+    let remote = InMemory::new();
+    let detached = tdist_core::export::Detached::builder("remote")
+        .retries(2)
+        .build(Halves::new(&remote, false));
+    let handle = detached.handle();
+    let tracer = Tracer::builder().transport(detached).build().unwrap();
+    ten_spans(&tracer);
+    let d = handle.stats();
+    assert_eq!((d.delivered, d.failed), (10, 0), "{d:?}");
+    assert_eq!(names(&remote), all);
+
+    // A destination that refused the batch for good is not asked again while another retries;
+    // its spans count as failed (a span is delivered when every destination has it).
+    let calls = Arc::new(AtomicUsize::new(0));
+    let refusing = Flaky {
+        failures: AtomicUsize::new(usize::MAX),
+        retryable: false,
+        sink: InMemory::new(),
+        calls: calls.clone(),
+    };
+    let remote = InMemory::new();
+    let halves = Arc::new(Halves::new(&remote, false));
+    let fanout = tdist_core::export::Fanout::new()
+        .with(refusing)
+        .with(halves.clone());
+    let tracer = Tracer::builder().transport(fanout).build().unwrap();
+    let s = ten_spans(&tracer);
+    assert_eq!((s.sent, s.failed), (0, 10));
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        halves.sends.load(Ordering::SeqCst)
+    );
+    assert_eq!(names(&remote), all);
 }

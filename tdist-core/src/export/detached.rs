@@ -286,13 +286,10 @@ fn run(shared: &Shared, inner: &dyn Transport, retries: u32) {
                 state = shared.work.wait(state).unwrap_or_else(|p| p.into_inner());
             }
         };
-        let delivered = send_with_retries(shared, inner, &batch, retries);
+        let lost = send_with_retries(shared, inner, &batch, retries);
         let n = batch.len() as u64;
-        if delivered {
-            shared.delivered.fetch_add(n, Ordering::AcqRel);
-        } else {
-            shared.failed.fetch_add(n, Ordering::AcqRel);
-        }
+        shared.delivered.fetch_add(n - lost, Ordering::AcqRel);
+        shared.failed.fetch_add(lost, Ordering::AcqRel);
         let mut state = lock(&shared.state);
         state.pending -= batch.len();
         drop(state);
@@ -304,22 +301,26 @@ fn run(shared: &Shared, inner: &dyn Transport, retries: u32) {
 /// this (the batches behind this one wait for it).
 const MAX_ASKED_WAIT: Duration = Duration::from_secs(30);
 
+/// Sends `batch` to `inner`, retrying retryable failures (through `Transport::resend`, so a
+/// transport that delivered part of it sends only the rest); returns how many of its spans were
+/// not delivered.
 fn send_with_retries(
     shared: &Shared,
     inner: &dyn Transport,
     batch: &[FinishedSpan],
     retries: u32,
-) -> bool {
+) -> u64 {
     let mut backoff = Duration::from_millis(100);
     let mut attempt = 0;
+    let mut last: Option<TransportError> = None;
     loop {
-        let e = match super::send_catching_panics(inner, batch) {
-            Ok(()) => return true,
+        let e = match super::send_catching_panics(inner, batch, last.as_ref()) {
+            Ok(()) => return 0,
             Err(e) => e,
         };
         if !e.is_retryable() || attempt >= retries {
             shared.log_loss(&format_args!("spans failed: {e}"));
-            return false;
+            return e.undelivered(batch.len()) as u64;
         }
         attempt += 1;
         // Back off (at least as long as the destination asked, up to a bound), but stop at once
@@ -333,9 +334,10 @@ fn send_with_retries(
             .wait_timeout_while(state, wait, |s| !s.closed)
             .unwrap_or_else(|p| p.into_inner());
         if state.closed {
-            return false;
+            return e.undelivered(batch.len()) as u64;
         }
         backoff = (backoff * 2).min(Duration::from_secs(2));
+        last = Some(e);
     }
 }
 

@@ -25,6 +25,20 @@ pub trait Transport: Send + Sync + 'static {
     /// Sends one batch (at most the configured export batch size).
     fn send(&self, spans: &[FinishedSpan]) -> Result<(), TransportError>;
 
+    /// Sends `spans` again after `failure`, a retryable failure of [`send`](Self::send) (or of
+    /// an earlier `resend`) of the same batch. A transport that delivered part of the batch
+    /// before it failed (some of its messages, some of its destinations) records what is left
+    /// in the failure ([`TransportError::partial`]) and sends only that here, so that a retry
+    /// never delivers a span twice. The default sends the whole batch again.
+    fn resend(
+        &self,
+        spans: &[FinishedSpan],
+        failure: &TransportError,
+    ) -> Result<(), TransportError> {
+        let _ = failure;
+        self.send(spans)
+    }
+
     /// For a transport that delivers after [`send`](Self::send) returns (such as [`Detached`]):
     /// waits until what it was given is delivered or failed, or until `deadline`, and returns
     /// how many spans are still pending. Called by [`Tracer::flush`](crate::Tracer::flush) and
@@ -40,6 +54,14 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
         (**self).send(spans)
     }
 
+    fn resend(
+        &self,
+        spans: &[FinishedSpan],
+        failure: &TransportError,
+    ) -> Result<(), TransportError> {
+        (**self).resend(spans, failure)
+    }
+
     fn flush(&self, deadline: Instant) -> u64 {
         (**self).flush(deadline)
     }
@@ -50,19 +72,32 @@ impl<T: Transport + ?Sized> Transport for Arc<T> {
         (**self).send(spans)
     }
 
+    fn resend(
+        &self,
+        spans: &[FinishedSpan],
+        failure: &TransportError,
+    ) -> Result<(), TransportError> {
+        (**self).resend(spans, failure)
+    }
+
     fn flush(&self, deadline: Instant) -> u64 {
         (**self).flush(deadline)
     }
 }
 
-/// Calls `transport.send`, turning a panic into a fatal failure of the batch: a transport that
-/// panics must not take a worker thread (and every later span) with it.
+/// Calls `transport.send`, or `transport.resend` after a retryable failure of the same batch,
+/// turning a panic into a fatal failure of the batch: a transport that panics must not take a
+/// worker thread (and every later span) with it.
 pub(crate) fn send_catching_panics(
     transport: &dyn Transport,
     spans: &[FinishedSpan],
+    after: Option<&TransportError>,
 ) -> Result<(), TransportError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| transport.send(spans)))
-        .unwrap_or_else(|_| Err(TransportError::fatal("transport panicked")))
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match after {
+        None => transport.send(spans),
+        Some(failure) => transport.resend(spans, failure),
+    }))
+    .unwrap_or_else(|_| Err(TransportError::fatal("transport panicked")))
 }
 
 /// A failed delivery: whether retrying may help, and why.
@@ -72,6 +107,20 @@ pub struct TransportError {
     retryable: bool,
     message: String,
     retry_after: Option<std::time::Duration>,
+    /// Spans of the batch this failure left undelivered, when not all of them.
+    undelivered: Option<usize>,
+    /// What the transport's `resend` needs to send only the rest.
+    resume: Option<Resume>,
+}
+
+/// A transport's own record of what is left of a batch; opaque to everyone else.
+#[derive(Clone)]
+struct Resume(Arc<dyn std::any::Any + Send + Sync>);
+
+impl std::fmt::Debug for Resume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Resume")
+    }
 }
 
 impl TransportError {
@@ -81,6 +130,8 @@ impl TransportError {
             retryable: true,
             message: message.into(),
             retry_after: None,
+            undelivered: None,
+            resume: None,
         }
     }
 
@@ -90,6 +141,8 @@ impl TransportError {
             retryable: false,
             message: message.into(),
             retry_after: None,
+            undelivered: None,
+            resume: None,
         }
     }
 
@@ -116,6 +169,32 @@ impl TransportError {
     pub fn with_note(mut self, note: impl std::fmt::Display) -> TransportError {
         self.message = format!("{} ({note})", self.message);
         self
+    }
+
+    /// Part of the batch was delivered before this failure: `undelivered` of its spans were
+    /// not. `resume` is the transport's own record of what is left, which its
+    /// [`Transport::resend`] reads back with [`resume`](Self::resume) to send only that. When
+    /// the batch is finally given up, the reporter counts `undelivered` spans as failed and
+    /// the rest as sent.
+    pub fn partial<R: std::any::Any + Send + Sync>(
+        mut self,
+        undelivered: usize,
+        resume: R,
+    ) -> TransportError {
+        self.undelivered = Some(undelivered);
+        self.resume = Some(Resume(Arc::new(resume)));
+        self
+    }
+
+    /// The record [`partial`](Self::partial) was given, if it is an `R`.
+    pub fn resume<R: std::any::Any + Send + Sync>(&self) -> Option<&R> {
+        self.resume.as_ref()?.0.downcast_ref()
+    }
+
+    /// How many of a batch of `batch_len` spans this failure left undelivered: all of them
+    /// unless the failure is [`partial`](Self::partial).
+    pub fn undelivered(&self, batch_len: usize) -> usize {
+        self.undelivered.map_or(batch_len, |n| n.min(batch_len))
     }
 }
 

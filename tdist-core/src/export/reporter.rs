@@ -397,14 +397,17 @@ fn drain(shared: &Shared, batch: &mut Vec<FinishedSpan>, queues: &mut Vec<Arc<Lo
 }
 
 /// Sends one batch, retrying retryable failures with doubling backoff inside the export timeout;
-/// a destination that asks for a longer wait (`TransportError::retry_after`) gets it.
+/// a destination that asks for a longer wait (`TransportError::retry_after`) gets it. A retry
+/// goes through `Transport::resend` with the last failure, so a transport that delivered part of
+/// the batch sends only the rest.
 fn export(shared: &Shared, spans: &[FinishedSpan]) {
     let cfg = &shared.config;
     let start = Instant::now();
     let mut backoff = Duration::from_millis(50);
     let mut attempt = 0;
+    let mut last: Option<TransportError> = None;
     loop {
-        let sent = super::send_catching_panics(&*shared.transport, spans);
+        let sent = super::send_catching_panics(&*shared.transport, spans, last.as_ref());
         match sent {
             Ok(()) => {
                 shared.sent.fetch_add(spans.len() as u64, Ordering::AcqRel);
@@ -421,6 +424,7 @@ fn export(shared: &Shared, spans: &[FinishedSpan]) {
                 }
                 std::thread::sleep(wait);
                 backoff = (backoff * 2).min(Duration::from_secs(2));
+                last = Some(e);
             }
         }
     }
@@ -430,9 +434,13 @@ fn stopping(shared: &Shared) -> bool {
     lock(&shared.control).stop
 }
 
+/// Counts a batch of `n` spans given up after `e`: what `e` says was delivered as sent, the
+/// rest as failed.
 fn fail(shared: &Shared, n: usize, e: &TransportError) {
-    shared.failed.fetch_add(n as u64, Ordering::AcqRel);
-    tracing::debug!(target: "tdist", spans = n, error = %e, "tdist transport failed");
+    let lost = e.undelivered(n);
+    shared.sent.fetch_add((n - lost) as u64, Ordering::AcqRel);
+    shared.failed.fetch_add(lost as u64, Ordering::AcqRel);
+    tracing::debug!(target: "tdist", spans = lost, error = %e, "tdist transport failed");
 }
 
 /// At most this many emptied record boxes wait per thread for reuse (~12 KB).

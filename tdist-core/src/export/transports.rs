@@ -77,9 +77,11 @@ impl Transport for NoopTransport {
 }
 
 /// Sends every batch to several transports, one after the other. The batch succeeds when all
-/// succeed; when some fail, the error is retryable only if every failure was, and successful
-/// transports may see a retried batch again. Put a destination that may hang behind
-/// [`Detached`](super::Detached) so that it cannot hold up the others.
+/// succeed. When some fail, the error is retryable if any failure was, and a retry
+/// ([`Transport::resend`]) goes only to the transports whose failure was retryable (each
+/// resending only what it did not deliver): a transport that took the batch never sees it
+/// twice. Put a destination that may hang behind [`Detached`](super::Detached) so that it
+/// cannot hold up the others.
 #[derive(Default)]
 pub struct Fanout {
     targets: Vec<Box<dyn Transport>>,
@@ -116,27 +118,62 @@ impl Fanout {
     }
 }
 
+/// What a failed [`Fanout`] send left: each target's failure, `None` where it delivered.
+struct FanoutLeft(Vec<Option<TransportError>>);
+
+/// A fan-out's result from its targets' outcomes, for a batch of `n` spans: retryable when a
+/// target may still succeed; partial, so that a retry goes only to the targets that failed (a
+/// target that delivered never gets the batch twice, one that failed for good is not asked
+/// again).
+fn fan_in(outcomes: Vec<Option<TransportError>>, n: usize) -> Result<(), TransportError> {
+    let failed: Vec<&TransportError> = outcomes.iter().flatten().collect();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let message = failed
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    let retryable = failed.iter().filter(|e| e.is_retryable());
+    let mut e = match retryable.clone().count() {
+        0 => TransportError::fatal(message),
+        _ => TransportError::retryable(message),
+    };
+    if let Some(wait) = retryable.filter_map(|e| e.retry_delay()).max() {
+        e = e.retry_after(wait);
+    }
+    // A span is delivered when every target has it.
+    let undelivered = failed.iter().map(|e| e.undelivered(n)).max().unwrap_or(n);
+    Err(e.partial(undelivered, FanoutLeft(outcomes)))
+}
+
 impl Transport for Fanout {
     fn send(&self, spans: &[FinishedSpan]) -> Result<(), TransportError> {
-        let mut errors = Vec::new();
-        for t in &self.targets {
-            if let Err(e) = t.send(spans) {
-                errors.push(e);
-            }
-        }
-        if errors.is_empty() {
-            return Ok(());
-        }
-        let message = errors
+        let outcomes = self.targets.iter().map(|t| t.send(spans).err()).collect();
+        fan_in(outcomes, spans.len())
+    }
+
+    fn resend(
+        &self,
+        spans: &[FinishedSpan],
+        failure: &TransportError,
+    ) -> Result<(), TransportError> {
+        let before = match failure.resume::<FanoutLeft>() {
+            Some(FanoutLeft(before)) if before.len() == self.targets.len() => before,
+            _ => return self.send(spans),
+        };
+        let outcomes = self
+            .targets
             .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ");
-        if errors.iter().all(TransportError::is_retryable) {
-            Err(TransportError::retryable(message))
-        } else {
-            Err(TransportError::fatal(message))
-        }
+            .zip(before)
+            .map(|(t, before)| match before {
+                None => None,
+                Some(e) if !e.is_retryable() => Some(e.clone()),
+                Some(e) => t.resend(spans, e).err(),
+            })
+            .collect();
+        fan_in(outcomes, spans.len())
     }
 
     fn flush(&self, deadline: std::time::Instant) -> u64 {
