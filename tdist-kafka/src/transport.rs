@@ -3,7 +3,12 @@
 //! Each Kafka message is one list of spans, as the collector expects: a JSON list of Zipkin
 //! v2 spans (every span carries `localEndpoint`, which the collector needs to tell v2 from v1)
 //! or a proto3 `ListOfSpans`. Batches larger than the maximum message size are split into
-//! several messages; a single span larger than it is dropped and reported as a failure.
+//! several messages; a single span larger than it is dropped and counted as failed, alone.
+//! When some messages of a batch are acknowledged and others are not, the failure is partial
+//! and the reporter's retry (`Transport::resend`) sends only the spans of the others; a message
+//! the broker refuses for good (too large, not authorized, its policy) loses its spans and is
+//! not retried. A message whose acknowledgement does not come within the timeout is sent again
+//! (at least once: it may have been written).
 //! The record key is null and no header is written.
 //!
 //! The transport runs on the reporter's background thread. It uses a `BaseProducer` of its
@@ -33,7 +38,6 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{
     BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig,
 };
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tdist_core::config::{ConfigError, TracerBuilder};
@@ -45,6 +49,8 @@ use tdist_core::FinishedSpan;
 pub const DEFAULT_TOPIC: &str = "zipkin";
 /// The default largest message, as Zipkin's reference Kafka sender.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 500_000;
+/// The smallest largest message a transport is built with.
+const MIN_MESSAGE_BYTES: usize = 1024;
 
 /// How spans are encoded in each message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -80,7 +86,8 @@ impl KafkaTransportBuilder {
         self
     }
 
-    /// The largest message written (default 500 000 bytes); larger batches are split.
+    /// The largest message written (default 500 000 bytes, at least 1024); larger batches are
+    /// split.
     pub fn max_message_bytes(mut self, bytes: usize) -> Self {
         self.max_message_bytes = bytes;
         self
@@ -106,11 +113,18 @@ impl KafkaTransportBuilder {
             .as_millis()
             .clamp(1, i32::MAX as u128)
             .to_string();
-        let max = self.max_message_bytes.max(1024);
+        let max = self.max_message_bytes.max(MIN_MESSAGE_BYTES);
+        // librdkafka wants its linger shorter than the message timeout.
+        let linger_ms = self
+            .timeout
+            .as_millis()
+            .saturating_sub(1)
+            .min(5)
+            .to_string();
         config
             .set("bootstrap.servers", &self.bootstrap)
             .set("acks", "1")
-            .set("linger.ms", "5")
+            .set("linger.ms", &linger_ms)
             .set("message.timeout.ms", &timeout_ms)
             .set("message.max.bytes", (max + 1024).to_string());
         for (k, v) in &self.extra {
@@ -121,30 +135,80 @@ impl KafkaTransportBuilder {
             producer,
             topic: self.topic,
             encoding: self.encoding,
-            max_message_bytes: self.max_message_bytes,
+            max_message_bytes: max,
             timeout: self.timeout,
         })
     }
 }
 
-/// Counts failed deliveries of the current batch.
+/// What the broker said of each message of the batch being sent, by its index (the delivery
+/// opaque); reports of an earlier, abandoned batch carry another generation and are ignored.
 #[derive(Debug, Default)]
 struct Deliveries {
-    failed: AtomicU64,
-    last_error: Mutex<Option<String>>,
+    batch: Mutex<Outcomes>,
+}
+
+#[derive(Debug, Default)]
+struct Outcomes {
+    generation: usize,
+    /// `None` until the message's delivery report arrives.
+    of: Vec<Option<Result<(), Failure>>>,
+}
+
+/// Why a message was not delivered, and whether sending it again may help.
+#[derive(Debug, Clone)]
+struct Failure {
+    why: String,
+    retryable: bool,
+}
+
+impl Failure {
+    fn of(e: &KafkaError) -> Failure {
+        Failure {
+            why: e.to_string(),
+            retryable: e.rdkafka_error_code().is_none_or(|c| !permanent(c)),
+        }
+    }
+}
+
+/// Errors sending the message again cannot fix: it is too large for the broker, the topic is
+/// not ours to write, or the broker refuses it by configuration. (An unknown topic stays
+/// retryable: the collector's topic may be being created.)
+fn permanent(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        code,
+        C::MessageSizeTooLarge
+            | C::MessageBatchTooLarge
+            | C::InvalidRecord
+            | C::InvalidTopic
+            | C::InvalidRequiredAcks
+            | C::PolicyViolation
+            | C::TopicAuthorizationFailed
+            | C::ClusterAuthorizationFailed
+            | C::InvalidArgument
+            | C::Fatal
+    )
 }
 
 impl ClientContext for Deliveries {}
 
 impl ProducerContext for Deliveries {
-    type DeliveryOpaque = ();
+    type DeliveryOpaque = Box<Tag>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((e, _)) = result {
-            self.failed.fetch_add(1, Ordering::Relaxed);
-            if let Ok(mut last) = self.last_error.lock() {
-                *last = Some(e.to_string());
-            }
+    fn delivery(&self, result: &DeliveryResult<'_>, tag: Box<Tag>) {
+        let Tag { generation, index } = *tag;
+        let Ok(mut batch) = self.batch.lock() else {
+            return;
+        };
+        if batch.generation != generation {
+            return;
+        }
+        if let Some(slot) = batch.of.get_mut(index) {
+            *slot = Some(match result {
+                Ok(_) => Ok(()),
+                Err((e, _)) => Err(Failure::of(e)),
+            });
         }
     }
 }
@@ -231,7 +295,7 @@ impl KafkaTransport {
                 .trim()
                 .parse::<usize>()
                 .ok()
-                .filter(|n| *n >= 1024)
+                .filter(|n| *n >= MIN_MESSAGE_BYTES)
                 .ok_or_else(|| {
                     ConfigError::new(
                         "TDIST_KAFKA_MAX_MESSAGE_BYTES",
@@ -301,8 +365,10 @@ impl KafkaTransport {
         split_messages(spans, self.encoding, self.max_message_bytes)
     }
 
-    fn enqueue(&self, msg: &[u8], deadline: Instant) -> Result<(), TransportError> {
-        let mut record = BaseRecord::<(), [u8]>::to(&self.topic).payload(msg);
+    /// Hands one message to librdkafka, waiting (until `deadline`) while its queue is full.
+    fn enqueue(&self, msg: &[u8], tag: Tag, deadline: Instant) -> Result<(), Failure> {
+        let mut record =
+            BaseRecord::<(), [u8], Box<Tag>>::with_opaque_to(&self.topic, tag.into()).payload(msg);
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
@@ -312,10 +378,98 @@ impl KafkaTransport {
                     record = r;
                     self.producer.poll(Duration::from_millis(50));
                 }
-                Err((e, _)) => return Err(TransportError::retryable(format!("kafka: {e}"))),
+                Err((e, _)) => return Err(Failure::of(&e)),
             }
         }
     }
+
+    /// Sends the spans of `spans` at `indices` (the whole batch, or what a partial failure
+    /// left), `lost` of the batch's spans being lost for good already, and waits for the
+    /// broker's acknowledgements until the timeout. Fails partially when some messages got
+    /// through: the failure holds the spans of the others for [`Transport::resend`].
+    fn deliver(
+        &self,
+        spans: &[FinishedSpan],
+        indices: &[usize],
+        mut lost: usize,
+    ) -> Result<(), TransportError> {
+        let deadline = Instant::now() + self.timeout;
+        let picked = indices.iter().filter_map(|&i| Some((i, spans.get(i)?)));
+        let (messages, oversized) = split_indexed(picked, self.encoding, self.max_message_bytes);
+        lost += oversized;
+        let ctx = self.producer.context();
+        let generation = {
+            let mut batch = lock(&ctx.batch);
+            batch.generation = batch.generation.wrapping_add(1);
+            batch.of = vec![None; messages.len()];
+            batch.generation
+        };
+        for (index, (payload, _)) in messages.iter().enumerate() {
+            if let Err(f) = self.enqueue(payload, Tag { generation, index }, deadline) {
+                // This message and those after it were never handed over.
+                lock(&ctx.batch).of[index..].fill(Some(Err(f)));
+                break;
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if self.producer.flush(left).is_err() {
+            self.abandon();
+        }
+        let outcomes = std::mem::take(&mut lock(&ctx.batch).of);
+        let mut retry = Vec::new();
+        let (mut failed, mut why) = (0, None);
+        for ((_, covered), outcome) in messages.iter().zip(outcomes) {
+            let failure = match outcome {
+                Some(Ok(())) => continue,
+                Some(Err(f)) => f,
+                None => Failure {
+                    why: format!("not acknowledged within {:?}", self.timeout),
+                    retryable: true,
+                },
+            };
+            failed += 1;
+            if failure.retryable {
+                retry.extend_from_slice(covered);
+            } else {
+                lost += covered.len();
+            }
+            why.get_or_insert(failure.why);
+        }
+        if failed == 0 && lost == 0 {
+            return Ok(());
+        }
+        let mut message = format!("kafka: {failed} of {} messages failed", messages.len());
+        if let Some(why) = why {
+            message = format!("{message}: {why}");
+        }
+        if oversized > 0 {
+            let max = self.max_message_bytes;
+            message = format!("{message}; {oversized} spans larger than {max} bytes dropped");
+        }
+        let undelivered = retry.len() + lost;
+        let error = match retry.is_empty() {
+            true => TransportError::fatal(message),
+            false => TransportError::retryable(message),
+        };
+        Err(error.partial(undelivered, KafkaLeft { retry, lost }))
+    }
+}
+
+/// What a partly failed batch left for [`Transport::resend`]: the spans (indices into the
+/// batch) whose messages may still get through, and how many spans were lost for good.
+struct KafkaLeft {
+    retry: Vec<usize>,
+    lost: usize,
+}
+
+/// A message's delivery opaque: the batch it belongs to and its index there.
+struct Tag {
+    generation: usize,
+    index: usize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl KafkaTransport {
@@ -325,48 +479,36 @@ impl KafkaTransport {
         self.producer.in_flight_count()
     }
 
-    fn abandon(&self, err: TransportError) -> TransportError {
+    /// Purges what is queued or in flight and serves the purged messages' delivery reports
+    /// now, not in the next batch. (A message purged in flight may still have been written;
+    /// it is sent again with the rest: at least once, never lost.)
+    fn abandon(&self) {
         self.producer
             .purge(PurgeConfig::default().queue().inflight());
-        // Serve the purged messages' delivery reports now, not in the next batch.
         let until = Instant::now() + Duration::from_millis(500);
         while self.producer.in_flight_count() > 0 && Instant::now() < until {
             self.producer.poll(Duration::from_millis(10));
         }
-        self.producer.context().failed.store(0, Ordering::Relaxed);
-        err
     }
 }
 
 impl Transport for KafkaTransport {
     fn send(&self, spans: &[FinishedSpan]) -> Result<(), TransportError> {
-        let deadline = Instant::now() + self.timeout;
-        let (messages, oversized) = self.messages(spans);
-        let ctx = self.producer.context();
-        ctx.failed.store(0, Ordering::Relaxed);
-        for msg in &messages {
-            self.enqueue(msg, deadline).map_err(|e| self.abandon(e))?;
+        let all: Vec<usize> = (0..spans.len()).collect();
+        self.deliver(spans, &all, 0)
+    }
+
+    /// Sends only the spans whose messages failed retryably (the others were acknowledged,
+    /// or are lost for good: too large, or refused for a reason sending again cannot fix).
+    fn resend(
+        &self,
+        spans: &[FinishedSpan],
+        failure: &TransportError,
+    ) -> Result<(), TransportError> {
+        match failure.resume::<KafkaLeft>() {
+            Some(left) => self.deliver(spans, &left.retry, left.lost),
+            None => self.send(spans),
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        self.producer
-            .flush(left)
-            .map_err(|e| self.abandon(TransportError::retryable(format!("kafka flush: {e}"))))?;
-        let failed = ctx.failed.swap(0, Ordering::Relaxed);
-        if failed > 0 {
-            let why = ctx.last_error.lock().ok().and_then(|mut l| l.take());
-            return Err(TransportError::retryable(format!(
-                "kafka: {failed} of {} messages failed: {}",
-                messages.len(),
-                why.unwrap_or_default()
-            )));
-        }
-        if oversized > 0 {
-            return Err(TransportError::fatal(format!(
-                "kafka: {oversized} spans larger than {} bytes dropped",
-                self.max_message_bytes
-            )));
-        }
-        Ok(())
     }
 }
 
@@ -377,6 +519,20 @@ pub fn split_messages(
     encoding: Encoding,
     max: usize,
 ) -> (Vec<Vec<u8>>, usize) {
+    let (messages, dropped) = split_indexed(spans.iter().enumerate(), encoding, max);
+    (messages.into_iter().map(|(m, _)| m).collect(), dropped)
+}
+
+/// An encoded message, and the indices (in the batch) of the spans it holds.
+type Message = (Vec<u8>, Vec<usize>);
+
+/// [`split_messages`] for spans given with their indices in the batch: each message comes with
+/// the indices of the spans it holds.
+fn split_indexed<'a>(
+    spans: impl Iterator<Item = (usize, &'a FinishedSpan)>,
+    encoding: Encoding,
+    max: usize,
+) -> (Vec<Message>, usize) {
     let mut out = Vec::new();
     let mut dropped = 0;
     let mut one = Vec::with_capacity(512);
@@ -385,7 +541,8 @@ pub fn split_messages(
         Encoding::Proto3 => (b"", b"", b""),
     };
     let mut cur: Vec<u8> = Vec::new();
-    for s in spans {
+    let mut held: Vec<usize> = Vec::new();
+    for (index, s) in spans {
         one.clear();
         match encoding {
             Encoding::Json => write_json_span(s, &mut one),
@@ -399,7 +556,7 @@ pub fn split_messages(
         let need = if empty { open.len() } else { sep.len() } + one.len() + close.len();
         if !empty && cur.len() + need > max {
             cur.extend_from_slice(close);
-            out.push(std::mem::take(&mut cur));
+            out.push((std::mem::take(&mut cur), std::mem::take(&mut held)));
         }
         if cur.is_empty() {
             cur.reserve(max.min(64 * 1024));
@@ -408,10 +565,11 @@ pub fn split_messages(
             cur.extend_from_slice(sep);
         }
         cur.extend_from_slice(&one);
+        held.push(index);
     }
     if !cur.is_empty() {
         cur.extend_from_slice(close);
-        out.push(cur);
+        out.push((cur, held));
     }
     (out, dropped)
 }

@@ -185,6 +185,12 @@ fn environment_selects_the_transport() {
     )
     .unwrap();
     assert!(b.has_transport());
+    // A timeout shorter than librdkafka's default linger still makes a transport.
+    const SHORT: &[(&str, &str)] = &[
+        ("TDIST_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1"),
+        ("TDIST_KAFKA_TIMEOUT", "3"),
+    ];
+    assert!(KafkaTransport::from_lookup(env(SHORT)).unwrap().is_some());
     // TDIST_TRANSPORT decides between adapters, whichever is asked first.
     use tdist_core::config::TracerBuilder;
     const FOR_ZIPKIN: &[(&str, &str)] = &[
@@ -250,4 +256,133 @@ async fn recovers_after_the_broker_comes_back() {
         2,
         "the first and the last batch, nothing purged resurfaced"
     );
+}
+
+/// The span ids in the JSON lists `got` holds, in order, duplicates kept.
+fn span_ids(got: &[rdkafka::message::OwnedMessage]) -> Vec<String> {
+    let mut ids = Vec::new();
+    for m in got {
+        let list: Vec<serde_json::Value> = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        ids.extend(list.iter().map(|s| s["id"].as_str().unwrap().to_owned()));
+    }
+    ids
+}
+
+/// A span too large for any message is dropped alone: the rest of its batch is delivered and
+/// counted as sent, and only that span as failed (it used to fail the whole batch's count).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_span_fails_alone() {
+    let broker = Broker::start();
+    let topic = broker.topic("zipkin-big").await;
+    let transport = KafkaTransport::builder(broker.bootstrap())
+        .topic(&topic)
+        .max_message_bytes(2048)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let tracer = Tracer::builder()
+        .service_name("big")
+        .transport(transport)
+        .build()
+        .unwrap();
+    make_spans(&tracer, 6);
+    let mut big = tracer.root_span("big");
+    big.tag("blob", "x".repeat(5000));
+    big.finish();
+    let stats = tracer.flush().unwrap();
+    assert_eq!((stats.sent, stats.failed), (12, 1), "{stats:?}");
+    let ids = span_ids(&broker.consume(&topic, usize::MAX, Duration::from_secs(3)));
+    assert_eq!(ids.len(), 12);
+}
+
+/// A message of a batch refused for good (here the broker calls it too large) loses its own
+/// spans only. Before, the transport reported the whole batch as retryable and the reporter
+/// sent every message again: the messages that had been written were duplicated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_message_loses_its_spans_only_and_nothing_is_written_twice() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let broker = Broker::start();
+    let support::Broker::Mock(cluster) = &broker else {
+        eprintln!("skipped: needs the mock cluster's fault injection");
+        return;
+    };
+    let topic = broker.topic("zipkin-refused").await;
+    let transport = KafkaTransport::builder(broker.bootstrap())
+        .topic(&topic)
+        .max_message_bytes(1024)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let tracer = Tracer::builder()
+        .service_name("refused")
+        .transport(transport)
+        .build()
+        .unwrap();
+    // Metadata and connection first, so that the error hits the batch below.
+    tracer.root_span("warm").finish();
+    tracer.flush().unwrap();
+    let too_large = RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE;
+    cluster.request_errors(RDKafkaApiKey::Produce, &[too_large]);
+    make_spans(&tracer, 6);
+    let stats = tracer.flush().unwrap();
+    assert_eq!(stats.sent + stats.failed, 13, "{stats:?}");
+    assert!(stats.failed > 0, "the refusal was counted: {stats:?}");
+    let mut ids = span_ids(&broker.consume(&topic, usize::MAX, Duration::from_secs(3)));
+    assert_eq!(
+        ids.len() as u64,
+        stats.sent,
+        "what was counted as sent is on the topic"
+    );
+    ids.sort();
+    let written = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), written, "no span written twice");
+}
+
+/// What a retryable failure left is sent alone by `resend`: the acknowledged messages are not
+/// written again, and every span is on the topic once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resend_writes_only_what_was_not_acknowledged() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    use tdist_core::export::Transport;
+    let broker = Broker::start();
+    let support::Broker::Mock(cluster) = &broker else {
+        eprintln!("skipped: needs the mock cluster's fault injection");
+        return;
+    };
+    let topic = broker.topic("zipkin-resend").await;
+    let t = KafkaTransport::builder(broker.bootstrap())
+        .topic(&topic)
+        .max_message_bytes(1024)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let sink = tdist_core::export::InMemory::new();
+    let tracer = Tracer::builder()
+        .service_name("s")
+        .transport(sink.clone())
+        .build()
+        .unwrap();
+    make_spans(&tracer, 7);
+    tracer.flush().unwrap();
+    let spans = sink.spans();
+    t.send(&spans[..1]).unwrap();
+    // The broker answers the next produce request with an error librdkafka does not retry
+    // itself and the transport does: only that request's messages are left.
+    let unknown = RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN;
+    cluster.request_errors(RDKafkaApiKey::Produce, &[unknown]);
+    let batch = &spans[1..];
+    let err = t.send(batch).unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    let left = err.undelivered(batch.len());
+    assert!(
+        left > 0 && left < batch.len(),
+        "some messages got through: {left} left"
+    );
+    t.resend(batch, &err).unwrap();
+    let ids = span_ids(&broker.consume(&topic, usize::MAX, Duration::from_secs(3)));
+    let mut distinct = ids.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!((ids.len(), distinct.len()), (spans.len(), spans.len()));
 }
