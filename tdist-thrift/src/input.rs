@@ -10,14 +10,30 @@ use thrift::protocol::{
 };
 use thrift::transport::TReadTransport;
 
-thread_local! {
-    /// The context a server-side input protocol found in front of the last request read on
-    /// this thread; taken by the traced processor.
-    static INBOUND: Cell<Option<SpanContext>> = const { Cell::new(None) };
+/// What a server-side input protocol learnt about the request this thread read last.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Inbound {
+    /// The request was read through prefix detection, so a prefixed request would have been
+    /// understood. False when the stack is plain Thrift (or nothing was read).
+    pub(crate) detects: bool,
+    /// The context in front of the request, if it had a prefix.
+    pub(crate) context: Option<SpanContext>,
 }
 
-/// Takes the context found in front of the request this thread read last (server side).
-pub(crate) fn take_inbound() -> Option<SpanContext> {
+thread_local! {
+    /// Set by a server-side input protocol at each message start; taken by the traced
+    /// processor.
+    static INBOUND: Cell<Inbound> = const {
+        Cell::new(Inbound {
+            detects: false,
+            context: None,
+        })
+    };
+}
+
+/// Takes what was found in front of the request this thread read last (server side), leaving
+/// "nothing read through prefix detection".
+pub(crate) fn take_inbound() -> Inbound {
     INBOUND.with(Cell::take)
 }
 
@@ -128,7 +144,12 @@ impl<P: TInputProtocol> TInputProtocol for TracingInputProtocol<P> {
                     Ok((_, Detected::Context(c))) => Some(*c),
                     _ => None,
                 };
-                INBOUND.with(|i| i.set(ctx));
+                INBOUND.with(|i| {
+                    i.set(Inbound {
+                        detects: true,
+                        context: ctx,
+                    })
+                });
                 res.map(|(ident, _)| ident)
             }
             Role::Client(call) => {

@@ -1,7 +1,7 @@
 //! The traced processor: a SERVER span per call, the context current while the handler runs,
 //! replies in kind, and the answer to the upgrade probe.
 
-use crate::input::take_inbound;
+use crate::input::{take_inbound, Inbound};
 use crate::prefix::write_prefix;
 use crate::PROBE_METHOD;
 use std::cell::Cell;
@@ -36,9 +36,17 @@ pub(crate) fn set_connection_peer(peer: SocketAddr) {
 /// The reply carries a prefix only when the request did, so a client that sent plain Thrift gets
 /// exactly the bytes a plain server would send. Application exceptions, declared exceptions and
 /// processor errors tag the span as an error. Finagle's `__can__finagle__trace__v3__` probe is
-/// refused with `UNKNOWN_METHOD` (args drained), so Finagle clients fall back to plain Thrift. Under [`Server`](crate::Server) the span's remote
-/// endpoint is the client's address. The upgrade probe ([`PROBE_METHOD`]) is answered
-/// here, after its arguments are drained, and never reaches the wrapped processor.
+/// refused with `UNKNOWN_METHOD` (args drained), so Finagle clients fall back to plain Thrift.
+/// Under [`Server`](crate::Server) the span's remote endpoint is the client's address.
+///
+/// The upgrade probe ([`PROBE_METHOD`]) is handled here, after its arguments are drained, and
+/// never reaches the wrapped processor. It is answered with a REPLY only when the request was
+/// read through a [`TracingInputProtocol`](crate::TracingInputProtocol) (a [`Server`](crate::Server)
+/// with [`ServerOptions::traced`](crate::ServerOptions::traced), or thrift's `TServer` with a
+/// [`TracingInputProtocolFactory`](crate::TracingInputProtocolFactory)); on a plain stack, which
+/// could not read the prefixed calls a REPLY would invite, it is refused with `UNKNOWN_METHOD`
+/// like any unknown method, and negotiating clients talk plain Thrift to it (still traced on
+/// this side, as new traces).
 #[derive(Debug)]
 pub struct TracedProcessor<P> {
     inner: P,
@@ -74,13 +82,20 @@ impl<P: TProcessor> TProcessor for TracedProcessor<P> {
         i: &mut dyn TInputProtocol,
         o: &mut dyn TOutputProtocol,
     ) -> thrift::Result<()> {
+        // Whatever an earlier read on this thread left is not about this request.
+        take_inbound();
         let ident = i.read_message_begin()?;
-        let inbound = take_inbound();
+        let Inbound {
+            detects,
+            context: inbound,
+        } = take_inbound();
         if ident.message_type == TMessageType::Call {
-            if ident.name == PROBE_METHOD {
+            // Answer the probe only if this stack would understand the prefixed calls that
+            // follow; otherwise refuse it as a plain server would, so the client stays plain.
+            if ident.name == PROBE_METHOD && detects {
                 return answer_probe(i, o, &ident);
             }
-            if ident.name == FINAGLE_PROBE {
+            if ident.name == PROBE_METHOD || ident.name == FINAGLE_PROBE {
                 return refuse_probe(i, o, &ident);
             }
         }

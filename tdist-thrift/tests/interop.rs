@@ -1,32 +1,36 @@
-//! Interop beyond the matrix: thrift's own `TServer` with the tracing factory, a server that
-//! never answers the probe, many connections to a mixed fleet.
+//! Interop beyond the matrix: thrift's own `TServer` with and without the tracing factory, a
+//! traced processor on a plain stack, a server that never answers the probe, many connections
+//! to a mixed fleet.
 
 mod support;
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 use support::comments::*;
 use support::*;
 use tdist_core::export::InMemory;
-use tdist_core::Kind;
-use tdist_thrift::{Framing, Protocol, TracedProcessor, TracingInputProtocolFactory, Upgrade};
-use thrift::protocol::{TBinaryInputProtocolFactory, TBinaryOutputProtocolFactory};
+use tdist_core::{Kind, Tracer};
+use tdist_thrift::{
+    Framing, Protocol, Server, ServerOptions, TracedProcessor, TracingInputProtocolFactory, Upgrade,
+};
+use thrift::protocol::{
+    TBinaryInputProtocolFactory, TBinaryOutputProtocolFactory, TInputProtocolFactory,
+};
 use thrift::server::TServer;
 use thrift::transport::{TFramedReadTransportFactory, TFramedWriteTransportFactory};
 
-#[test]
-fn thrift_tserver_with_tracing_factory_is_traced() {
-    let sink = InMemory::new();
+/// Runs thrift's own `TServer` (framed, binary) with `TracedProcessor` around the spam service
+/// and `input` as its input protocol factory; returns its address once it listens.
+fn tserver(input: impl TInputProtocolFactory + Send + 'static, t: Tracer) -> SocketAddr {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let t = tracer(&sink, "spam");
     std::thread::spawn(move || {
         let mut server = TServer::new(
             TFramedReadTransportFactory::new(),
-            TracingInputProtocolFactory::new(TBinaryInputProtocolFactory::new()),
+            input,
             TFramedWriteTransportFactory::new(),
             TBinaryOutputProtocolFactory::new(),
             TracedProcessor::new(t, SpamCheckSyncProcessor::new(Spam::default())),
@@ -40,6 +44,14 @@ fn thrift_tserver_with_tracing_factory_is_traced() {
         assert!(Instant::now() < deadline, "TServer never listened");
         std::thread::sleep(Duration::from_millis(20));
     }
+    addr
+}
+
+#[test]
+fn thrift_tserver_with_tracing_factory_is_traced() {
+    let sink = InMemory::new();
+    let factory = TracingInputProtocolFactory::new(TBinaryInputProtocolFactory::new());
+    let addr = tserver(factory, tracer(&sink, "spam"));
     let web = tracer(&sink, "web");
     let stack = (Framing::Framed, Protocol::Binary);
     let (mut c, traced) = spam_client(&connector(&web, stack, Upgrade::Negotiate), addr);
@@ -56,6 +68,55 @@ fn thrift_tserver_with_tracing_factory_is_traced() {
         .find(|s| s.kind() == Some(Kind::Server))
         .unwrap();
     assert_eq!((srv.trace_id(), srv.id()), (cli.trace_id(), cli.id()));
+}
+
+/// A negotiating client against a `TracedProcessor` whose input stack cannot read the prefix:
+/// the probe must be refused, the client must stay plain, and calls must work.
+fn assert_plain_stack_refuses_the_probe(
+    addr: SocketAddr,
+    stack: (Framing, Protocol),
+    sink: &InMemory,
+) {
+    let web = tracer(sink, "web");
+    let c = connector(&web, stack, Upgrade::Negotiate);
+    let (mut client, traced) = spam_client(&c, addr);
+    assert!(!traced, "{stack:?}: the server cannot read prefixed calls");
+    assert!(c.is_known_untraced(addr));
+    let verdict = client.check(comment("c", "buy spam")).unwrap().verdict;
+    assert_eq!(verdict, Some(Verdict::SPAM), "{stack:?}");
+    sink.wait_for(2, Duration::from_secs(5));
+    let spans = sink.spans();
+    assert_eq!(spans.len(), 2, "{stack:?}: {spans:#?}");
+    assert!(spans
+        .iter()
+        .all(|s| s.name() == "check" && s.tag("error").is_none()));
+    let srv = spans.iter().find(|s| s.kind() == Some(Kind::Server));
+    assert!(srv.is_some(), "the server still records its side");
+}
+
+#[test]
+fn traced_processor_on_a_plain_server_stack_refuses_the_probe() {
+    for stack in STACKS {
+        let sink = InMemory::new();
+        let srv = Server::spawn(
+            listener(),
+            TracedProcessor::new(
+                tracer(&sink, "spam"),
+                SpamCheckSyncProcessor::new(Spam::default()),
+            ),
+            ServerOptions::plain(stack.0, stack.1),
+        )
+        .unwrap();
+        assert_plain_stack_refuses_the_probe(srv.local_addr(), stack, &sink);
+    }
+}
+
+#[test]
+fn thrift_tserver_without_tracing_factory_refuses_the_probe() {
+    let sink = InMemory::new();
+    let addr = tserver(TBinaryInputProtocolFactory::new(), tracer(&sink, "spam"));
+    let stack = (Framing::Framed, Protocol::Binary);
+    assert_plain_stack_refuses_the_probe(addr, stack, &sink);
 }
 
 #[test]
@@ -121,7 +182,6 @@ fn one_connector_many_servers_mixed_fleet() {
 
 #[test]
 fn multiplexed_services_under_one_traced_processor() {
-    use tdist_thrift::{Server, ServerOptions};
     use thrift::protocol::TMultiplexedOutputProtocol;
     use thrift::server::TMultiplexedProcessor;
     for stack in STACKS {

@@ -223,6 +223,36 @@ fn probe_is_answered_and_args_drained() {
     );
 }
 
+#[test]
+fn probe_read_without_prefix_detection_is_refused() {
+    let sink = InMemory::new();
+    let p = TracedProcessor::new(
+        tracer(&sink, "spam"),
+        SpamCheckSyncProcessor::new(Spam::default()),
+    );
+    let probe = || message("strict", tdist_thrift::PROBE_METHOD, TMessageType::Call);
+    let answer = |i: &mut dyn TInputProtocol| {
+        let mut reply = Vec::new();
+        p.process(i, &mut TBinaryOutputProtocol::new(&mut reply, true))
+            .unwrap();
+        let m = TBinaryInputProtocol::new(&reply[..], true)
+            .read_message_begin()
+            .unwrap();
+        m.message_type
+    };
+    assert_eq!(
+        answer(&mut *server_input(probe(), "strict")),
+        TMessageType::Reply
+    );
+    // A message read through prefix detection on this thread and not handled by a traced
+    // processor must not make the plain stack's probe below look answerable.
+    server_input(probe(), "strict")
+        .read_message_begin()
+        .unwrap();
+    let mut plain = TBinaryInputProtocol::new(Cursor::new(probe()), false);
+    assert_eq!(answer(&mut plain), TMessageType::Exception);
+}
+
 fn drain(mut i: Box<dyn TInputProtocol>) {
     for _ in 0..8 {
         if i.read_message_begin().is_err() {
