@@ -120,13 +120,16 @@ impl Connector {
         self
     }
 
-    /// How long to wait for the probe's answer before treating the server as untraced.
+    /// How long to wait for the probe's answer before treating the server as untraced
+    /// (default 5 s). `Duration::ZERO` means no limit: the probe waits as long as the server
+    /// takes to answer or close, as a zero `SO_TIMEOUT` does in Java and Thrift's sockets.
     pub fn probe_timeout(mut self, timeout: Duration) -> Connector {
         self.probe_timeout = timeout;
         self
     }
 
-    /// A read timeout for calls (none by default).
+    /// A read timeout for calls (none by default). `Some(Duration::ZERO)` is the same as
+    /// `None`.
     pub fn read_timeout(mut self, timeout: Option<Duration>) -> Connector {
         self.read_timeout = timeout;
         self
@@ -170,7 +173,7 @@ impl Connector {
             Upgrade::Negotiate => {
                 let stream = open(addr)?;
                 if self.probe(&stream) {
-                    stream.set_read_timeout(self.read_timeout)?;
+                    stream.set_read_timeout(limit(self.read_timeout))?;
                     return self.wrap(stream, addr, true);
                 }
                 self.remember_untraced(addr);
@@ -178,14 +181,15 @@ impl Connector {
             }
         };
         let stream = open(addr)?;
-        stream.set_read_timeout(self.read_timeout)?;
+        stream.set_read_timeout(limit(self.read_timeout))?;
         self.wrap(stream, addr, traced)
     }
 
     /// Sends the probe on `stream`; true when the server answered it as a traced server.
     fn probe(&self, stream: &TcpStream) -> bool {
         let attempt = || -> thrift::Result<bool> {
-            stream.set_read_timeout(Some(self.probe_timeout))?;
+            // A failure here would read as "untraced": the timeout must be one the OS takes.
+            stream.set_read_timeout(limit(Some(self.probe_timeout)))?;
             let (mut i, _, mut o) = protocols(stream, self.framing, self.protocol, false)?;
             let call = TMessageIdentifier::new(PROBE_METHOD, TMessageType::Call, 0);
             o.write_message_begin(&call)?;
@@ -218,6 +222,11 @@ impl Connector {
             stream,
         })
     }
+}
+
+/// A socket read timeout: zero means none (`set_read_timeout` refuses `Some(ZERO)`).
+fn limit(timeout: Option<Duration>) -> Option<Duration> {
+    timeout.filter(|t| !t.is_zero())
 }
 
 fn open(addr: SocketAddr) -> io::Result<TcpStream> {

@@ -148,6 +148,27 @@ fn silent_server_times_out_the_probe_as_untraced() {
 }
 
 #[test]
+fn zero_timeouts_mean_no_limit() {
+    // A zero probe timeout once made every probe fail locally (`set_read_timeout(Some(0))` is an
+    // error), so every server was remembered as untraced.
+    let stack = (Framing::Framed, Protocol::Binary);
+    let sink = InMemory::new();
+    let traced = spam_server(Some(tracer(&sink, "spam")), stack, Spam::default());
+    let plain = spam_server(None, stack, Spam::default());
+    let web = tracer(&sink, "web");
+    let probe_only = connector(&web, stack, Upgrade::Negotiate).probe_timeout(Duration::ZERO);
+    let both = probe_only.clone().read_timeout(Some(Duration::ZERO));
+    for c in [probe_only, both] {
+        for (srv, want) in [(&traced, true), (&plain, false)] {
+            let (mut client, is) = spam_client(&c, srv.local_addr());
+            assert_eq!(is, want);
+            assert_eq!(c.is_known_untraced(srv.local_addr()), !want);
+            client.check(comment("c", "x")).unwrap();
+        }
+    }
+}
+
+#[test]
 fn one_connector_many_servers_mixed_fleet() {
     for stack in STACKS {
         let sink = InMemory::new();
