@@ -236,4 +236,59 @@ mod tests {
         assert!(!crate::headers::has_trace_headers(m.headers().unwrap()));
         assert_eq!(kt.receive(&m).parent().context(), Some(c));
     }
+
+    /// A record forwarded from a W3C-instrumented upstream keeps its `traceparent`; a producer
+    /// that only frames cannot update it, so it removes it: the consumer, which reads headers
+    /// first, would otherwise take the upstream's context over the frame's.
+    #[test]
+    fn framing_only_removes_a_stale_traceparent_too() {
+        let (kt, _) = kt();
+        let kt = kt.carrier(Carrier::Framing);
+        let stale = OwnedHeaders::new()
+            .insert(Header {
+                key: "traceparent",
+                value: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            })
+            .insert(Header {
+                key: "tracestate",
+                value: Some("congo=t61rcWkgMzE"),
+            })
+            .insert(Header {
+                key: "k",
+                value: Some("v"),
+            });
+        let c = ctx(SamplingState::Accept);
+        let (headers, payload) = kt.outgoing(&c, Some(stale), Some(b"p"));
+        let h = headers.as_ref().unwrap();
+        let keys: Vec<String> = (0..rdkafka::message::Headers::count(h))
+            .map(|i| rdkafka::message::Headers::get(h, i).key.to_owned())
+            .collect();
+        assert_eq!(keys, ["k"]);
+        let m = msg(payload.map(|p| p.into_owned()), headers);
+        let r = kt.receive(&m);
+        assert_eq!(r.parent().context(), Some(c));
+        assert_eq!(r.payload(), Some(&b"p"[..]));
+    }
+
+    /// Framing a payload that already carries a frame (a failed send's message sent again, or a
+    /// framed value forwarded as it was read) replaces the frame: the consumer gets the user's
+    /// bytes, not a frame followed by them.
+    #[test]
+    fn a_framed_payload_is_framed_once() {
+        let (kt, _) = kt();
+        for carrier in [Carrier::Framing, Carrier::Both] {
+            let kt = kt.clone().carrier(carrier);
+            let first = ctx(SamplingState::Accept);
+            let (_, once) = kt.outgoing(&first, None, Some(b"order"));
+            let once = once.unwrap().into_owned();
+            let second = ctx(SamplingState::Accept);
+            let (headers, twice) = kt.outgoing(&second, None, Some(&once));
+            let twice = twice.unwrap().into_owned();
+            assert_eq!(twice.len(), once.len(), "{carrier:?}");
+            let m = msg(Some(twice), headers);
+            let r = kt.receive(&m);
+            assert_eq!(r.payload(), Some(&b"order"[..]), "{carrier:?}");
+            assert_eq!(r.parent().context(), Some(second), "{carrier:?}");
+        }
+    }
 }

@@ -44,13 +44,13 @@ pub struct HeaderExtractor<'a, H: ?Sized>(pub &'a H);
 
 impl<H: Headers + ?Sized> Extractor for HeaderExtractor<'_, H> {
     fn get(&self, key: &str) -> Option<&str> {
-        (0..self.0.count()).rev().find_map(|i| {
-            let h = self.0.try_get(i)?;
-            if !h.key.eq_ignore_ascii_case(key) {
-                return None;
-            }
-            std::str::from_utf8(h.value?).ok()
-        })
+        // The last header with the key decides, even when its value is null or not text (as
+        // Brave's `lastHeader`): an earlier value is stale.
+        let last = (0..self.0.count())
+            .rev()
+            .filter_map(|i| self.0.try_get(i))
+            .find(|h| h.key.eq_ignore_ascii_case(key))?;
+        std::str::from_utf8(last.value?).ok()
     }
 
     fn count(&self, key: &str) -> usize {
@@ -74,6 +74,36 @@ pub fn without_trace_headers<H: Headers + ?Sized>(headers: &H) -> OwnedHeaders {
     for i in 0..headers.count() {
         if let Some(h) = headers.try_get(i) {
             if !is_trace_key(h.key) {
+                out = out.insert(h);
+            }
+        }
+    }
+    out
+}
+
+/// W3C's headers, which a producer that frames payloads and writes no header cannot update:
+/// it removes them too, or the consumer (which reads headers before the frame) would take
+/// their stale context over the frame's.
+const W3C_KEYS: [&str; 2] = ["traceparent", "tracestate"];
+
+fn is_context_key(key: &str) -> bool {
+    is_trace_key(key) || W3C_KEYS.iter().any(|k| k.eq_ignore_ascii_case(key))
+}
+
+/// A copy of `headers` without any header that carries a trace context (`b3`, `X-B3-*`,
+/// `traceparent`, `tracestate`), or `headers` itself when it has none: what a producer that
+/// only frames payloads sends.
+pub fn without_context_headers(headers: OwnedHeaders) -> OwnedHeaders {
+    let any = (0..headers.count())
+        .filter_map(|i| headers.try_get(i))
+        .any(|h| is_context_key(h.key));
+    if !any {
+        return headers;
+    }
+    let mut out = OwnedHeaders::new_with_capacity(headers.count());
+    for i in 0..headers.count() {
+        if let Some(h) = headers.try_get(i) {
+            if !is_context_key(h.key) {
                 out = out.insert(h);
             }
         }
@@ -118,6 +148,18 @@ mod tests {
         h.iter()
             .map(|x| (x.key.to_owned(), x.value.map(<[u8]>::to_vec)))
             .collect()
+    }
+
+    /// The last header with the key decides even when its value is null: the `b3` before it
+    /// is stale (Brave's `lastHeader`).
+    #[test]
+    fn a_null_last_header_hides_an_earlier_value() {
+        let ctx = "463ac35c9f6413ad-a2fb4a1d1a96d312-1";
+        let stale = h(&[("b3", Some(ctx)), ("B3", None)]);
+        assert_eq!(HeaderExtractor(&stale).get("b3"), None);
+        assert_eq!(extract(&stale), Extracted::Empty);
+        let fresh = h(&[("b3", None), ("b3", Some(ctx))]);
+        assert_eq!(HeaderExtractor(&fresh).get("b3"), Some(ctx));
     }
 
     #[test]

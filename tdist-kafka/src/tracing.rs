@@ -114,8 +114,10 @@ impl KafkaTracing {
     }
 
     /// What a producer writes for a record traced by `ctx`: its headers with the context
-    /// (trace headers already there replaced; removed when only framing is on), and the
-    /// payload framed when framing is on. A `None` payload (a tombstone) is never framed.
+    /// (trace headers already there replaced; removed, W3C's too, when only framing is on),
+    /// and the payload framed when framing is on, replacing a frame it already had (a re-send
+    /// or a forwarded framed value never carries two). A `None` payload (a tombstone) is never
+    /// framed.
     pub fn outgoing<'p>(
         &self,
         ctx: &SpanContext,
@@ -125,17 +127,11 @@ impl KafkaTracing {
         let headers = if self.carrier.headers() {
             Some(headers::inject(ctx, headers))
         } else {
-            headers.map(|h| {
-                if headers::has_trace_headers(&h) {
-                    headers::without_trace_headers(&h)
-                } else {
-                    h
-                }
-            })
+            headers.map(headers::without_context_headers)
         };
         let payload = payload.map(|p| {
             if self.carrier.framing() {
-                Cow::Owned(frame::encode(Some(ctx), p))
+                Cow::Owned(frame::encode(Some(ctx), frame::decode(p).payload))
             } else {
                 Cow::Borrowed(p)
             }
