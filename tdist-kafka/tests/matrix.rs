@@ -380,3 +380,56 @@ async fn async_processing_runs_inside_the_consumer_span() {
     let process = spans.iter().find(|s| s.name() == "process").unwrap();
     assert_eq!(process.parent_id(), Some(consumer.span_id()));
 }
+
+/// A send the caller gives up on (a timeout around it) ends its span with an error saying so,
+/// instead of a span that looks like a quick successful send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_dropped_before_its_delivery_report_says_so() {
+    let broker = Broker::start();
+    let topic = broker.topic("dropped").await;
+    let (tracer, sink) = tracer();
+    let tp = TracedProducer::new(broker.producer(), KafkaTracing::new(tracer.clone()));
+    let rec = FutureRecord::<(), [u8]>::to(&topic).payload(b"given up");
+    // The first poll hands the record over; the delivery report cannot have come yet.
+    let gave_up = tokio::time::timeout(Duration::from_nanos(1), tp.send(rec, Duration::ZERO));
+    assert!(gave_up.await.is_err(), "the send was still waiting");
+    tracer.flush().unwrap();
+    let spans = sink.spans();
+    assert_eq!(spans.len(), 1);
+    let error = spans[0]
+        .tag("error")
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(
+        error.contains("dropped before the delivery report"),
+        "{error:?}"
+    );
+}
+
+/// A framed payload sent again through a framing producer (no headers, no current span): the
+/// producer continues the frame's context, as it does a header's, and the record carries one
+/// frame, the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_framed_payload_sent_again_continues_its_frame_and_carries_one() {
+    let broker = Broker::start();
+    let topic = broker.topic("reframed").await;
+    let (tracer, sink) = tracer();
+    let tracing = KafkaTracing::new(tracer.clone()).carrier(Carrier::Framing);
+    let tp = TracedProducer::new(broker.producer(), tracing.clone());
+    let upstream = tracer.root_span("upstream").context();
+    let framed = frame::encode(Some(&upstream), b"order 7");
+    let rec = FutureRecord::<(), [u8]>::to(&topic).payload(&framed[..]);
+    tp.send(rec, Duration::from_secs(5)).await.unwrap();
+    let got = broker.consume_all(&topic, 1);
+    tracer.flush().unwrap();
+    let producer = sink
+        .spans()
+        .into_iter()
+        .find(|s| s.kind() == Some(Kind::Producer))
+        .unwrap();
+    assert_eq!(producer.trace_id(), upstream.trace_id());
+    assert_eq!(producer.parent_id(), Some(upstream.span_id()));
+    let r = tracing.receive(&got[0]);
+    assert_eq!(r.payload(), Some(&b"order 7"[..]));
+    assert_eq!(r.parent().context().unwrap().span_id(), producer.id());
+}
