@@ -86,10 +86,10 @@ run_tests() {
         nice -n 19 cargo test -q -p tdist-http --test brave_peer --no-run)
 
     step "tdist-kafka: Brave peer over Apache Kafka"
-    (cd "${ROOT}" && cargo test -q -p tdist-kafka --test brave_peer -- --ignored --test-threads 1)
+    (cd "${ROOT}" && TDIST_PEERS_REQUIRED=1 cargo test -q -p tdist-kafka --test brave_peer -- --ignored --test-threads 1)
 
     step "tdist-http: Brave peer over HTTP"
-    (cd "${ROOT}" && cargo test -q -p tdist-http --test brave_peer -- --ignored --test-threads 1)
+    (cd "${ROOT}" && TDIST_PEERS_REQUIRED=1 cargo test -q -p tdist-http --test brave_peer -- --ignored --test-threads 1)
     step_done
 }
 

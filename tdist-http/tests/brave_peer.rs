@@ -20,7 +20,10 @@ fn classpath() -> Option<String> {
     match std::env::var("TDIST_BRAVE_CLASSPATH") {
         Ok(cp) if !cp.trim().is_empty() => Some(cp),
         _ => {
-            eprintln!("skipping: needs TDIST_BRAVE_CLASSPATH (Brave peer jars); run .ci/brave.sh");
+            let why = "needs TDIST_BRAVE_CLASSPATH (Brave peer jars); run .ci/brave.sh";
+            // CI sets this where it runs the peers: a peer it failed to provide is a failure.
+            assert!(std::env::var_os("TDIST_PEERS_REQUIRED").is_none(), "{why}");
+            eprintln!("skipping: {why}");
             None
         }
     }

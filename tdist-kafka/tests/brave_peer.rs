@@ -23,10 +23,11 @@ fn peer_env() -> Option<(String, String)> {
     let cp = std::env::var("TDIST_BRAVE_CLASSPATH").unwrap_or_default();
     let bootstrap = std::env::var("TDIST_KAFKA_BOOTSTRAP_SERVERS").unwrap_or_default();
     if cp.trim().is_empty() || bootstrap.trim().is_empty() {
-        eprintln!(
-            "skipping: needs TDIST_BRAVE_CLASSPATH (Brave peer jars) and \
-             TDIST_KAFKA_BOOTSTRAP_SERVERS (a real broker); run .ci/brave.sh"
-        );
+        let why = "needs TDIST_BRAVE_CLASSPATH (Brave peer jars) and \
+                   TDIST_KAFKA_BOOTSTRAP_SERVERS (a real broker); run .ci/brave.sh";
+        // CI sets this where it runs the peers: a peer it failed to provide is a failure.
+        assert!(std::env::var_os("TDIST_PEERS_REQUIRED").is_none(), "{why}");
+        eprintln!("skipping: {why}");
         return None;
     }
     Some((cp, bootstrap))
