@@ -69,6 +69,9 @@ impl ProtocolError {
 pub struct MessageReader<R> {
     input: BufReader<R>,
     line: Vec<u8>,
+    /// The last line ended with `\r`: a `\n` right after it (maybe in the next read) belongs
+    /// to that line end, as Java's `BufferedReader` skips it.
+    skip_lf: bool,
     max: usize,
 }
 
@@ -83,6 +86,7 @@ impl<R: Read> MessageReader<R> {
         MessageReader {
             input: BufReader::with_capacity(64 * 1024, input),
             line: Vec::with_capacity(1024),
+            skip_lf: false,
             max,
         }
     }
@@ -92,38 +96,59 @@ impl<R: Read> MessageReader<R> {
         let mut message: Vec<u8> = Vec::new();
         let mut lines = 0usize;
         loop {
-            self.line.clear();
-            let n = (&mut self.input)
-                .take(self.max as u64 + 2)
-                .read_until(b'\n', &mut self.line)?;
-            if n == 0 {
-                return if lines == 0 && message.is_empty() {
+            if !self.read_line()? {
+                return if lines == 0 {
                     Ok(None)
                 } else {
                     Err(ProtocolError::Truncated)
                 };
             }
-            let mut physical = &self.line[..];
-            if let Some(rest) = physical.strip_suffix(b"\n") {
-                physical = rest.strip_suffix(b"\r").unwrap_or(rest);
-            } else if physical.len() > self.max {
+            if self.line == b"end" {
+                if lines > 0 {
+                    message.pop(); // the `\n` joining the last line
+                }
+                return String::from_utf8(message)
+                    .map(Some)
+                    .map_err(|_| ProtocolError::Utf8);
+            }
+            message.extend_from_slice(&self.line);
+            message.push(b'\n');
+            lines += 1;
+            if message.len() > self.max {
                 return Err(ProtocolError::TooLarge(self.max));
             }
-            // A lone `\r` also ends a line for Java's readLine.
-            for logical in physical.split(|&b| b == b'\r') {
-                if logical == b"end" {
-                    if lines > 0 {
-                        message.pop(); // the `\n` joining the last line
-                    }
-                    return String::from_utf8(message)
-                        .map(Some)
-                        .map_err(|_| ProtocolError::Utf8);
+        }
+    }
+
+    /// Reads one line into `self.line` the way Java's `readLine` does: it ends at `\n`, `\r\n`
+    /// or a lone `\r`, or at the end of input. False at the end of input with nothing read.
+    fn read_line(&mut self) -> Result<bool, ProtocolError> {
+        self.line.clear();
+        let mut read_any = false;
+        loop {
+            let buf = self.input.fill_buf()?;
+            if buf.is_empty() {
+                return Ok(read_any);
+            }
+            if std::mem::take(&mut self.skip_lf) && buf[0] == b'\n' {
+                self.input.consume(1);
+                continue;
+            }
+            read_any = true;
+            match buf.iter().position(|&b| b == b'\n' || b == b'\r') {
+                Some(i) => {
+                    self.line.extend_from_slice(&buf[..i]);
+                    self.skip_lf = buf[i] == b'\r';
+                    self.input.consume(i + 1);
+                    return Ok(true);
                 }
-                message.extend_from_slice(logical);
-                message.push(b'\n');
-                lines += 1;
-                if message.len() > self.max {
-                    return Err(ProtocolError::TooLarge(self.max));
+                None => {
+                    let n = buf.len();
+                    self.line.extend_from_slice(buf);
+                    self.input.consume(n);
+                    if self.line.len() > self.max {
+                        return Err(ProtocolError::TooLarge(self.max));
+                    }
                 }
             }
         }
@@ -718,6 +743,34 @@ mod tests {
     }
 
     #[test]
+    fn nothing_after_a_mid_read_end_line_is_lost() {
+        // Every message in one physical read, lines ended by a lone `\r`.
+        let got = read_all(b"[1]\rend\r[2]\rend\r");
+        assert_eq!(
+            got,
+            [Ok(Some("[1]".into())), Ok(Some("[2]".into())), Ok(None)]
+        );
+        let got = read_all(b"{}\nend\r{\"x\":1}\r\nend\n[3]\rend");
+        let want = [
+            Ok(Some("{}".into())),
+            Ok(Some("{\"x\":1}".into())),
+            Ok(Some("[3]".into())),
+            Ok(None),
+        ];
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn crlf_split_across_reads_is_one_line_end() {
+        // `\r` ends one read and `\n` starts the next: one line end, not an empty line.
+        let input = fuzz::Chunked::new(b"[1]\r\n\r\nend\r\n[2]\r\nend\r\n", vec![4, 2, 5, 1, 5, 1]);
+        let mut r = MessageReader::new(input);
+        assert_eq!(r.read_message().unwrap().as_deref(), Some("[1]\n"));
+        assert_eq!(r.read_message().unwrap().as_deref(), Some("[2]"));
+        assert_eq!(r.read_message().unwrap(), None);
+    }
+
+    #[test]
     fn eof_inside_message_is_truncated() {
         assert!(matches!(
             MessageReader::new(&b"{\"a\":1}\n"[..]).read_message(),
@@ -894,8 +947,121 @@ pub(crate) mod fuzz {
         .prop_map(|parts| parts.concat())
     }
 
+    /// A pipe that hands its bytes over in reads of the given sizes (then the rest at once),
+    /// so line ends fall across read boundaries.
+    #[derive(Debug)]
+    pub(crate) struct Chunked {
+        data: Vec<u8>,
+        at: usize,
+        sizes: std::vec::IntoIter<usize>,
+    }
+
+    impl Chunked {
+        pub(crate) fn new(data: &[u8], sizes: Vec<usize>) -> Chunked {
+            Chunked {
+                data: data.to_vec(),
+                at: 0,
+                sizes: sizes.into_iter(),
+            }
+        }
+    }
+
+    impl Read for Chunked {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let left = self.data.len() - self.at;
+            let n = self
+                .sizes
+                .next()
+                .unwrap_or(left)
+                .max(1)
+                .min(left)
+                .min(buf.len());
+            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    /// Java's `BufferedReader.readLine` over the whole input: lines end at `\n`, `\r\n` or a
+    /// lone `\r`; a last line without an end is still a line.
+    fn java_lines(input: &[u8]) -> Vec<&[u8]> {
+        let (mut lines, mut start, mut i) = (Vec::new(), 0, 0);
+        while i < input.len() {
+            match input[i] {
+                b'\n' | b'\r' => {
+                    lines.push(&input[start..i]);
+                    if input[i] == b'\r' && input.get(i + 1) == Some(&b'\n') {
+                        i += 1;
+                    }
+                    i += 1;
+                    start = i;
+                }
+                _ => i += 1,
+            }
+        }
+        if start < input.len() {
+            lines.push(&input[start..]);
+        }
+        lines
+    }
+
+    /// ShellProcess's reading of those lines: join with `\n` until a line is exactly `end`.
+    fn java_messages(input: &[u8]) -> Vec<Result<Vec<u8>, ()>> {
+        let mut out = Vec::new();
+        let mut message: Option<Vec<u8>> = None;
+        for line in java_lines(input) {
+            if line == b"end" {
+                out.push(Ok(message.take().unwrap_or_default()));
+                continue;
+            }
+            let m = message.get_or_insert_with(Vec::new);
+            m.extend_from_slice(line);
+            m.push(b'\n');
+        }
+        if message.is_some() {
+            out.push(Err(()));
+        }
+        out
+    }
+
+    fn line_ends() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(
+            prop_oneof![
+                Just(b"\n".to_vec()),
+                Just(b"\r\n".to_vec()),
+                Just(b"\r".to_vec()),
+                Just(b"end".to_vec()),
+                Just(b"en".to_vec()),
+                Just(b"d".to_vec()),
+                Just(b"[1]".to_vec()),
+                Just(b"{}".to_vec()),
+            ],
+            0..48,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        #[test]
+        fn lines_split_as_java_reads_them_whatever_the_reads(
+            input in line_ends(),
+            sizes in prop::collection::vec(1usize..8, 0..48),
+        ) {
+            let mut r = MessageReader::new(Chunked::new(&input, sizes));
+            for want in java_messages(&input) {
+                match (want, r.read_message()) {
+                    (Ok(mut m), Ok(Some(got))) => {
+                        m.pop(); // the `\n` after the last line
+                        prop_assert_eq!(got.as_bytes(), &m[..]);
+                    }
+                    (Err(()), Err(ProtocolError::Truncated)) => return Ok(()),
+                    (want, got) => prop_assert!(false, "want {:?}, got {:?}", want, got),
+                }
+            }
+            prop_assert!(r.read_message().unwrap().is_none());
+        }
 
         #[test]
         fn reader_never_panics_and_terminates(input in bytes_with_ends()) {

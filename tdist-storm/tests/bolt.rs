@@ -549,6 +549,31 @@ fn multi_line_json_and_crlf_from_storm_are_read() {
 }
 
 #[test]
+fn messages_after_a_lone_cr_end_in_the_same_read_are_all_read() {
+    let h = relay(HarnessConfig::bolt("split"), &["--untraced"], None);
+    for id in ["-1", "-2", "-3"] {
+        h.mark_pending(id);
+    }
+    let tuple = |id: &str| {
+        format!(r#"{{"id":"{id}","comp":"spout","stream":"default","task":9,"tuple":["w{id}"]}}"#)
+    };
+    let wire = format!(
+        "{}\rend\r{}\rend\r{}\r\nend\r",
+        tuple("-1"),
+        tuple("-2"),
+        tuple("-3")
+    );
+    h.send_raw(wire.as_bytes()).unwrap();
+    for id in ["-1", "-2", "-3"] {
+        h.wait_settled(id, T).unwrap();
+    }
+    let r = h.records();
+    assert_eq!(r.acks, ["-1", "-2", "-3"]);
+    let words: Vec<&Value> = r.emits.iter().map(|e| &e.emit.values[0]).collect();
+    assert_eq!(words, [&json!("W-1"), &json!("W-2"), &json!("W-3")]);
+}
+
+#[test]
 fn a_panicking_bolt_fails_its_tuple_reports_and_exits() {
     let h = relay(HarnessConfig::bolt("split"), &["--panic-on", "oops"], None);
     let t = h.tuple("spout", vec![json!("oops")]);
