@@ -1,12 +1,12 @@
 //! A spout for tdist-storm's tests: `next` emits the next number with itself as message id
 //! (with the task ids when `--task-ids`); a failed number is emitted again on the next `next`;
 //! acks and fails are logged. `--limit N` stops emitting after N numbers; `--traced` starts a
-//! trace per tuple (spans where `TDIST_FILE` says).
+//! trace per tuple (spans where `TDIST_FILE` says); `--panic-in-open` panics in `open`.
 use serde_json::Value;
 use std::process::ExitCode;
 use tdist_core::Tracer;
 use tdist_storm::bolt::BoltError;
-use tdist_storm::protocol::{Emit, LogLevel};
+use tdist_storm::protocol::{Emit, Handshake, LogLevel};
 use tdist_storm::spout::{run_spout, Spout, SpoutOutput};
 use tdist_storm::traced::TracedSpout;
 
@@ -15,9 +15,17 @@ struct Counter {
     limit: u64,
     replay: Vec<u64>,
     task_ids: bool,
+    panic_in_open: bool,
 }
 
 impl Spout for Counter {
+    fn open(&mut self, _: &Handshake, _: &mut dyn SpoutOutput) -> Result<(), BoltError> {
+        if self.panic_in_open {
+            panic!("asked to panic in open");
+        }
+        Ok(())
+    }
+
     fn next_tuple(&mut self, out: &mut dyn SpoutOutput) -> Result<(), BoltError> {
         let n = match self.replay.pop() {
             Some(n) => n,
@@ -67,6 +75,7 @@ fn main() -> ExitCode {
         limit: u64::MAX,
         replay: Vec::new(),
         task_ids: false,
+        panic_in_open: false,
     };
     let mut traced = false;
     let mut args = std::env::args().skip(1);
@@ -75,6 +84,7 @@ fn main() -> ExitCode {
             "--limit" => spout.limit = args.next().and_then(|v| v.parse().ok()).unwrap_or(0),
             "--task-ids" => spout.task_ids = true,
             "--traced" => traced = true,
+            "--panic-in-open" => spout.panic_in_open = true,
             other => {
                 eprintln!("counter_spout: unknown flag {other}");
                 return ExitCode::from(2);

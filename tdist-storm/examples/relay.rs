@@ -1,7 +1,8 @@
 //! A configurable bolt for tdist-storm's tests and benchmark: emits each tuple's first value
 //! upper-cased (anchored to the input), then acks.
 //!
-//! Flags: `--untraced`, `--sleep-ms N`, `--fail-on WORD`, `--error-on WORD`, `--panic-on WORD`, `--task-ids`,
+//! Flags: `--untraced`, `--sleep-ms N`, `--fail-on WORD`, `--error-on WORD`, `--panic-on WORD`,
+//! `--panic-in-prepare`, `--task-ids`,
 //! `--direct TASK`, `--field NAME` (a declared trace field), `--kafka-payload INDEX`,
 //! `--double-ack`, `--metric NAME`, `--log-current` (logs the current span id), `--batch N`
 //! (holds N tuples, emits one tuple anchored to all, then acks them). Spans go where `TDIST_FILE`/`TDIST_TRANSPORT` say.
@@ -19,6 +20,7 @@ struct Relay {
     fail_on: Option<String>,
     error_on: Option<String>,
     panic_on: Option<String>,
+    panic_in_prepare: bool,
     task_ids: bool,
     direct: Option<i64>,
     double_ack: bool,
@@ -30,6 +32,9 @@ struct Relay {
 
 impl Bolt for Relay {
     fn prepare(&mut self, h: &Handshake, out: &mut dyn Collector) -> Result<(), BoltError> {
+        if self.panic_in_prepare {
+            panic!("asked to panic in prepare");
+        }
         out.log(
             LogLevel::Info,
             &format!("relay prepared as {}", h.context.component_id),
@@ -120,6 +125,7 @@ fn main() -> ExitCode {
             "--fail-on" => relay.fail_on = Some(val()),
             "--error-on" => relay.error_on = Some(val()),
             "--panic-on" => relay.panic_on = Some(val()),
+            "--panic-in-prepare" => relay.panic_in_prepare = true,
             "--task-ids" => relay.task_ids = true,
             "--direct" => relay.direct = val().parse().ok(),
             "--field" => field = TraceField::Named(val()),

@@ -156,16 +156,30 @@ pub fn run_bolt_on<B: Bolt>(
         conn,
         pending: HashSet::new(),
     };
-    if let Err(e) = bolt.prepare(&handshake, &mut out) {
-        let e = RuntimeError::Component(format!("prepare failed: {e}"));
-        report_fatal(&out.conn, &e);
-        return Err(e);
-    }
-    let result = bolt_loop(&mut bolt, &mut out);
+    let prepared = catch_unwind(AssertUnwindSafe(|| bolt.prepare(&handshake, &mut out)));
+    let result = match setup_outcome("prepare", prepared) {
+        Ok(()) => bolt_loop(&mut bolt, &mut out),
+        Err(e) => Err(e),
+    };
     if let Err(e) = &result {
         report_fatal(&out.conn, e);
     }
     result
+}
+
+/// The outcome of `prepare` or `open` (caught panics included) as a runtime error.
+pub(crate) fn setup_outcome(
+    what: &str,
+    outcome: std::thread::Result<Result<(), BoltError>>,
+) -> Result<(), RuntimeError> {
+    match outcome {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(RuntimeError::Component(format!("{what} failed: {e}"))),
+        Err(panic) => Err(RuntimeError::Component(format!(
+            "{what} panicked: {}",
+            panic_message(&*panic)
+        ))),
+    }
 }
 
 fn bolt_loop<B: Bolt>(bolt: &mut B, out: &mut BoltCollector) -> Result<(), RuntimeError> {

@@ -20,7 +20,7 @@
 //!     let _ = run_spout(Numbers(0));
 //! }
 //! ```
-use crate::bolt::{panic_message, BoltError};
+use crate::bolt::{panic_message, setup_outcome, BoltError};
 use crate::connection::{report_fatal, Connection, Event, RuntimeError};
 use crate::protocol::{Emit, Handshake, LogLevel, StormMessage};
 use serde_json::Value;
@@ -111,9 +111,10 @@ pub fn run_spout_on<S: Spout>(
 ) -> Result<(), RuntimeError> {
     let (conn, handshake) = Connection::open(input, output)?;
     let mut out = SpoutCollector { conn };
-    let result = match spout.open(&handshake, &mut out) {
+    let opened = catch_unwind(AssertUnwindSafe(|| spout.open(&handshake, &mut out)));
+    let result = match setup_outcome("open", opened) {
         Ok(()) => spout_loop(&mut spout, &mut out),
-        Err(e) => Err(RuntimeError::Component(format!("open failed: {e}"))),
+        Err(e) => Err(e),
     };
     if let Err(e) = &result {
         report_fatal(&out.conn, e);

@@ -588,3 +588,22 @@ fn a_panicking_bolt_fails_its_tuple_reports_and_exits() {
     assert!(reason.contains("broken"), "the process ended: {reason}");
     assert_eq!(h.close(T).unwrap().unwrap().code(), Some(1));
 }
+
+#[test]
+fn a_panic_in_prepare_is_reported_and_exits_1() {
+    let h = relay(HarnessConfig::bolt("split"), &["--panic-in-prepare"], None);
+    h.wait_for(|r| !r.errors.is_empty(), T, "error report")
+        .unwrap();
+    let r = h.records();
+    assert!(
+        r.errors[0].contains("prepare panicked") && r.errors[0].contains("asked to panic"),
+        "{:?}",
+        r.errors
+    );
+    assert!(r
+        .logs
+        .iter()
+        .any(|(l, m)| *l == LogLevel::Error && m.contains("prepare panicked")));
+    h.wait_died(T).unwrap();
+    assert_eq!(h.close(T).unwrap().unwrap().code(), Some(1));
+}

@@ -179,3 +179,18 @@ fn spout_reports_malformed_input_and_keeps_going() {
     );
     assert!(h.close(T).unwrap().unwrap().success());
 }
+
+#[test]
+fn a_panic_in_open_is_reported_and_exits_1() {
+    let mut cmd = storm_example("counter_spout");
+    cmd.arg("--panic-in-open");
+    let h = Harness::spawn(cmd, HarnessConfig::spout("numbers")).unwrap();
+    h.wait_for(|r| !r.errors.is_empty(), T, "error report")
+        .unwrap();
+    let errors = h.records().errors;
+    assert!(
+        errors[0].contains("open panicked") && errors[0].contains("asked to panic"),
+        "{errors:?}"
+    );
+    assert_eq!(h.close(T).unwrap().unwrap().code(), Some(1));
+}
