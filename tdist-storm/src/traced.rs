@@ -7,7 +7,9 @@
 //! span named after the component, current while the bolt works. The bolt's collector is
 //! wrapped in a [`TracedCollector`]: each emit gets the span's context added in the trace field
 //! (the span of the first anchor, or the current one when unanchored), anchors are passed on
-//! untouched, and the ack or fail of the input ends its span (a fail marks it as an error).
+//! untouched, and the ack or fail of the input ends its span (a fail marks it as an error, and
+//! so does a panic in `execute`). Spans of inputs still unacked when the bolt is dropped (at
+//! shutdown) end as errors too, `not acked before shutdown`.
 //!
 //! ```
 //! use tdist_core::{export::InMemory, Tracer};
@@ -30,13 +32,14 @@
 //! // tdist_storm::bolt::run_bolt(bolt) runs it under Storm.
 //! # drop(bolt);
 //! ```
-use crate::bolt::{Bolt, BoltError, Collector};
+use crate::bolt::{panic_message, Bolt, BoltError, Collector};
 use crate::connection::RuntimeError;
 use crate::protocol::{Emit, Handshake, LogLevel, TopologyContext, Tuple};
 use base64::Engine as _;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use tdist_core::propagation::{b3, w3c};
 use tdist_core::{
     binary, set_current, Endpoint, Extracted, Kind, Span, SpanContext, TagValue, Tracer,
@@ -303,7 +306,7 @@ impl<B: Bolt> Bolt for TracedBolt<B> {
         let ctx = span.context();
         let id = tuple.id.clone();
         self.spans.insert(id.clone(), span);
-        let result = {
+        let outcome = {
             let _current = set_current(Some(ctx));
             let mut traced = TracedCollector {
                 inner: out,
@@ -312,7 +315,20 @@ impl<B: Bolt> Bolt for TracedBolt<B> {
                 field: &self.field,
                 topology: &self.topology,
             };
-            self.inner.execute(tuple, &mut traced)
+            catch_unwind(AssertUnwindSafe(|| self.inner.execute(tuple, &mut traced)))
+        };
+        let result = match outcome {
+            Ok(result) => result,
+            Err(panic) => {
+                // The runtime fails the tuple through the plain collector and stops: end the
+                // span here as the traced collector's fail would, then let the panic go on.
+                if let Some(mut span) = self.spans.remove(&id) {
+                    span.annotate("storm.fail");
+                    span.set_error(format!("execute panicked: {}", panic_message(&*panic)));
+                    span.finish();
+                }
+                resume_unwind(panic);
+            }
         };
         if let Err(e) = &result {
             if let Some(mut span) = self.spans.remove(&id) {
@@ -326,6 +342,24 @@ impl<B: Bolt> Bolt for TracedBolt<B> {
             }
         }
         result
+    }
+}
+
+impl<B> Drop for TracedBolt<B> {
+    /// Ends the spans of inputs never acked or failed (the runtime stopped: Storm closed the
+    /// pipe, or the bolt failed) as errors, since Storm will time those tuples out.
+    fn drop(&mut self) {
+        end_unacked(&mut self.spans);
+    }
+}
+
+/// Ends spans still waiting for an ack when their component stops: marked `storm.unacked` and
+/// with an `error` tag, not reported as successes.
+pub(crate) fn end_unacked(spans: &mut HashMap<String, Span>) {
+    for (_, mut span) in spans.drain() {
+        span.annotate("storm.unacked");
+        span.set_error("not acked before shutdown");
+        span.finish();
     }
 }
 

@@ -5,8 +5,9 @@
 //! component: a child of the current context when the spout code made one current (for
 //! example after reading a context from its source), otherwise a new trace. The span's context
 //! goes into the emit's [`TraceField`]. A reliable emit (with a message id) keeps its span until
-//! Storm acks or fails that id, so the span covers the tuple's whole processing; an unreliable
-//! emit ends its span at once.
+//! Storm acks or fails that id, so the span covers the tuple's whole processing (a span still
+//! waiting when the spout is dropped ends as an error, `not acked before shutdown`); an
+//! unreliable emit ends its span at once.
 //!
 //! ```
 //! use tdist_core::{export::InMemory, Tracer};
@@ -32,7 +33,7 @@ use crate::bolt::BoltError;
 use crate::connection::RuntimeError;
 use crate::protocol::{Emit, Handshake, LogLevel, TopologyContext};
 use crate::spout::{Spout, SpoutOutput};
-use crate::traced::{inject, TraceField};
+use crate::traced::{end_unacked, inject, TraceField};
 use serde_json::Value;
 use std::collections::HashMap;
 use tdist_core::{current, Kind, Span, TagValue, Tracer};
@@ -102,6 +103,13 @@ impl<S: Spout> TracedSpout<S> {
                 state: &mut self.state,
             },
         )
+    }
+}
+
+impl Drop for State {
+    /// Ends the spans of emits never acked or failed (the spout stopped) as errors.
+    fn drop(&mut self) {
+        end_unacked(&mut self.spans);
     }
 }
 

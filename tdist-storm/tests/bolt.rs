@@ -607,3 +607,57 @@ fn a_panic_in_prepare_is_reported_and_exits_1() {
     h.wait_died(T).unwrap();
     assert_eq!(h.close(T).unwrap().unwrap().code(), Some(1));
 }
+
+#[test]
+fn a_panicking_traced_bolt_reports_its_span_as_an_error() {
+    let f = span_file("panic");
+    let h = relay(
+        HarnessConfig::bolt("split"),
+        &["--panic-on", "oops"],
+        Some(&f),
+    );
+    let ok = h.tuple("spout", vec![json!("fine"), b3_of(&root())]);
+    run(&h, &ok);
+    let oops = h.tuple("spout", vec![json!("oops"), b3_of(&root())]);
+    run(&h, &oops);
+    h.wait_died(T).unwrap();
+    assert_eq!(h.close(T).unwrap().unwrap().code(), Some(1));
+    let spans = read_spans(&f);
+    assert_eq!(spans.len(), 2, "{spans:?}");
+    let trace_of = |t: &Tuple| ctx_in(&t.values[1]).trace_id().to_hex().to_string();
+    let span_of = |t: &Tuple| {
+        spans
+            .iter()
+            .find(|s| s["traceId"] == trace_of(t).as_str())
+            .unwrap()
+    };
+    assert!(span_of(&ok)["tags"].get("error").is_none());
+    let failed = span_of(&oops);
+    let error = failed["tags"]["error"].as_str().expect("an error tag");
+    assert!(
+        error.contains("execute panicked") && error.contains("asked to panic"),
+        "{failed}"
+    );
+    assert_eq!(failed["annotations"][0]["value"], "storm.fail");
+    let _ = std::fs::remove_file(f);
+}
+
+#[test]
+fn spans_of_tuples_pending_at_shutdown_are_reported_as_errors() {
+    let f = span_file("pending");
+    let h = relay(HarnessConfig::bolt("join"), &["--batch", "3"], Some(&f));
+    for w in ["a", "b"] {
+        h.send_tuple(&h.tuple("spout", vec![json!(w), b3_of(&root())]))
+            .unwrap();
+    }
+    h.send_heartbeat().unwrap();
+    h.wait_for(|r| r.syncs >= 1, T, "sync").unwrap();
+    assert!(h.close(T).unwrap().unwrap().success());
+    let spans = read_spans(&f);
+    assert_eq!(spans.len(), 2, "{spans:?}");
+    for s in &spans {
+        assert_eq!(s["tags"]["error"], "not acked before shutdown", "{s}");
+        assert_eq!(s["annotations"][0]["value"], "storm.unacked");
+    }
+    let _ = std::fs::remove_file(f);
+}

@@ -194,3 +194,28 @@ fn a_panic_in_open_is_reported_and_exits_1() {
     );
     assert_eq!(h.close(T).unwrap().unwrap().code(), Some(1));
 }
+
+#[test]
+fn traced_spout_spans_unacked_at_shutdown_are_reported_as_errors() {
+    use support::{read_spans, span_file};
+    let f = span_file("spout-pending");
+    let mut cmd = storm_example("counter_spout");
+    cmd.arg("--traced")
+        .env("TDIST_FILE", &f)
+        .env_remove("TDIST_TRANSPORT");
+    let h = Harness::spawn(cmd, HarnessConfig::spout("numbers")).unwrap();
+    h.next(T).unwrap();
+    h.next(T).unwrap();
+    h.spout_command("ack", Some(json!(1)), T).unwrap();
+    assert!(h.close(T).unwrap().unwrap().success());
+    let spans = read_spans(&f);
+    assert_eq!(spans.len(), 2, "{spans:?}");
+    let acked = spans.iter().filter(|s| s["tags"].get("error").is_none());
+    assert_eq!(acked.count(), 1);
+    let errors: Vec<_> = spans
+        .iter()
+        .filter_map(|s| s["tags"].get("error"))
+        .collect();
+    assert_eq!(errors, [&json!("not acked before shutdown")]);
+    let _ = std::fs::remove_file(f);
+}
