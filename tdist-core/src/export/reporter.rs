@@ -223,13 +223,16 @@ impl Drop for Handle {
 
 impl Shared {
     fn stats(&self) -> Stats {
+        // The worker retires an exited thread's queue (moving its counts to `retired_*`) under
+        // the queues lock: reading both under it counts that thread once, never zero times.
+        let queues = lock(&self.queues);
         let mut s = Stats {
             accepted: self.retired_accepted.load(Ordering::Acquire),
             dropped: self.retired_dropped.load(Ordering::Acquire),
             sent: self.sent.load(Ordering::Acquire),
             failed: self.failed.load(Ordering::Acquire),
         };
-        for q in lock(&self.queues).iter() {
+        for q in queues.iter() {
             s.accepted += q.accepted.load(Ordering::Acquire);
             s.dropped += q.dropped.load(Ordering::Acquire);
         }
@@ -303,12 +306,21 @@ fn run(shared: Arc<Shared>) {
             let c = lock(&shared.control);
             (c.requested, c.stop)
         };
-        drain(&shared, &mut batch, &mut queues);
-        while !batch.is_empty() {
-            let n = batch.len().min(cfg.max_export_batch_size);
-            export(&shared, &batch[..n]);
-            batch.drain(..n);
-            drain(&shared, &mut batch, &mut queues);
+        // One round: what the rings hold now, and more rounds only while a round had to leave
+        // spans behind (a backlog larger than the worker's queue). Spans that arrive meanwhile
+        // wait for the next wake: draining until the rings are empty never ended under a steady
+        // load, so a flush waited out its deadline and batches shrank to a few spans each.
+        let mut rounds = 0;
+        loop {
+            let complete = drain(&shared, &mut batch, &mut queues);
+            for spans in batch.chunks(cfg.max_export_batch_size) {
+                export(&shared, spans);
+            }
+            batch.clear();
+            rounds += 1;
+            if complete || rounds > max_rounds(&shared) || stopping(&shared) {
+                break;
+            }
         }
         let dropped = shared.stats().dropped;
         if dropped > dropped_logged && last_drop_log.elapsed() > Duration::from_secs(10) {
@@ -336,19 +348,35 @@ fn run(shared: Arc<Shared>) {
             }
         }
         shared.sleeping.store(true, Ordering::Release);
-        std::thread::park_timeout(cfg.schedule_delay);
+        // A zero delay means "as soon as possible", not a worker spinning on a core.
+        std::thread::park_timeout(cfg.schedule_delay.max(Duration::from_millis(1)));
         shared.sleeping.store(false, Ordering::Release);
     }
 }
 
+/// Rounds of [`drain`] that take every span the rings can hold (each round takes up to the
+/// worker's queue size): a bound for one wake, so that a load faster than the transport cannot
+/// keep the worker from completing a flush or seeing a stop.
+fn max_rounds(shared: &Shared) -> usize {
+    let threads = lock(&shared.queues).len().max(1);
+    let held = threads * shared.config.local_queue_size;
+    held.div_ceil(shared.config.max_queue_size.max(1)) + 1
+}
+
 /// Moves spans from every thread's queue into `batch`, up to the worker's queue size, and
-/// retires the queues of threads that have exited once they are empty.
+/// retires the queues of threads that have exited once they are empty. Returns whether every
+/// span that was ready was taken (`false` when the queue size left some behind).
 ///
 /// A thread that has a large batch ready (half an export batch or more, as under load) has it
 /// exported straight from its ring, where the records already are: moving each record into
 /// `batch` first would copy it twice more on the worker, whose work competes with the
 /// application for the cores. Threads with a few spans each are gathered into one batch.
-fn drain(shared: &Shared, batch: &mut Vec<FinishedSpan>, queues: &mut Vec<Arc<LocalQueue>>) {
+fn drain(
+    shared: &Shared,
+    batch: &mut Vec<FinishedSpan>,
+    queues: &mut Vec<Arc<LocalQueue>>,
+) -> bool {
+    let mut complete = true;
     let cap = shared.config.max_queue_size;
     let export_size = shared.config.max_export_batch_size;
     // The registry lock is not held while exporting: `stats` takes it.
@@ -373,6 +401,7 @@ fn drain(shared: &Shared, batch: &mut Vec<FinishedSpan>, queues: &mut Vec<Arc<Lo
             continue;
         }
         let n = ready.min(cap.saturating_sub(batch.len()));
+        complete &= n == ready;
         if n == 0 {
             continue;
         }
@@ -394,6 +423,7 @@ fn drain(shared: &Shared, batch: &mut Vec<FinishedSpan>, queues: &mut Vec<Arc<Lo
         }
         !orphaned
     });
+    complete
 }
 
 /// Sends one batch, retrying retryable failures with doubling backoff inside the export timeout;
