@@ -419,13 +419,18 @@ impl FinishedSpan {
     pub fn remote_endpoint(&self) -> Option<&Endpoint> {
         self.remote.as_deref()
     }
-    /// Tags in the order set; a key set twice keeps its last value.
+    /// Tags in the order set, every value of a key set twice included (the encoders report the
+    /// last, as [`tag`](Self::tag) returns it).
     pub fn tags(&self) -> impl Iterator<Item = (&str, &TagValue)> {
         self.tags.iter().map(|(k, v)| (k.as_ref(), v))
     }
-    /// The value of one tag.
+    /// The value of one tag: the last one set, when it was set more than once.
     pub fn tag(&self, key: &str) -> Option<&TagValue> {
-        self.tags.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.tags
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
     }
     /// Annotations in time order.
     pub fn annotations(&self) -> &[Annotation] {

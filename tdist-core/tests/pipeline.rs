@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{tracer, Flaky, Hanging};
 use tdist_core::export::{InMemory, TransportError};
-use tdist_core::{Endpoint, Kind, Sampler, SamplingState, Tracer};
+use tdist_core::{Endpoint, Kind, Sampler, SamplingState, TagValue, Tracer};
 
 #[test]
 fn flush_delivers_every_span_from_every_thread() {
@@ -336,6 +336,17 @@ fn a_panicking_transport_fails_its_batch_and_the_worker_lives_on() {
     let s = tracer.flush().unwrap();
     assert_eq!((s.sent, s.failed), (1, 1));
     assert_eq!(sink.spans()[0].name(), "after");
+
+    // Inside a fan-out, the panic costs that destination its batch and no other destination.
+    let sibling = InMemory::new();
+    let fanout = tdist_core::export::Fanout::new()
+        .with(PanicOnce(AtomicUsize::new(0), InMemory::new()))
+        .with(sibling.clone());
+    let tracer = Tracer::builder().transport(fanout).build().unwrap();
+    tracer.root_span("beside the panic").finish();
+    let s = tracer.flush().unwrap();
+    assert_eq!((s.sent, s.failed), (0, 1));
+    assert_eq!(sibling.spans()[0].name(), "beside the panic");
 }
 
 #[test]
@@ -701,4 +712,80 @@ fn a_retry_after_a_partial_failure_sends_only_the_rest_and_each_span_is_counted_
         halves.sends.load(Ordering::SeqCst)
     );
     assert_eq!(names(&remote), all);
+}
+
+/// Counts calls and spans; each call takes a little while, as a remote collector's would.
+#[derive(Default)]
+struct SlowCounter {
+    calls: AtomicUsize,
+    spans: AtomicUsize,
+}
+
+impl tdist_core::export::Transport for SlowCounter {
+    fn send(&self, spans: &[tdist_core::FinishedSpan]) -> Result<(), TransportError> {
+        std::thread::sleep(Duration::from_millis(2));
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.spans.fetch_add(spans.len(), Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// Under a steady load the worker still batches and a flush still completes once what was
+/// finished before it is delivered. (The worker used to drain until every ring was empty,
+/// which never happened under load: each flush waited out its deadline, and the transport got
+/// a few spans per call instead of batches.)
+#[test]
+fn under_a_steady_load_flush_completes_and_batches_stay_large() {
+    let counter = Arc::new(SlowCounter::default());
+    let tracer = Tracer::builder()
+        .transport(counter.clone())
+        .build()
+        .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..2)
+        .map(|_| {
+            let (tracer, stop) = (tracer.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    tracer.root_span("steady").finish();
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let flushed = tracer.flush();
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        t.join().unwrap();
+    }
+    let s = flushed.expect("the flush completed while the load went on");
+    assert_eq!(s.failed + s.dropped, 0, "{s:?}");
+    let s = tracer.flush().unwrap();
+    let (calls, spans) = (
+        counter.calls.load(Ordering::SeqCst),
+        counter.spans.load(Ordering::SeqCst),
+    );
+    assert_eq!(spans as u64, s.sent);
+    assert!(
+        spans >= 50 * calls,
+        "{spans} spans in {calls} calls: batches of a few spans"
+    );
+}
+
+/// A tag set twice reads back as its last value, the one the encoders report.
+#[test]
+fn a_tag_set_twice_reads_back_as_its_last_value() {
+    let (tracer, sink) = tracer("tags");
+    let mut span = tracer.root_span("twice");
+    span.tag("http.status_code", 500i64);
+    span.tag("http.status_code", 200i64);
+    span.finish();
+    tracer.flush().unwrap();
+    let span = &sink.spans()[0];
+    assert_eq!(span.tag("http.status_code"), Some(&TagValue::I64(200)));
+    let json =
+        String::from_utf8(tdist_core::encode::json_list(std::slice::from_ref(span))).unwrap();
+    assert!(json.contains(r#""http.status_code":"200""#), "{json}");
 }

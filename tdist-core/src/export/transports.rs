@@ -150,7 +150,13 @@ fn fan_in(outcomes: Vec<Option<TransportError>>, n: usize) -> Result<(), Transpo
 
 impl Transport for Fanout {
     fn send(&self, spans: &[FinishedSpan]) -> Result<(), TransportError> {
-        let outcomes = self.targets.iter().map(|t| t.send(spans).err()).collect();
+        // Each target's panic is caught on its own, so that the targets after it still get
+        // the batch.
+        let outcomes = self
+            .targets
+            .iter()
+            .map(|t| super::send_catching_panics(&**t, spans, None).err())
+            .collect();
         fan_in(outcomes, spans.len())
     }
 
@@ -170,7 +176,7 @@ impl Transport for Fanout {
             .map(|(t, before)| match before {
                 None => None,
                 Some(e) if !e.is_retryable() => Some(e.clone()),
-                Some(e) => t.resend(spans, e).err(),
+                Some(e) => super::send_catching_panics(&**t, spans, Some(e)).err(),
             })
             .collect();
         fan_in(outcomes, spans.len())
