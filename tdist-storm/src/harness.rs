@@ -6,7 +6,9 @@
 //! same fatal checks (an ack, fail or anchor naming a tuple that is not pending, a command
 //! without `command`, a wrong JSON type, an unregistered metric, malformed JSON, a broken pipe,
 //! a heartbeat timeout). A fatal case marks the harness dead, as the worker would die, and kills
-//! the child. Everything the child sends is recorded.
+//! the child. Everything the child sends is recorded. As in ShellBolt, one writer thread writes
+//! to the child's stdin from a queue (task-id replies first) and the reader thread never waits
+//! for a write, so a child that writes a lot before it reads again cannot deadlock the harness.
 //!
 //! ```no_run
 //! use std::process::Command;
@@ -21,10 +23,10 @@
 //! h.close(Duration::from_secs(5)).unwrap();
 //! ```
 use crate::protocol::{
-    write_message, Emit, LogLevel, MessageReader, ProtocolError, ShellMsg, Tuple, DEFAULT_STREAM,
+    Emit, LogLevel, MessageReader, ProtocolError, ShellMsg, Tuple, DEFAULT_STREAM,
 };
 use serde_json::{json, Map, Value};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -246,9 +248,24 @@ struct State {
     closed: bool,
 }
 
+/// What waits to be written to the child's stdin. One writer thread writes it, as ShellBolt's
+/// does: senders (tuples, heartbeats, spout commands, the reader thread's task-id replies) only
+/// queue, so the reader never waits for a write and keeps draining the child's stdout while a
+/// big tuple is on its way in. Task-id replies go first, as `ShellBoltMessageQueue` sends them.
+#[derive(Default)]
+struct Outbox {
+    replies: VecDeque<Vec<u8>>,
+    messages: VecDeque<Vec<u8>>,
+    /// Nothing more is queued; the writer closes stdin once the queue is empty.
+    closing: bool,
+    /// Why writing failed; later sends fail with it.
+    broken: Option<std::io::ErrorKind>,
+}
+
 struct Shared {
     config: HarnessConfig,
-    stdin: Mutex<Option<ChildStdin>>,
+    outbox: Mutex<Outbox>,
+    queued: Condvar,
     child: Mutex<Child>,
     state: Mutex<State>,
     changed: Condvar,
@@ -260,18 +277,57 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn outbox(&self) -> MutexGuard<'_, Outbox> {
+        self.outbox.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Writes one message the way Storm's json-smart does (escaping `/`).
     fn write(&self, v: &Value) -> Result<(), HarnessError> {
-        let text = v.to_string().replace('/', "\\/");
-        let mut stdin = self.stdin.lock().unwrap_or_else(|p| p.into_inner());
-        match stdin.as_mut() {
-            Some(w) => write_message(w, &text).map_err(HarnessError::Write),
-            None => Err(HarnessError::Write(std::io::ErrorKind::BrokenPipe.into())),
+        self.queue(frame(v), false)
+    }
+
+    /// Queues bytes for the writer thread; a reply jumps ahead of queued messages.
+    fn queue(&self, bytes: Vec<u8>, reply: bool) -> Result<(), HarnessError> {
+        let mut o = self.outbox();
+        if let Some(kind) = o.broken {
+            return Err(HarnessError::Write(kind.into()));
         }
+        if o.closing {
+            return Err(HarnessError::Write(std::io::ErrorKind::BrokenPipe.into()));
+        }
+        if reply {
+            o.replies.push_back(bytes);
+        } else {
+            o.messages.push_back(bytes);
+        }
+        drop(o);
+        self.queued.notify_one();
+        Ok(())
+    }
+
+    /// Lets the writer close stdin once everything queued is written (as Storm does on
+    /// shutdown, after its last message).
+    fn close_stdin(&self) {
+        self.outbox().closing = true;
+        self.queued.notify_one();
     }
 
     fn stderr_text(&self) -> String {
         String::from_utf8_lossy(&self.stderr.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+
+    /// The next bytes to write, waiting for some; `None` once closing with nothing left.
+    fn next_to_write(&self) -> Option<Vec<u8>> {
+        let mut o = self.outbox();
+        loop {
+            if let Some(bytes) = o.replies.pop_front().or_else(|| o.messages.pop_front()) {
+                return Some(bytes);
+            }
+            if o.closing || o.broken.is_some() {
+                return None;
+            }
+            o = self.queued.wait(o).unwrap_or_else(|p| p.into_inner());
+        }
     }
 
     /// Marks the component dead (as ShellBolt's `die`) and kills it.
@@ -332,7 +388,8 @@ impl Harness {
         let stderr = child.stderr.take();
         let shared = Arc::new(Shared {
             config,
-            stdin: Mutex::new(stdin),
+            outbox: Mutex::new(Outbox::default()),
+            queued: Condvar::new(),
             child: Mutex::new(child),
             state: Mutex::new(State {
                 records: Records::default(),
@@ -345,6 +402,10 @@ impl Harness {
             stderr: Mutex::new(Vec::new()),
         });
         let harness = Harness { shared, pid_dir };
+        if let Some(stdin) = stdin {
+            let s = harness.shared.clone();
+            std::thread::spawn(move || writer(s, stdin));
+        }
         if let Some(mut err) = stderr {
             let s = harness.shared.clone();
             std::thread::spawn(move || {
@@ -411,7 +472,9 @@ impl Harness {
         }
     }
 
-    /// Sends a tuple to a bolt, waiting while `max_pending` tuples are in flight.
+    /// Sends a tuple to a bolt, waiting while `max_pending` tuples are in flight. The tuple is
+    /// queued for the writer thread; an error means the component died or writing to it failed
+    /// earlier.
     pub fn send_tuple(&self, tuple: &Tuple) -> Result<(), HarnessError> {
         if self.shared.config.mode != Mode::Bolt {
             return Err(HarnessError::WrongMode("tuples go to bolts"));
@@ -453,15 +516,10 @@ impl Harness {
         self.shared.lock().pending.insert(id.to_owned());
     }
 
-    /// Writes raw bytes to the child's stdin (to test malformed input).
+    /// Writes raw bytes to the child's stdin (to test malformed input), in order with the
+    /// messages queued before them.
     pub fn send_raw(&self, bytes: &[u8]) -> Result<(), HarnessError> {
-        let mut stdin = self.shared.stdin.lock().unwrap_or_else(|p| p.into_inner());
-        let w = stdin
-            .as_mut()
-            .ok_or_else(|| HarnessError::Write(std::io::ErrorKind::BrokenPipe.into()))?;
-        w.write_all(bytes)
-            .and_then(|()| w.flush())
-            .map_err(HarnessError::Write)
+        self.shared.queue(bytes.to_vec(), false)
     }
 
     /// Sends a spout command (`next`, `ack`, `fail`, `activate`, `deactivate`) and waits for
@@ -582,11 +640,7 @@ impl Harness {
     /// it after `timeout`. Returns its exit status, or `None` if it had to be killed.
     pub fn close(self, timeout: Duration) -> Result<Option<ExitStatus>, HarnessError> {
         self.shared.lock().closed = true;
-        self.shared
-            .stdin
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        self.shared.close_stdin();
         let deadline = Instant::now() + timeout;
         loop {
             let mut child = self.shared.child.lock().unwrap_or_else(|p| p.into_inner());
@@ -607,11 +661,7 @@ impl Harness {
 impl Drop for Harness {
     fn drop(&mut self) {
         self.shared.lock().closed = true;
-        self.shared
-            .stdin
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        self.shared.close_stdin();
         let mut child = self.shared.child.lock().unwrap_or_else(|p| p.into_inner());
         if matches!(child.try_wait(), Ok(None)) {
             let _ = child.kill();
@@ -627,6 +677,28 @@ fn send_heartbeat(shared: &Shared) -> Result<(), HarnessError> {
     shared.write(&Tuple::heartbeat(id).to_json())?;
     shared.lock().records.heartbeats_sent += 1;
     Ok(())
+}
+
+/// One framed message as Storm's json-smart writes it (escaping `/`).
+fn frame(v: &Value) -> Vec<u8> {
+    let mut buf = v.to_string().replace('/', "\\/").into_bytes();
+    buf.extend_from_slice(b"\nend\n");
+    buf
+}
+
+/// ShellBolt's writer thread: the only one writing to the child's stdin. After a failed write
+/// (the child closed stdin or exited; the reader reports its death) later sends fail.
+fn writer(shared: Arc<Shared>, mut stdin: ChildStdin) {
+    while let Some(bytes) = shared.next_to_write() {
+        if let Err(e) = stdin.write_all(&bytes).and_then(|()| stdin.flush()) {
+            let mut o = shared.outbox();
+            o.broken = Some(e.kind());
+            o.replies.clear();
+            o.messages.clear();
+            return;
+        }
+    }
+    // Dropping stdin here is the end of input the child sees at shutdown.
 }
 
 /// ShellBolt's heartbeat timer: check the timeout, then send a heartbeat tuple.
@@ -747,7 +819,10 @@ fn handle(shared: &Shared, msg: ShellMsg) -> Result<(), String> {
         }
     }
     if let Some(ids) = reply {
-        shared.write(&json!(ids)).map_err(|e| e.to_string())?;
+        // Queued, never written here: this thread must keep reading the child's output.
+        shared
+            .queue(frame(&json!(ids)), true)
+            .map_err(|e| e.to_string())?;
     }
     Ok(())
 }

@@ -83,3 +83,47 @@ fn send_blocks_at_max_pending_like_shellbolt() {
     h.wait_settled(&tuples[2].id, T).unwrap();
     assert_eq!(h.records().acks.len(), 3);
 }
+
+/// A child that, while Storm is writing it a big tuple it has not read yet, asks for task ids
+/// and then writes more than a pipe holds before it reads stdin again (as a bolt that emits a
+/// batch does). Storm's reader keeps reading meanwhile; it writes the reply from another thread.
+fn writes_before_reading() -> Command {
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(
+        r#"read -r hs; read -r e
+printf '{"pid": %d}\nend\n' $$
+sleep 1
+printf '{"command":"emit","tuple":["a"]}\nend\n'
+pad=$(printf '%1000s' | tr ' ' x)
+i=0
+while [ $i -lt 200 ]; do
+  printf '{"command":"log","msg":"%s","level":2}\nend\n' "$pad"
+  i=$((i+1))
+done
+cat >/dev/null"#,
+    );
+    c
+}
+
+#[test]
+fn a_task_id_reply_never_waits_for_a_tuple_being_written() {
+    let mut config = HarnessConfig::bolt("batcher");
+    config.heartbeat_interval = None;
+    let h = Harness::spawn(writes_before_reading(), config).unwrap();
+    let (done_tx, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // 1 MB the child reads only at the end: the write blocks until then.
+        let t = h.tuple("spout", vec![json!("x".repeat(1 << 20))]);
+        let h = std::sync::Arc::new(h);
+        let sender = h.clone();
+        std::thread::spawn(move || sender.send_tuple(&t));
+        let logged = h.wait_for(|r| r.logs.len() == 200, T, "the child's 200 logs");
+        let _ = done_tx.send((logged.map_err(|e| e.to_string()), h.records()));
+    });
+    let (logged, r) = done
+        .recv_timeout(T + Duration::from_secs(10))
+        .expect("the harness hung");
+    logged.expect("the harness kept reading the child's output");
+    assert_eq!(r.emits.len(), 1);
+    assert_eq!(r.emits[0].task_ids, Some(vec![4]));
+}
