@@ -29,6 +29,26 @@ pin_project_lite::pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             this.slot.drop_inner(this.inner);
+            let _ = OnPanic(this.span, PANICKED_BEFORE_RESPONSE);
+        }
+    }
+}
+
+const PANICKED_BEFORE_RESPONSE: &str = "the service panicked before its response";
+
+/// Marks the span it holds as failed if it is dropped while a panic unwinds: around a poll of
+/// the inner future or body (a panic there would otherwise leave a span that reads as a
+/// success: the runtime catches the panic and drops the future later, normally), and in the
+/// response future's drop. A caller that merely went away leaves the span unmarked.
+struct OnPanic<'a>(&'a mut Option<Span>, &'static str);
+
+impl Drop for OnPanic<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(span) = self.0.as_mut().filter(|s| s.is_recording()) {
+                span.set_error(self.1);
+            }
         }
     }
 }
@@ -68,8 +88,9 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        let armed = OnPanic(this.span, PANICKED_BEFORE_RESPONSE);
         let out = std::task::ready!(this.slot.poll_inner(this.inner, cx));
-        let mut span = this.span.take();
+        let mut span = armed.0.take();
         let mut grpc_trailers = *this.grpc;
         Poll::Ready(match out {
             Ok(response) => {
@@ -121,6 +142,7 @@ pin_project_lite::pin_project! {
         // Whether trailers carry a gRPC call's status.
         grpc_trailers: bool,
     }
+
 }
 
 impl<B> TracedBody<B> {
@@ -163,6 +185,7 @@ where
         let polled = match this.span.as_ref() {
             Some(span) => {
                 let _current = set_current(Some(span.context()));
+                let _armed = OnPanic(this.span, "the response body panicked");
                 this.inner.as_mut().poll_frame(cx)
             }
             None => this.inner.as_mut().poll_frame(cx),

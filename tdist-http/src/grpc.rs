@@ -14,8 +14,13 @@ pub(crate) fn is_grpc(content_type: &[u8]) -> bool {
         && matches!(content_type.get(16), None | Some(b'+' | b';'))
 }
 
-/// The service and method of a gRPC path (`/package.Service/Method`).
+/// The service and method of a gRPC path (`/package.Service/Method`); `None` for a path that
+/// is not one, or longer than any real method's (a client chooses the path: it becomes the
+/// span's name only when it is plausibly a method).
 pub(crate) fn service_and_method(path: &str) -> Option<(&str, &str)> {
+    if path.len() > crate::names::MAX_KEY_LEN {
+        return None;
+    }
     let (service, method) = path.strip_prefix('/')?.split_once('/')?;
     (!service.is_empty() && !method.is_empty() && !method.contains('/'))
         .then_some((service, method))

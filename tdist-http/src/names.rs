@@ -6,7 +6,9 @@
 //! rest of the span together. Names are instead interned: made and leaked once for the process,
 //! found again through a per-thread cache. The number interned is bounded ([`MAX_NAMES`]), so
 //! a `Route` that is not a template (a raw path, unbounded) cannot grow memory without limit;
-//! past the bound names are formatted per request as before.
+//! past the bound names are formatted per request as before. So is a key longer than
+//! [`MAX_KEY_LEN`]: routes and gRPC method paths are short, and a long one (which a client can
+//! send as a gRPC path, up to the size of a request line) must not be kept for the process.
 
 use http::Method;
 use std::borrow::Cow;
@@ -17,6 +19,9 @@ use std::sync::Mutex;
 
 /// The most names interned for the process.
 pub(crate) const MAX_NAMES: usize = 4096;
+
+/// The longest route or gRPC path interned, in bytes.
+pub(crate) const MAX_KEY_LEN: usize = 256;
 
 /// The standard methods, in the order of [`standard_method`]'s slots.
 const METHODS: [&str; 9] = [
@@ -149,6 +154,9 @@ pub(crate) fn grpc_name(path: &str) -> Cow<'static, str> {
 /// The name of slot `i` for `key`, from this thread's cache or else [`intern`].
 #[inline]
 fn name(i: usize, key: &str) -> Cow<'static, str> {
+    if key.len() > MAX_KEY_LEN {
+        return Cow::Owned(make(i, key));
+    }
     let cached = CACHE
         .try_with(|c| {
             c.try_borrow()
@@ -239,6 +247,22 @@ mod tests {
             Some("POST /bounded/3")
         );
         assert_eq!(table.count, 8);
+    }
+
+    /// A long key is named per request and never kept: a client that sends long gRPC paths
+    /// cannot make the process hold them (each kept name is three copies of its key).
+    #[test]
+    fn long_keys_are_not_kept() {
+        let long = format!("/{}/M", "s".repeat(MAX_KEY_LEN));
+        assert!(matches!(grpc_name(&long), Cow::Owned(_)));
+        assert!(matches!(route_name(&Method::GET, &long), Cow::Owned(_)));
+        let table = INTERNED.lock().unwrap_or_else(|p| p.into_inner());
+        let kept = table
+            .as_ref()
+            .is_some_and(|t| t.names.contains_key(long.as_str()));
+        assert!(!kept, "the long key was interned");
+        assert!(crate::grpc::service_and_method(&long).is_none());
+        assert!(crate::grpc::service_and_method("/pkg.Svc/Method").is_some());
     }
 
     #[test]
