@@ -204,9 +204,13 @@ fn storm_local_cluster_acks_every_tuple_and_continues_every_trace() {
         .map(|s| s["duration"].as_u64().unwrap_or(0))
         .max()
         .unwrap_or(0);
+    // Span times are read from the TSC, whose rate is calibrated against the system clock once
+    // per process: over seconds that is exact to a few parts in 10^5 (one run measured the 7 s
+    // sleep as 6,999,661 µs), so the bound allows 0.1%.
+    let at_least = SLEEP_SECS * 1_000_000 * 999 / 1000;
     assert!(
-        slow >= SLEEP_SECS * 1_000_000,
-        "the slow count span lasts at least {SLEEP_SECS}s (µs: {slow})"
+        slow >= at_least,
+        "the slow count span lasts about {SLEEP_SECS}s (µs: {slow})"
     );
     if std::env::var_os("TDIST_STORM_OUT").is_none() {
         let _ = std::fs::remove_dir_all(&out);
