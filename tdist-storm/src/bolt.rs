@@ -24,7 +24,7 @@
 //! }
 //! ```
 use crate::connection::{expect_tuple, report_fatal, Connection, Event, RuntimeError};
-use crate::protocol::{Emit, Handshake, LogLevel, StormMessage, Tuple};
+use crate::protocol::{Emit, Handshake, LogLevel, StormMessage, Tuple, Unreadable};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -190,8 +190,8 @@ fn bolt_loop<B: Bolt>(bolt: &mut B, out: &mut BoltCollector) -> Result<(), Runti
                 continue;
             }
             Event::Message(m) => expect_tuple(m)?,
-            Event::Skipped(e) => {
-                out.report_error(&format!("skipped an unreadable message from Storm: {e}"))?;
+            Event::Skipped(bad) => {
+                skip_unreadable(out, bad)?;
                 continue;
             }
         };
@@ -222,6 +222,23 @@ fn bolt_loop<B: Bolt>(bolt: &mut B, out: &mut BoltCollector) -> Result<(), Runti
         }
     }
     Ok(())
+}
+
+/// Reports a message from Storm that is not a valid tuple, and fails its tuple when its id
+/// could be read, so Storm replays it now rather than after `topology.message.timeout.secs`.
+/// An id the bolt already holds is left to the bolt (Storm never sends one twice).
+fn skip_unreadable(out: &mut BoltCollector, bad: Unreadable) -> Result<(), RuntimeError> {
+    let error = bad.error;
+    match bad.tuple_id {
+        Some(id) if !out.is_pending(&id) => {
+            out.conn
+                .report(&format!("failing tuple {id}, unreadable: {error}"))?;
+            out.conn.command("fail", Value::from(id))
+        }
+        _ => out.conn.report(&format!(
+            "skipped an unreadable message from Storm: {error}"
+        )),
+    }
 }
 
 /// The text of a panic payload.

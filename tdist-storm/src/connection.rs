@@ -5,6 +5,7 @@
 //! task-id lists on another (they may arrive after the next tuple).
 use crate::protocol::{
     write_message, Emit, Handshake, LogLevel, MessageReader, ProtocolError, StormMessage, Tuple,
+    Unreadable,
 };
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -45,8 +46,9 @@ pub enum RuntimeError {
 
 pub(crate) enum Inbound {
     Message(StormMessage),
-    /// A well-framed message that is not valid JSON or not a valid message: skipped.
-    Skipped(ProtocolError),
+    /// A well-framed message that is not valid JSON or not a valid message: skipped (a bolt
+    /// fails its tuple when the id could be read).
+    Skipped(Unreadable),
     /// The pipe itself broke (framing, encoding): the reader stopped.
     Failed(ProtocolError),
 }
@@ -55,7 +57,7 @@ pub(crate) enum Inbound {
 #[derive(Debug)]
 pub(crate) enum Event {
     Message(StormMessage),
-    Skipped(ProtocolError),
+    Skipped(Unreadable),
 }
 
 /// The shared, message-at-a-time writer to Storm.
@@ -89,7 +91,8 @@ impl std::fmt::Debug for Inbound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Inbound::Message(m) => write!(f, "{m:?}"),
-            Inbound::Skipped(e) | Inbound::Failed(e) => write!(f, "{e}"),
+            Inbound::Skipped(u) => write!(f, "{}", u.error),
+            Inbound::Failed(e) => write!(f, "{e}"),
         }
     }
 }
@@ -172,6 +175,12 @@ impl Connection {
     pub(crate) fn sync(&self) -> Result<(), RuntimeError> {
         self.writer.send(SYNC)
     }
+
+    /// Logs `msg` at ERROR and reports it through `error` (shown in Storm's UI).
+    pub(crate) fn report(&self, msg: &str) -> Result<(), RuntimeError> {
+        self.log(LogLevel::Error, msg)?;
+        self.error(msg)
+    }
 }
 
 fn event(i: Inbound) -> Result<Event, RuntimeError> {
@@ -193,8 +202,8 @@ fn read_loop(
     loop {
         let parsed = match reader.read_json() {
             Ok(None) => return,
-            Ok(Some(v)) => StormMessage::from_json(v),
-            Err(e) => Err(e),
+            Ok(Some(v)) => StormMessage::read(v),
+            Err(e) => Err(e.into()),
         };
         match parsed {
             Ok(StormMessage::Tuple(t)) if t.is_heartbeat() => {
@@ -210,15 +219,20 @@ fn read_loop(
                     return;
                 }
             }
-            Err(e @ (ProtocolError::Json(_) | ProtocolError::Invalid(_))) => {
+            Err(
+                u @ Unreadable {
+                    error: ProtocolError::Json(_) | ProtocolError::Invalid(_),
+                    ..
+                },
+            ) => {
                 // The frame was read whole: skip it and keep reading.
-                if inbound.send(Inbound::Skipped(e)).is_err() {
+                if inbound.send(Inbound::Skipped(u)).is_err() {
                     return;
                 }
             }
-            Err(e) => {
+            Err(u) => {
                 // After a framing error the stream position is unknown: stop reading.
-                let _ = inbound.send(Inbound::Failed(e));
+                let _ = inbound.send(Inbound::Failed(u.error));
                 return;
             }
         }
@@ -227,9 +241,7 @@ fn read_loop(
 
 /// Logs through the `log` command and reports through `error`; shared by bolts and spouts.
 pub(crate) fn report_fatal(conn: &Connection, e: &RuntimeError) {
-    let msg = format!("tdist-storm component stopping: {e}");
-    let _ = conn.log(LogLevel::Error, &msg);
-    let _ = conn.error(&msg);
+    let _ = conn.report(&format!("tdist-storm component stopping: {e}"));
 }
 
 /// A tuple as a `Tuple`, or an error for anything a bolt should not receive.

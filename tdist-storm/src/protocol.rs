@@ -237,12 +237,33 @@ impl Tuple {
     }
 
     /// Reads a tuple object.
-    pub fn from_json(mut m: Map<String, Value>) -> Result<Tuple, ProtocolError> {
-        let id = match m.remove("id") {
-            Some(Value::String(s)) => s,
-            Some(Value::Number(n)) => n.to_string(),
-            _ => return Err(ProtocolError::invalid("tuple `id` must be a string")),
+    pub fn from_json(m: Map<String, Value>) -> Result<Tuple, ProtocolError> {
+        Tuple::read(m).map_err(|u| u.error)
+    }
+
+    /// Reads a tuple object; a failure keeps the tuple's id when Storm can be told to fail it.
+    ///
+    /// Only a string `id` qualifies (ShellBolt's ids are strings, and failing an id it does not
+    /// hold kills the worker), and never one on the heartbeat stream (heartbeats are not in
+    /// ShellBolt's map either).
+    pub(crate) fn read(mut m: Map<String, Value>) -> Result<Tuple, Unreadable> {
+        let heartbeat = m.get("stream").and_then(Value::as_str) == Some(HEARTBEAT_STREAM);
+        let (id, failable) = match m.remove("id") {
+            Some(Value::String(s)) => (s, !heartbeat),
+            Some(Value::Number(n)) => (n.to_string(), false),
+            _ => return Err(ProtocolError::invalid("tuple `id` must be a string").into()),
         };
+        match Tuple::without_id(m) {
+            Ok(t) => Ok(Tuple { id, ..t }),
+            Err(error) => Err(Unreadable {
+                error,
+                tuple_id: failable.then_some(id),
+            }),
+        }
+    }
+
+    /// Every field but `id` (left empty).
+    fn without_id(mut m: Map<String, Value>) -> Result<Tuple, ProtocolError> {
         let component = match m.remove("comp") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s),
@@ -264,12 +285,29 @@ impl Tuple {
             _ => return Err(ProtocolError::invalid("tuple `tuple` must be an array")),
         };
         Ok(Tuple {
-            id,
+            id: String::new(),
             component,
             stream,
             task,
             values,
         })
+    }
+}
+
+/// A well-framed message that is not a valid message, with the id of the tuple it carried when
+/// a bolt can fail that tuple (see [`Tuple::read`]).
+#[derive(Debug)]
+pub(crate) struct Unreadable {
+    pub(crate) error: ProtocolError,
+    pub(crate) tuple_id: Option<String>,
+}
+
+impl From<ProtocolError> for Unreadable {
+    fn from(error: ProtocolError) -> Unreadable {
+        Unreadable {
+            error,
+            tuple_id: None,
+        }
     }
 }
 
@@ -293,25 +331,31 @@ pub enum StormMessage {
 impl StormMessage {
     /// Classifies one parsed message.
     pub fn from_json(v: Value) -> Result<StormMessage, ProtocolError> {
+        StormMessage::read(v).map_err(|u| u.error)
+    }
+
+    /// Classifies one parsed message; a tuple that fails keeps its id when it can be failed.
+    pub(crate) fn read(v: Value) -> Result<StormMessage, Unreadable> {
         match v {
             Value::Array(items) => items
                 .iter()
                 .map(|t| t.as_i64())
                 .collect::<Option<Vec<_>>>()
                 .map(StormMessage::TaskIds)
-                .ok_or_else(|| ProtocolError::invalid("task-id list holds a non-integer")),
+                .ok_or_else(|| ProtocolError::invalid("task-id list holds a non-integer").into()),
             Value::Object(mut m) => match m.remove("command") {
                 Some(Value::String(name)) => Ok(StormMessage::Command {
                     name,
                     id: m.remove("id"),
                 }),
-                Some(_) => Err(ProtocolError::invalid("`command` must be a string")),
-                None => Tuple::from_json(m).map(StormMessage::Tuple),
+                Some(_) => Err(ProtocolError::invalid("`command` must be a string").into()),
+                None => Tuple::read(m).map(StormMessage::Tuple),
             },
             other => Err(ProtocolError::invalid(format!(
                 "expected an object or an array, got {}",
                 kind_of(&other)
-            ))),
+            ))
+            .into()),
         }
     }
 }
@@ -829,6 +873,39 @@ mod tests {
         );
         assert!(StormMessage::from_json(json!("next")).is_err());
         assert!(StormMessage::from_json(json!({"id":"1","tuple":[]})).is_err());
+    }
+
+    #[test]
+    fn an_unreadable_tuple_keeps_only_an_id_storm_could_fail() {
+        let id_of = |v: Value| StormMessage::read(v).unwrap_err().tuple_id;
+        let t = |extra: Value| {
+            let mut m = json!({"id":"-7","comp":"s","stream":"default","task":3,"tuple":[1]});
+            for (k, v) in extra.as_object().unwrap() {
+                m[k] = v.clone();
+            }
+            m
+        };
+        for bad in [
+            json!({"task": "3"}),
+            json!({"task": null}),
+            json!({"tuple": "x"}),
+            json!({"comp": 5}),
+            json!({"stream": ["default"]}),
+        ] {
+            assert_eq!(id_of(t(bad.clone())).as_deref(), Some("-7"), "{bad}");
+        }
+        // Storm never writes a number id, and heartbeats are not in ShellBolt's map.
+        assert_eq!(id_of(t(json!({"id": -7, "task": "3"}))), None);
+        assert_eq!(id_of(t(json!({"stream":"__heartbeat","task":"-1"}))), None);
+        assert_eq!(id_of(t(json!({"id": null}))), None);
+        assert_eq!(id_of(json!({"command": 1, "id": "-7"})), None);
+        assert_eq!(id_of(json!([1, "2"])), None);
+        let mut want = Tuple::new("-7", "s", vec![json!(1)]);
+        want.task = 3;
+        assert_eq!(
+            StormMessage::read(t(json!({}))).unwrap(),
+            StormMessage::Tuple(want)
+        );
     }
 
     #[test]

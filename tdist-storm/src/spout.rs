@@ -155,8 +155,11 @@ fn spout_loop<S: Spout>(spout: &mut S, out: &mut SpoutCollector) -> Result<(), R
                 out.report_error(&format!("a spout got a non-command message: {other:?}"))?;
                 Ok(())
             }
-            Event::Skipped(e) => {
-                out.report_error(&format!("skipped an unreadable message from Storm: {e}"))?;
+            Event::Skipped(bad) => {
+                // Never `fail` here: ShellSpout dies on a command it does not know.
+                let e = bad.error;
+                out.conn
+                    .report(&format!("skipped an unreadable message from Storm: {e}"))?;
                 Ok(())
             }
         };

@@ -439,6 +439,45 @@ fn malformed_input_and_unknown_commands_do_not_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+/// A well-framed tuple with bad content is failed at once when its id can be read (Storm
+/// replays it now, not after its message timeout); without a usable id it is skipped. Either
+/// way it is logged and reported, and no id ShellBolt does not hold is failed (that is fatal).
+#[test]
+fn unreadable_tuples_are_failed_by_id_or_skipped() {
+    let h = relay(HarnessConfig::bolt("split"), &["--untraced"], None);
+    let bad_task = r#"{"id":"-9","comp":"spout","stream":"default","task":"9","tuple":["x"]}"#;
+    h.mark_pending("-9");
+    let unreadable = [
+        r#"{"comp":"spout","stream":"default","task":9,"tuple":["no id"]}"#,
+        r#"{"id":-8,"comp":"spout","stream":"default","task":"9","tuple":[]}"#,
+        r#"{"id":"-7","comp":null,"stream":"__heartbeat","task":"-1","tuple":[]}"#,
+        bad_task,
+    ];
+    for m in unreadable {
+        h.send_raw(format!("{m}\nend\n").as_bytes()).unwrap();
+    }
+    h.wait_settled("-9", T).unwrap();
+    run(&h, &h.tuple("spout", vec![json!("after")]));
+    let r = h.records();
+    assert!(r.died.is_none(), "{:?}", r.died);
+    assert_eq!(r.fails, ["-9"]);
+    assert_eq!(r.errors.len(), 4, "{:?}", r.errors);
+    assert!(r.errors[..3]
+        .iter()
+        .all(|e| e.starts_with("skipped an unreadable message")));
+    assert!(
+        r.errors[3].contains("failing tuple -9") && r.errors[3].contains("`task`"),
+        "{}",
+        r.errors[3]
+    );
+    let logged = r.logs.iter().filter(|(l, _)| *l == LogLevel::Error);
+    assert_eq!(
+        logged.map(|(_, m)| m).collect::<Vec<_>>(),
+        r.errors.iter().collect::<Vec<_>>()
+    );
+    assert!(h.close(T).unwrap().unwrap().success());
+}
+
 #[test]
 fn span_is_current_during_execute_and_failures_are_marked() {
     let f = span_file("current");
