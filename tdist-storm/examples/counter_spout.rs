@@ -1,7 +1,9 @@
 //! A spout for tdist-storm's tests: `next` emits the next number with itself as message id
 //! (with the task ids when `--task-ids`); a failed number is emitted again on the next `next`;
 //! acks and fails are logged. `--limit N` stops emitting after N numbers; `--traced` starts a
-//! trace per tuple (spans where `TDIST_FILE` says); `--panic-in-open` panics in `open`.
+//! trace per tuple (spans where `TDIST_FILE` says), with `--max-pending N` spans waiting for
+//! their ack; `--redeliver` emits every number twice in a row, as a source that delivers again
+//! before the ack; `--panic-in-open` panics in `open`.
 use serde_json::Value;
 use std::process::ExitCode;
 use tdist_core::Tracer;
@@ -14,6 +16,7 @@ struct Counter {
     next: u64,
     limit: u64,
     replay: Vec<u64>,
+    redeliver: bool,
     task_ids: bool,
     panic_in_open: bool,
 }
@@ -31,6 +34,9 @@ impl Spout for Counter {
             Some(n) => n,
             None if self.next < self.limit => {
                 self.next += 1;
+                if self.redeliver {
+                    self.replay.push(self.next);
+                }
                 self.next
             }
             None => return Ok(()),
@@ -74,16 +80,20 @@ fn main() -> ExitCode {
         next: 0,
         limit: u64::MAX,
         replay: Vec::new(),
+        redeliver: false,
         task_ids: false,
         panic_in_open: false,
     };
     let mut traced = false;
+    let mut max_pending = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--limit" => spout.limit = args.next().and_then(|v| v.parse().ok()).unwrap_or(0),
             "--task-ids" => spout.task_ids = true,
             "--traced" => traced = true,
+            "--max-pending" => max_pending = args.next().and_then(|v| v.parse().ok()),
+            "--redeliver" => spout.redeliver = true,
             "--panic-in-open" => spout.panic_in_open = true,
             other => {
                 eprintln!("counter_spout: unknown flag {other}");
@@ -99,7 +109,11 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        let r = run_spout(TracedSpout::new(spout, tracer.clone()));
+        let mut spout = TracedSpout::new(spout, tracer.clone());
+        if let Some(n) = max_pending {
+            spout = spout.with_max_pending(n);
+        }
+        let r = run_spout(spout);
         let _ = tracer.flush();
         r
     } else {

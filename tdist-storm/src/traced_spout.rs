@@ -7,7 +7,8 @@
 //! goes into the emit's [`TraceField`]. A reliable emit (with a message id) keeps its span until
 //! Storm acks or fails that id, so the span covers the tuple's whole processing (a span still
 //! waiting when the spout is dropped ends as an error, `not acked before shutdown`); an
-//! unreliable emit ends its span at once.
+//! unreliable emit ends its span at once. Emitting an id again while its span waits ends that
+//! span, annotated `storm.replayed`; the new emit's span waits for the ack instead.
 //!
 //! ```
 //! use tdist_core::{export::InMemory, Tracer};
@@ -106,6 +107,25 @@ impl<S: Spout> TracedSpout<S> {
     }
 }
 
+impl State {
+    /// Keeps a reliable emit's span until Storm acks or fails its id. An id emitted again while
+    /// its span still waits (a replay) ends the older span first, annotated `storm.replayed`,
+    /// however full the map is: each span ends once, and the ack ends the newest. Beyond
+    /// `max_pending` the new span ends at once, annotated `storm.unacked`.
+    fn keep(&mut self, id: String, mut span: Span) {
+        if let Some(mut old) = self.spans.remove(&id) {
+            old.annotate("storm.replayed");
+            old.finish();
+        }
+        if self.spans.len() < self.max_pending {
+            self.spans.insert(id, span);
+        } else {
+            span.annotate("storm.unacked");
+            span.finish();
+        }
+    }
+}
+
 impl Drop for State {
     /// Ends the spans of emits never acked or failed (the spout stopped) as errors.
     fn drop(&mut self) {
@@ -193,15 +213,7 @@ impl SpoutOutput for TracedSpoutOutput<'_> {
         let id = emit.message_id.as_ref().map(key);
         let result = self.inner.emit(emit);
         match (id, &result) {
-            (Some(id), Ok(_)) if s.spans.len() < s.max_pending => {
-                if let Some(old) = s.spans.insert(id, span) {
-                    old.finish(); // the same id emitted again (a replay): the old span ends
-                }
-            }
-            (Some(_), Ok(_)) => {
-                span.annotate("storm.unacked");
-                span.finish();
-            }
+            (Some(id), Ok(_)) => s.keep(id, span),
             (_, Err(e)) => {
                 span.set_error(e.to_string());
                 span.finish();

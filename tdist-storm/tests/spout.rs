@@ -142,6 +142,45 @@ fn traced_spout_marks_failed_tuples() {
     assert!(spans[1]["tags"].get("error").is_none());
 }
 
+/// A message id emitted again while its span waits (a source delivering again before the ack)
+/// ends the older span as a replay even when the pending map is full, so the ack ends the newer
+/// span and every span ends once; the map keeps its bound (here 1).
+#[test]
+fn traced_spout_reemission_ends_the_older_span() {
+    use support::{read_spans, span_file};
+    let f = span_file("spout-reemit");
+    let mut cmd = storm_example("counter_spout");
+    cmd.args(["--traced", "--redeliver", "--max-pending", "1"])
+        .env("TDIST_FILE", &f)
+        .env_remove("TDIST_TRANSPORT");
+    let h = Harness::spawn(cmd, HarnessConfig::spout("numbers")).unwrap();
+    let emit = || h.next(T).unwrap().remove(0).emit;
+    let (first, again, second) = (emit(), emit(), emit());
+    assert_eq!(again.message_id, first.message_id);
+    assert_eq!(second.message_id, Some(json!(2)));
+    h.spout_command("ack", first.message_id.clone(), T).unwrap();
+    h.spout_command("ack", second.message_id.clone(), T)
+        .unwrap();
+    assert!(h.close(T).unwrap().unwrap().success());
+    let spans = read_spans(&f);
+    let _ = std::fs::remove_file(&f);
+    assert_eq!(spans.len(), 3, "each span ends once: {spans:?}");
+    let annotations = |e: &tdist_storm::protocol::Emit| {
+        let id = e.values[1].as_str().unwrap().split('-').nth(1).unwrap();
+        let s = spans.iter().find(|s| s["id"] == id).expect("its span");
+        assert!(s["tags"].get("error").is_none(), "{s}");
+        let a = s["annotations"].as_array().cloned().unwrap_or_default();
+        a.iter().map(|a| a["value"].clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(annotations(&first), [json!("storm.replayed")]);
+    assert!(annotations(&again).is_empty(), "ended by the ack");
+    assert_eq!(
+        annotations(&second),
+        [json!("storm.unacked")],
+        "over the bound"
+    );
+}
+
 #[test]
 fn spout_reports_malformed_input_and_keeps_going() {
     let h = Harness::spawn(
