@@ -789,3 +789,63 @@ fn a_tag_set_twice_reads_back_as_its_last_value() {
         String::from_utf8(tdist_core::encode::json_list(std::slice::from_ref(span))).unwrap();
     assert!(json.contains(r#""http.status_code":"200""#), "{json}");
 }
+
+/// Sends to an `InMemory` after a pause, as a slow collector would.
+struct SlowSink(InMemory, Duration);
+
+impl tdist_core::export::Transport for SlowSink {
+    fn send(&self, spans: &[tdist_core::FinishedSpan]) -> Result<(), TransportError> {
+        std::thread::sleep(self.1);
+        tdist_core::export::Transport::send(&self.0, spans)
+    }
+}
+
+/// A flush returns only once the spans finished before it are delivered, even while busy
+/// threads keep refilling their queues faster than the transport takes them and a quiet
+/// thread's spans sit behind theirs. (Its rounds were once bounded instead, and a flush could
+/// return `Ok` with a quiet thread's spans still queued.)
+#[test]
+fn a_flush_under_overload_still_covers_a_quiet_thread_s_spans() {
+    let sink = InMemory::new();
+    let tracer = Tracer::builder()
+        .transport(SlowSink(sink.clone(), Duration::from_millis(30)))
+        .configure_reporter(|c| {
+            c.max_queue_size = 4096;
+            c.max_export_batch_size = 4096;
+            c.local_queue_size = 1024;
+            c.shutdown_timeout = Duration::from_secs(30);
+        })
+        .build()
+        .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy: Vec<_> = (0..5)
+        .map(|_| {
+            let (tracer, stop) = (tracer.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    tracer.root_span("busy").finish();
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let t = tracer.clone();
+    std::thread::spawn(move || {
+        for _ in 0..100 {
+            t.root_span("quiet").finish();
+        }
+    })
+    .join()
+    .unwrap();
+    let flushed = tracer.flush();
+    let quiet = sink.spans().iter().filter(|s| s.name() == "quiet").count();
+    stop.store(true, Ordering::Relaxed);
+    for t in busy {
+        t.join().unwrap();
+    }
+    flushed.expect("the flush completed");
+    assert_eq!(
+        quiet, 100,
+        "every span finished before the flush was delivered by it"
+    );
+}

@@ -100,6 +100,9 @@ struct LocalQueue {
     /// Written by the owning thread only; read by anyone.
     accepted: AtomicU64,
     dropped: AtomicU64,
+    /// Spans the worker has taken out of the ring (written by the worker only): the ring has
+    /// given up every span it accepted up to here.
+    taken: AtomicU64,
 }
 
 struct Shared {
@@ -301,24 +304,33 @@ fn run(shared: Arc<Shared>) {
     let mut queues: Vec<Arc<LocalQueue>> = Vec::new();
     let mut last_drop_log = Instant::now();
     let mut dropped_logged = 0;
+    let mut first = 0usize;
     loop {
         let (target, stop) = {
             let c = lock(&shared.control);
             (c.requested, c.stop)
         };
-        // One round: what the rings hold now, and more rounds only while a round had to leave
-        // spans behind (a backlog larger than the worker's queue). Spans that arrive meanwhile
-        // wait for the next wake: draining until the rings are empty never ended under a steady
-        // load, so a flush waited out its deadline and batches shrank to a few spans each.
-        let mut rounds = 0;
+        // What each ring has accepted by now, which includes every span finished before a
+        // flush that `target` counts. Rounds go on until the rings have given all of that up,
+        // and no further: spans that arrive meanwhile wait for the next wake. (Draining until
+        // the rings were empty never ended under a steady load, so a flush waited out its
+        // deadline and batches shrank to a few spans each.) Each round starts at the next ring,
+        // so a ring behind busy ones is reached first within as many rounds as there are rings.
+        let owed: Vec<(Arc<LocalQueue>, u64)> = lock(&shared.queues)
+            .iter()
+            .map(|q| (q.clone(), q.accepted.load(Ordering::Acquire)))
+            .collect();
         loop {
-            let complete = drain(&shared, &mut batch, &mut queues);
+            first = first.wrapping_add(1);
+            drain(&shared, &mut batch, &mut queues, first);
             for spans in batch.chunks(cfg.max_export_batch_size) {
                 export(&shared, spans);
             }
             batch.clear();
-            rounds += 1;
-            if complete || rounds > max_rounds(&shared) || stopping(&shared) {
+            let paid = owed
+                .iter()
+                .all(|(q, n)| q.taken.load(Ordering::Acquire) >= *n);
+            if paid || stopping(&shared) {
                 break;
             }
         }
@@ -354,18 +366,9 @@ fn run(shared: Arc<Shared>) {
     }
 }
 
-/// Rounds of [`drain`] that take every span the rings can hold (each round takes up to the
-/// worker's queue size): a bound for one wake, so that a load faster than the transport cannot
-/// keep the worker from completing a flush or seeing a stop.
-fn max_rounds(shared: &Shared) -> usize {
-    let threads = lock(&shared.queues).len().max(1);
-    let held = threads * shared.config.local_queue_size;
-    held.div_ceil(shared.config.max_queue_size.max(1)) + 1
-}
-
-/// Moves spans from every thread's queue into `batch`, up to the worker's queue size, and
-/// retires the queues of threads that have exited once they are empty. Returns whether every
-/// span that was ready was taken (`false` when the queue size left some behind).
+/// Moves spans from every thread's queue into `batch`, up to the worker's queue size, starting
+/// at queue `first` (modulo their number), and retires the queues of threads that have exited
+/// once they are empty.
 ///
 /// A thread that has a large batch ready (half an export batch or more, as under load) has it
 /// exported straight from its ring, where the records already are: moving each record into
@@ -375,12 +378,14 @@ fn drain(
     shared: &Shared,
     batch: &mut Vec<FinishedSpan>,
     queues: &mut Vec<Arc<LocalQueue>>,
-) -> bool {
-    let mut complete = true;
+    first: usize,
+) {
     let cap = shared.config.max_queue_size;
     let export_size = shared.config.max_export_batch_size;
     // The registry lock is not held while exporting: `stats` takes it.
     queues.extend(lock(&shared.queues).iter().cloned());
+    let start = first % queues.len().max(1);
+    queues.rotate_left(start);
     for q in queues.iter() {
         let mut consumer = lock(&q.consumer);
         let ready = consumer.slots();
@@ -397,17 +402,18 @@ fn drain(
                 }
                 // Drops the exported records in their slots and frees the slots.
                 chunk.commit_all();
+                q.taken.fetch_add(ready as u64, Ordering::AcqRel);
             }
             continue;
         }
         let n = ready.min(cap.saturating_sub(batch.len()));
-        complete &= n == ready;
         if n == 0 {
             continue;
         }
         // Moving the records out only reads the slots; the producer later overwrites them.
         if let Ok(chunk) = consumer.read_chunk(n) {
             batch.extend(chunk);
+            q.taken.fetch_add(n as u64, Ordering::AcqRel);
         }
     }
     queues.clear();
@@ -423,7 +429,6 @@ fn drain(
         }
         !orphaned
     });
-    complete
 }
 
 /// Sends one batch, retrying retryable failures with doubling backoff inside the export timeout;
@@ -593,6 +598,7 @@ fn register(reporter: u64) -> Option<LocalEntry> {
         consumer: Mutex::new(consumer),
         accepted: AtomicU64::new(0),
         dropped: AtomicU64::new(0),
+        taken: AtomicU64::new(0),
     });
     lock(&shared.queues).push(queue.clone());
     Some(LocalEntry {
