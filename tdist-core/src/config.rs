@@ -31,10 +31,13 @@
 //! assert_eq!(err.variable(), "OTEL_BSP_MAX_QUEUE_SIZE");
 //! ```
 //!
-//! Spans are never dropped silently because of a setting nobody acted on: `build` fails when
+//! Spans are not dropped silently because of a setting nobody acted on: `build` fails when
 //! `TDIST_TRANSPORT` names a transport no adapter selected (a misspelt name, or `zipkin`
-//! without [`tdist_http`'s `ZipkinTransport::configure`]), or when
-//! `OTEL_EXPORTER_ZIPKIN_ENDPOINT` is set and no transport was chosen at all.
+//! without [`tdist_http`'s `ZipkinTransport::configure`]), and logs a warning when
+//! `OTEL_EXPORTER_ZIPKIN_ENDPOINT` is set and no transport was chosen at all (a warning only:
+//! that variable may be meant for other programs that share the environment, as may
+//! `OTEL_RESOURCE_ATTRIBUTES`, which is ignored with a warning when it is malformed, as the
+//! OpenTelemetry specification says).
 //!
 //! [`tdist_http`'s `ZipkinTransport::configure`]: https://docs.rs/tdist-http
 
@@ -147,8 +150,11 @@ impl TracerBuilder {
         if let Some(v) = get("OTEL_SERVICE_NAME") {
             b.local = b.local.with_service_name(v.trim().to_owned());
         } else if let Some(v) = get("OTEL_RESOURCE_ATTRIBUTES") {
-            if let Some(name) = resource_service_name(&v)? {
-                b.local = b.local.with_service_name(name);
+            match resource_service_name(&v) {
+                Ok(Some(name)) => b.local = b.local.with_service_name(name),
+                Ok(None) => {}
+                // Other tools read this variable too: a bad value is theirs to refuse.
+                Err(e) => tracing::warn!(target: "tdist", "ignored: {e}"),
             }
         }
         b.sampler = parse_sampler(get("OTEL_TRACES_SAMPLER"), get("OTEL_TRACES_SAMPLER_ARG"))?;
@@ -264,7 +270,9 @@ impl TracerBuilder {
         self
     }
 
-    /// Sets `transport` unless one was chosen in code or by `TDIST_TRANSPORT`/`TDIST_FILE`.
+    /// Sets `transport` unless one was chosen in code or `TDIST_TRANSPORT`/`TDIST_FILE` are set
+    /// at all. A transport with a name users can give in `TDIST_TRANSPORT` is added with
+    /// [`select_transport`](Self::select_transport) instead.
     pub fn transport_if_unset(self, transport: impl Transport) -> TracerBuilder {
         if self.transport.is_none() && self.choice == TransportChoice::Unset {
             self.transport(transport)
@@ -323,11 +331,10 @@ impl TracerBuilder {
 
     /// Starts the reporter and returns the tracer.
     ///
-    /// Fails when the environment asked for a transport that nothing selected:
-    /// `TDIST_TRANSPORT` names one no adapter selected (see
-    /// [`pending_transport`](Self::pending_transport)), or `OTEL_EXPORTER_ZIPKIN_ENDPOINT` is
-    /// set and no transport was chosen, in code or by the environment. Spans would otherwise
-    /// be dropped without a word.
+    /// Fails when `TDIST_TRANSPORT` names a transport no adapter selected (see
+    /// [`pending_transport`](Self::pending_transport)): spans would otherwise be dropped without
+    /// a word. Logs a warning when `OTEL_EXPORTER_ZIPKIN_ENDPOINT` is set and no transport was
+    /// chosen, in code or by the environment.
     pub fn build(self) -> Result<Tracer, ConfigError> {
         if let Some(name) = self.pending_transport() {
             let reason = match name {
@@ -338,7 +345,9 @@ impl TracerBuilder {
                             tdist_kafka::KafkaTransport::configure"
                     .to_owned(),
                 _ => format!(
-                    "unknown transport {name:?} (expected stdout, file, none, zipkin or kafka)"
+                    "no transport named {name:?} was selected (core has stdout, file and \
+                     none, tdist-http zipkin, tdist-kafka kafka; another adapter selects its \
+                     own with TracerBuilder::select_transport)"
                 ),
             };
             return Err(ConfigError::new("TDIST_TRANSPORT", name, reason));
@@ -347,12 +356,12 @@ impl TracerBuilder {
             && self.choice == TransportChoice::Unset
             && self.zipkin_endpoint_set
         {
-            return Err(ConfigError::new(
-                ZIPKIN_ENDPOINT_VAR,
-                "",
-                "is set, but no transport sends to it: pass the builder through \
-                 tdist_http::zipkin::ZipkinTransport::configure (or set TDIST_TRANSPORT=none)",
-            ));
+            tracing::warn!(
+                target: "tdist",
+                "{ZIPKIN_ENDPOINT_VAR} is set, but no transport sends to it: pass the builder \
+                 through tdist_http::zipkin::ZipkinTransport::configure (or set \
+                 TDIST_TRANSPORT=none); spans go nowhere"
+            );
         }
         let transport: Box<dyn Transport> = match (self.transport, self.choice) {
             (Some(t), _) => t,
@@ -386,7 +395,7 @@ impl TracerBuilder {
 
 /// `service.name` from `OTEL_RESOURCE_ATTRIBUTES` (`key=value` members separated by commas,
 /// values percent-encoded as in W3C baggage). A member without `=` or with a bad escape makes
-/// the whole value unusable, as the OpenTelemetry specification says; that is an error here.
+/// the whole value unusable, as the OpenTelemetry specification says.
 fn resource_service_name(v: &str) -> Result<Option<String>, ConfigError> {
     const VAR: &str = "OTEL_RESOURCE_ATTRIBUTES";
     let mut name = None;
@@ -599,7 +608,16 @@ mod tests {
             .unwrap()
             .build()
             .unwrap_err();
-        assert!(e.to_string().contains("unknown transport \"zipkn\""), "{e}");
+        assert!(
+            e.to_string().contains("no transport named \"zipkn\""),
+            "{e}"
+        );
+        assert!(e.to_string().contains("select_transport"), "{e}");
+        // Another crate's transport, selected under its own name.
+        let b = from(&[("TDIST_TRANSPORT", "otlp")])
+            .unwrap()
+            .select_transport("otlp", NoopTransport);
+        b.build().unwrap().shutdown().unwrap();
 
         // A transport set in code is used whatever the environment names.
         let b = from(&[("TDIST_TRANSPORT", "zipkn")]).unwrap();
@@ -620,19 +638,18 @@ mod tests {
         nothing.build().unwrap().shutdown().unwrap();
     }
 
+    /// A Zipkin endpoint nothing sends to is only a warning (another program sharing the
+    /// environment may be its reader), and the tracer still builds.
     #[test]
-    fn a_zipkin_endpoint_nothing_sends_to_is_refused() {
+    fn a_zipkin_endpoint_nothing_sends_to_builds_with_a_warning() {
         let endpoint = (
             "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
             "http://127.0.0.1:9411/api/v2/spans",
         );
-        let e = from(&[endpoint]).unwrap().build().unwrap_err();
-        assert_eq!(e.variable(), "OTEL_EXPORTER_ZIPKIN_ENDPOINT");
-        assert!(e.to_string().contains("ZipkinTransport::configure"), "{e}");
-        // Chosen elsewhere, in code or by the environment: no complaint.
-        let b = from(&[endpoint]).unwrap().transport(NoopTransport);
+        let b = from(&[endpoint]).unwrap();
+        assert!(b.zipkin_endpoint_set && !b.has_transport());
         b.build().unwrap().shutdown().unwrap();
-        let b = from(&[endpoint, ("TDIST_TRANSPORT", "none")]).unwrap();
+        let b = from(&[endpoint]).unwrap().transport(NoopTransport);
         b.build().unwrap().shutdown().unwrap();
     }
 
@@ -656,15 +673,22 @@ mod tests {
             ("OTEL_SERVICE_NAME", "billing"),
         ];
         assert_eq!(name(&both).as_deref(), Some("billing"));
+        // A malformed value is ignored whole, as the specification says (other tools read it).
         for bad in [
             "service.name",
             "service.name=a%2",
             "service.name=a%zz",
             "service.name=a%+1",
             "service.name=%ff",
+            "service.name=ok,note=50%",
         ] {
-            let e = from(&with(bad)).unwrap_err();
+            let e = resource_service_name(bad).unwrap_err();
             assert_eq!(e.variable(), "OTEL_RESOURCE_ATTRIBUTES", "{bad}");
+            assert_eq!(
+                name(&with(bad)).as_deref(),
+                Some("unknown_service"),
+                "{bad}"
+            );
         }
     }
 }
