@@ -137,6 +137,7 @@ impl KafkaTransportBuilder {
             encoding: self.encoding,
             max_message_bytes: max,
             timeout: self.timeout,
+            sending: Mutex::new(()),
         })
     }
 }
@@ -220,6 +221,7 @@ pub struct KafkaTransport {
     encoding: Encoding,
     max_message_bytes: usize,
     timeout: Duration,
+    sending: Mutex<()>,
 }
 
 impl std::fmt::Debug for KafkaTransport {
@@ -393,6 +395,9 @@ impl KafkaTransport {
         indices: &[usize],
         mut lost: usize,
     ) -> Result<(), TransportError> {
+        // One batch at a time: the delivery reports are matched to the batch being sent (two
+        // reporters sharing this transport would otherwise discard each other's).
+        let _one_at_a_time = lock(&self.sending);
         let deadline = Instant::now() + self.timeout;
         let picked = indices.iter().filter_map(|&i| Some((i, spans.get(i)?)));
         let (messages, oversized) = split_indexed(picked, self.encoding, self.max_message_bytes);
@@ -406,8 +411,16 @@ impl KafkaTransport {
         };
         for (index, (payload, _)) in messages.iter().enumerate() {
             if let Err(f) = self.enqueue(payload, Tag { generation, index }, deadline) {
-                // This message and those after it were never handed over.
-                lock(&ctx.batch).of[index..].fill(Some(Err(f)));
+                // This message failed as `f` says; those after it were never handed over, and
+                // may still get through (a permanent refusal of one, say a size limit set in
+                // the producer's config, is not theirs).
+                let not_sent = Failure {
+                    why: format!("not handed over after: {}", f.why),
+                    retryable: true,
+                };
+                let mut batch = lock(&ctx.batch);
+                batch.of[index] = Some(Err(f));
+                batch.of[index + 1..].fill(Some(Err(not_sent)));
                 break;
             }
         }

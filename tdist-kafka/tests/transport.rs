@@ -386,3 +386,60 @@ async fn resend_writes_only_what_was_not_acknowledged() {
     distinct.dedup();
     assert_eq!((ids.len(), distinct.len()), (spans.len(), spans.len()));
 }
+
+/// A message librdkafka refuses for good when it is handed over (here: larger than the
+/// producer's own `message.max.bytes`) loses its own spans only; the messages after it were never
+/// handed over and are sent by the retry (they were once counted as refused too, and lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_refused_when_handed_over_does_not_take_the_next_ones_with_it() {
+    use tdist_core::export::Transport;
+    let broker = Broker::start();
+    let topic = broker.topic("zipkin-local-refusal").await;
+    let t = KafkaTransport::builder(broker.bootstrap())
+        .topic(&topic)
+        .max_message_bytes(4096)
+        .set("message.max.bytes", "1500")
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let sink = tdist_core::export::InMemory::new();
+    let tracer = Tracer::builder()
+        .service_name("s")
+        .transport(sink.clone())
+        .build()
+        .unwrap();
+    for _ in 0..2 {
+        let mut big = tracer.root_span("big");
+        big.tag("blob", "x".repeat(1800));
+        big.finish();
+    }
+    tracer.root_span("small").finish();
+    tracer.flush().unwrap();
+    let spans = sink.spans();
+    // The batch splits into one message of the two large spans (over 1500 bytes) and one of
+    // the small span alone.
+    let (messages, _) = split_messages(&spans, Encoding::Json, 4096);
+    assert_eq!(messages.len(), 2);
+    assert!(messages[0].len() > 1500 && messages[1].len() < 1500);
+    let err = t.send(&spans).unwrap_err();
+    assert!(
+        err.is_retryable(),
+        "the small message may still get through: {err}"
+    );
+    let mut last = err;
+    for _ in 0..3 {
+        match t.resend(&spans, &last) {
+            Ok(()) => panic!("the large spans cannot have been delivered"),
+            Err(e) if !e.is_retryable() => {
+                last = e;
+                break;
+            }
+            Err(e) => last = e,
+        }
+    }
+    assert!(!last.is_retryable(), "{last}");
+    assert_eq!(last.undelivered(spans.len()), 2, "{last}");
+    let ids = span_ids(&broker.consume(&topic, usize::MAX, Duration::from_secs(3)));
+    let small = spans.iter().find(|s| s.name() == "small").unwrap();
+    assert_eq!(ids, [small.id().to_string()]);
+}
