@@ -70,15 +70,7 @@ pub fn extract<H: Headers + ?Sized>(headers: &H) -> Extracted {
 /// with their values (null included). What Brave does after extracting, so that a stale
 /// context is not processed again downstream.
 pub fn without_trace_headers<H: Headers + ?Sized>(headers: &H) -> OwnedHeaders {
-    let mut out = OwnedHeaders::new_with_capacity(headers.count());
-    for i in 0..headers.count() {
-        if let Some(h) = headers.try_get(i) {
-            if !is_trace_key(h.key) {
-                out = out.insert(h);
-            }
-        }
-    }
-    out
+    keeping(headers, |key| !is_trace_key(key))
 }
 
 /// W3C's headers, which a producer that frames payloads and writes no header cannot update:
@@ -97,15 +89,18 @@ pub fn without_context_headers(headers: OwnedHeaders) -> OwnedHeaders {
     let any = (0..headers.count())
         .filter_map(|i| headers.try_get(i))
         .any(|h| is_context_key(h.key));
-    if !any {
-        return headers;
+    match any {
+        true => keeping(&headers, |key| !is_context_key(key)),
+        false => headers,
     }
+}
+
+/// A copy of the headers whose key `keep` accepts, in order, with their values (null included).
+fn keeping<H: Headers + ?Sized>(headers: &H, keep: fn(&str) -> bool) -> OwnedHeaders {
     let mut out = OwnedHeaders::new_with_capacity(headers.count());
-    for i in 0..headers.count() {
-        if let Some(h) = headers.try_get(i) {
-            if !is_context_key(h.key) {
-                out = out.insert(h);
-            }
+    for h in (0..headers.count()).filter_map(|i| headers.try_get(i)) {
+        if keep(h.key) {
+            out = out.insert(h);
         }
     }
     out

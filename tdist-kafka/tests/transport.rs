@@ -268,6 +268,27 @@ fn span_ids(got: &[rdkafka::message::OwnedMessage]) -> Vec<String> {
     ids
 }
 
+/// A transport to `topic` splitting batches at `max` bytes, acknowledged within 5 s.
+fn to_topic(broker: &Broker, topic: &str, max: usize) -> tdist_kafka::KafkaTransportBuilder {
+    KafkaTransport::builder(broker.bootstrap())
+        .topic(topic)
+        .max_message_bytes(max)
+        .timeout(Duration::from_secs(5))
+}
+
+/// The spans `make` finishes, as a transport would be given them.
+fn finished(make: impl FnOnce(&Tracer)) -> Vec<tdist_core::FinishedSpan> {
+    let sink = tdist_core::export::InMemory::new();
+    let tracer = Tracer::builder()
+        .service_name("s")
+        .transport(sink.clone())
+        .build()
+        .unwrap();
+    make(&tracer);
+    tracer.flush().unwrap();
+    sink.spans()
+}
+
 /// A span too large for any message is dropped alone: the rest of its batch is delivered and
 /// counted as sent, and only that span as failed (it used to fail the whole batch's count).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,12 +328,7 @@ async fn a_refused_message_loses_its_spans_only_and_nothing_is_written_twice() {
         return;
     };
     let topic = broker.topic("zipkin-refused").await;
-    let transport = KafkaTransport::builder(broker.bootstrap())
-        .topic(&topic)
-        .max_message_bytes(1024)
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
+    let transport = to_topic(&broker, &topic, 1024).build().unwrap();
     let tracer = Tracer::builder()
         .service_name("refused")
         .transport(transport)
@@ -351,21 +367,8 @@ async fn resend_writes_only_what_was_not_acknowledged() {
         return;
     };
     let topic = broker.topic("zipkin-resend").await;
-    let t = KafkaTransport::builder(broker.bootstrap())
-        .topic(&topic)
-        .max_message_bytes(1024)
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    let sink = tdist_core::export::InMemory::new();
-    let tracer = Tracer::builder()
-        .service_name("s")
-        .transport(sink.clone())
-        .build()
-        .unwrap();
-    make_spans(&tracer, 7);
-    tracer.flush().unwrap();
-    let spans = sink.spans();
+    let t = to_topic(&broker, &topic, 1024).build().unwrap();
+    let spans = finished(|tracer| make_spans(tracer, 7));
     t.send(&spans[..1]).unwrap();
     // The broker answers the next produce request with an error librdkafka does not retry
     // itself and the transport does: only that request's messages are left.
@@ -395,27 +398,18 @@ async fn a_message_refused_when_handed_over_does_not_take_the_next_ones_with_it(
     use tdist_core::export::Transport;
     let broker = Broker::start();
     let topic = broker.topic("zipkin-local-refusal").await;
-    let t = KafkaTransport::builder(broker.bootstrap())
-        .topic(&topic)
-        .max_message_bytes(4096)
+    let t = to_topic(&broker, &topic, 4096)
         .set("message.max.bytes", "1500")
-        .timeout(Duration::from_secs(5))
         .build()
         .unwrap();
-    let sink = tdist_core::export::InMemory::new();
-    let tracer = Tracer::builder()
-        .service_name("s")
-        .transport(sink.clone())
-        .build()
-        .unwrap();
-    for _ in 0..2 {
-        let mut big = tracer.root_span("big");
-        big.tag("blob", "x".repeat(1800));
-        big.finish();
-    }
-    tracer.root_span("small").finish();
-    tracer.flush().unwrap();
-    let spans = sink.spans();
+    let spans = finished(|tracer| {
+        for _ in 0..2 {
+            let mut big = tracer.root_span("big");
+            big.tag("blob", "x".repeat(1800));
+            big.finish();
+        }
+        tracer.root_span("small").finish();
+    });
     // The batch splits into one message of the two large spans (over 1500 bytes) and one of
     // the small span alone.
     let (messages, _) = split_messages(&spans, Encoding::Json, 4096);
