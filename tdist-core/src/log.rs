@@ -79,10 +79,11 @@ where
     }
 }
 
-/// A `tracing-subscriber` layer that records `tracing` spans as local tdist spans (children of
-/// the current tdist context, or of the enclosing recorded `tracing` span) and makes each current
-/// while it is entered, so events and outgoing calls inside `#[instrument]` functions join the
-/// trace. Fields become tags.
+/// A `tracing-subscriber` layer that records `tracing` spans as local tdist spans and makes each
+/// current while it is entered, so events and outgoing calls inside `#[instrument]` functions
+/// join the trace. Fields become tags. A span is a child of the current tdist context (which is
+/// the enclosing recorded span's while that is entered); a span given an explicit `parent:`, or
+/// made where no tdist context is current, is a child of its nearest recorded `tracing` ancestor.
 #[derive(Debug, Clone)]
 pub struct TdistLayer {
     tracer: Option<Tracer>,
@@ -129,6 +130,12 @@ impl Visit for Tags<'_> {
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.0.tag(field.name(), value);
     }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        match i64::try_from(value) {
+            Ok(v) => self.0.tag(field.name(), v),
+            Err(_) => self.0.tag(field.name(), value.to_string()),
+        }
+    }
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.0.tag(field.name(), value);
     }
@@ -145,11 +152,19 @@ where
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(span_ref) = ctx.span(id) else { return };
-        let parent = span_ref
-            .scope()
-            .skip(1)
-            .find_map(|p| p.extensions().get::<Recorded>().map(|r| r.0.context()))
-            .or_else(current);
+        let ancestor = || {
+            span_ref
+                .scope()
+                .skip(1)
+                .find_map(|p| p.extensions().get::<Recorded>().map(|r| r.0.context()))
+        };
+        // The current tdist context first: a long-lived `tracing` span (a worker's, a
+        // connection's) recorded under an earlier request must not pull a later request's work
+        // into that request's trace. An explicit `parent:` is the caller's choice.
+        let parent = match attrs.parent() {
+            Some(_) => ancestor().or_else(current),
+            None => current().or_else(ancestor),
+        };
         if parent.is_none() && self.only_in_trace {
             return;
         }

@@ -93,3 +93,43 @@ fn tracing_spans_outside_a_trace_are_not_recorded_by_default() {
     tracer.flush().unwrap();
     assert!(sink.spans().is_empty());
 }
+
+/// A long-lived `tracing` span recorded under one request (a worker's) does not pull a later
+/// request's work into the first request's trace: an `#[instrument]` function runs in the trace
+/// that is current when it is called.
+#[test]
+fn a_tracing_span_joins_the_current_trace_not_an_older_ancestor_s() {
+    let (tracer, sink) = tracer("worker");
+    let subscriber = tracing_subscriber::registry().with(TdistLayer::new(tracer.clone()));
+    tracing::subscriber::with_default(subscriber, || {
+        let a = tracer.root_span("request a");
+        let worker = {
+            let _a = tdist_core::set_current(Some(a.context()));
+            tracing::info_span!("worker")
+        };
+        let _in_worker = worker.enter();
+        let b = tracer.root_span("request b");
+        {
+            let _b = tdist_core::set_current(Some(b.context()));
+            load_order(7);
+            // An explicit parent is followed, whatever is current.
+            tracing::info_span!(parent: &worker, "explicit").in_scope(|| {});
+        }
+        drop(_in_worker);
+        drop(worker);
+        b.finish();
+        a.finish();
+    });
+    tracer.flush().unwrap();
+    let spans = sink.spans();
+    let by_name = |n: &str| spans.iter().find(|s| s.name() == n).unwrap().clone();
+    let (a, b) = (by_name("request a"), by_name("request b"));
+    let load = by_name("load_order");
+    assert_eq!(load.trace_id(), b.trace_id(), "{load:?}");
+    assert_eq!(load.parent_id(), Some(b.id()));
+    // Unsigned fields are numbers, as signed ones are (they were text).
+    assert_eq!(load.tag("id"), Some(&tdist_core::TagValue::I64(7)));
+    let (worker, explicit) = (by_name("worker"), by_name("explicit"));
+    assert_eq!(worker.trace_id(), a.trace_id());
+    assert_eq!(explicit.parent_id(), Some(worker.id()));
+}
