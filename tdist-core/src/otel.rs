@@ -18,6 +18,8 @@ use crate::record::{FinishedSpan, Kind, TagValue};
 use opentelemetry::trace::{self as ot, TraceFlags, TraceState};
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter, SpanLinks};
+use opentelemetry_sdk::Resource;
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -52,34 +54,95 @@ pub fn from_otel(ctx: &ot::SpanContext) -> Option<SpanContext> {
 
 /// A transport that hands finished spans to an OpenTelemetry exporter (OTLP, stdout, Jaeger...).
 /// The exporter's future is driven on the reporter's thread.
+///
+/// OpenTelemetry carries the service name in the exporter's resource, not in each span: each
+/// batch is exported in runs of spans of one local service, with the exporter's resource set to
+/// that service (`service.name`, with the SDK's default detectors, `OTEL_RESOURCE_ATTRIBUTES`
+/// included), so a tracer serving several services (`Tracer::with_service_name`) stays apart.
 #[derive(Debug)]
 pub struct OtelTransport<E> {
-    exporter: Mutex<E>,
+    exporter: Mutex<Exporting<E>>,
     scope: InstrumentationScope,
 }
+
+/// The exporter, the service its resource was last set to, and the resources made so far.
+#[derive(Debug)]
+struct Exporting<E> {
+    exporter: E,
+    service: Option<Option<String>>,
+    resources: HashMap<Option<String>, Resource>,
+}
+
+/// What a failed export left for `resend`: the indices (in the batch) of the spans of the runs
+/// not exported.
+struct OtelLeft(Vec<usize>);
 
 impl<E: SpanExporter + 'static> OtelTransport<E> {
     /// Wraps `exporter`.
     pub fn new(exporter: E) -> OtelTransport<E> {
         OtelTransport {
-            exporter: Mutex::new(exporter),
+            exporter: Mutex::new(Exporting {
+                exporter,
+                service: None,
+                resources: HashMap::new(),
+            }),
             scope: InstrumentationScope::builder("tdist").build(),
         }
     }
 
+    /// Exports the spans at `indices` of `spans`, a run of one service at a time.
+    fn export(&self, spans: &[FinishedSpan], indices: &[usize]) -> Result<(), TransportError> {
+        let service = |i: usize| spans[i].local_endpoint().service_name().map(str::to_owned);
+        let mut guard = self.exporter.lock().unwrap_or_else(|p| p.into_inner());
+        let state = &mut *guard;
+        let mut start = 0;
+        while start < indices.len() {
+            let name = service(indices[start]);
+            let end = indices[start..]
+                .iter()
+                .position(|&i| service(i) != name)
+                .map_or(indices.len(), |n| start + n);
+            if state.service.as_ref() != Some(&name) {
+                let resource = state.resources.entry(name.clone()).or_insert_with(|| {
+                    let b = Resource::builder();
+                    match &name {
+                        Some(n) => b.with_service_name(n.clone()).build(),
+                        None => b.build(),
+                    }
+                });
+                state.exporter.set_resource(resource);
+                state.service = Some(name);
+            }
+            let batch: Vec<SpanData> = indices[start..end]
+                .iter()
+                .map(|&i| self.convert(&spans[i]))
+                .collect();
+            if let Err(e) = futures_executor::block_on(state.exporter.export(batch)) {
+                let left = indices[start..].to_vec();
+                let e = TransportError::retryable(format!("opentelemetry exporter: {e}"));
+                return Err(e.partial(left.len(), OtelLeft(left)));
+            }
+            start = end;
+        }
+        Ok(())
+    }
+
     fn convert(&self, s: &FinishedSpan) -> SpanData {
         let start = UNIX_EPOCH + Duration::from_micros(s.timestamp_us());
-        let mut attributes: Vec<KeyValue> = s
-            .tags()
-            .map(|(k, v)| match v {
+        // One attribute per key, its last value (OpenTelemetry wants keys unique; the span keeps
+        // every value of a key set twice, and the Zipkin encoders report the last too).
+        let mut attributes: Vec<KeyValue> = Vec::new();
+        for (k, v) in s.tags() {
+            let kv = match v {
                 TagValue::Str(v) => KeyValue::new(k.to_owned(), v.to_string()),
                 TagValue::Inline(v) => KeyValue::new(k.to_owned(), v.as_str().to_owned()),
                 TagValue::I64(v) => KeyValue::new(k.to_owned(), *v),
                 TagValue::Bool(v) => KeyValue::new(k.to_owned(), *v),
-            })
-            .collect();
-        if let Some(name) = s.local_endpoint().service_name() {
-            attributes.push(KeyValue::new("service.name", name.to_owned()));
+            };
+            match attributes.iter_mut().find(|a| a.key.as_str() == k) {
+                Some(earlier) => *earlier = kv,
+                None => attributes.push(kv),
+            }
         }
         if let Some(r) = s.remote_endpoint().and_then(|e| e.service_name()) {
             attributes.push(KeyValue::new("peer.service", r.to_owned()));
@@ -125,10 +188,20 @@ impl<E: SpanExporter + 'static> OtelTransport<E> {
 
 impl<E: SpanExporter + 'static> Transport for OtelTransport<E> {
     fn send(&self, spans: &[FinishedSpan]) -> Result<(), TransportError> {
-        let batch: Vec<SpanData> = spans.iter().map(|s| self.convert(s)).collect();
-        let exporter = self.exporter.lock().unwrap_or_else(|p| p.into_inner());
-        futures_executor::block_on(exporter.export(batch))
-            .map_err(|e| TransportError::retryable(format!("opentelemetry exporter: {e}")))
+        let all: Vec<usize> = (0..spans.len()).collect();
+        self.export(spans, &all)
+    }
+
+    /// Exports the runs a failed export left, not those already exported.
+    fn resend(
+        &self,
+        spans: &[FinishedSpan],
+        failure: &TransportError,
+    ) -> Result<(), TransportError> {
+        match failure.resume::<OtelLeft>() {
+            Some(OtelLeft(left)) => self.export(spans, left),
+            None => self.send(spans),
+        }
     }
 }
 
@@ -161,5 +234,68 @@ mod tests {
         assert_eq!(c.parent_span_id, p.span_context.span_id());
         assert_eq!(c.span_kind, ot::SpanKind::Client);
         assert!(matches!(c.status, ot::Status::Error { .. }));
+    }
+
+    /// Records each exported span with the `service.name` of the resource set at the time.
+    #[derive(Debug, Clone, Default)]
+    struct ByService(std::sync::Arc<Mutex<(Option<String>, Vec<(Option<String>, SpanData)>)>>);
+
+    impl SpanExporter for ByService {
+        fn export(
+            &self,
+            batch: Vec<SpanData>,
+        ) -> impl std::future::Future<Output = opentelemetry_sdk::error::OTelSdkResult> + Send
+        {
+            let mut got = self.0.lock().unwrap();
+            let service = got.0.clone();
+            got.1
+                .extend(batch.into_iter().map(|s| (service.clone(), s)));
+            std::future::ready(Ok(()))
+        }
+
+        fn set_resource(&mut self, resource: &Resource) {
+            let name = resource.get(&opentelemetry::Key::new("service.name"));
+            self.0.lock().unwrap().0 = name.map(|v| v.to_string());
+        }
+    }
+
+    /// The service name reaches OpenTelemetry in the resource, per service, and a tag set twice
+    /// is one attribute with its last value.
+    #[test]
+    fn each_service_s_spans_carry_its_resource_and_unique_attributes() {
+        let exporter = ByService::default();
+        let tracer = Tracer::builder()
+            .service_name("api")
+            .transport(OtelTransport::new(exporter.clone()))
+            .build()
+            .unwrap();
+        let worker = tracer.with_service_name("worker");
+        for _ in 0..2 {
+            let mut span = tracer.root_span("request");
+            span.tag("http.status_code", 500);
+            span.tag("http.status_code", 200);
+            span.finish();
+            worker.root_span("job").finish();
+        }
+        tracer.flush().unwrap();
+        let got = exporter.0.lock().unwrap();
+        assert_eq!(got.1.len(), 4);
+        for (service, span) in &got.1 {
+            let expected = if span.name == "request" {
+                "api"
+            } else {
+                "worker"
+            };
+            assert_eq!(service.as_deref(), Some(expected), "{}", span.name);
+            let keys: Vec<&str> = span.attributes.iter().map(|a| a.key.as_str()).collect();
+            assert!(!keys.contains(&"service.name"), "{keys:?}");
+            if span.name == "request" {
+                assert_eq!(
+                    span.attributes,
+                    [KeyValue::new("http.status_code", 200)],
+                    "one attribute, the last value"
+                );
+            }
+        }
     }
 }
