@@ -238,7 +238,15 @@ mod tests {
 
     /// Records each exported span with the `service.name` of the resource set at the time.
     #[derive(Debug, Clone, Default)]
-    struct ByService(std::sync::Arc<Mutex<(Option<String>, Vec<(Option<String>, SpanData)>)>>);
+    struct ByService(std::sync::Arc<Mutex<Seen>>);
+
+    #[derive(Debug, Default)]
+    struct Seen {
+        /// The resource's service name now.
+        service: Option<String>,
+        /// Each span exported, with the service name of the resource at the time.
+        spans: Vec<(Option<String>, SpanData)>,
+    }
 
     impl SpanExporter for ByService {
         fn export(
@@ -246,16 +254,16 @@ mod tests {
             batch: Vec<SpanData>,
         ) -> impl std::future::Future<Output = opentelemetry_sdk::error::OTelSdkResult> + Send
         {
-            let mut got = self.0.lock().unwrap();
-            let service = got.0.clone();
-            got.1
-                .extend(batch.into_iter().map(|s| (service.clone(), s)));
+            let mut seen = self.0.lock().unwrap();
+            let service = seen.service.clone();
+            let exported = batch.into_iter().map(|s| (service.clone(), s));
+            seen.spans.extend(exported);
             std::future::ready(Ok(()))
         }
 
         fn set_resource(&mut self, resource: &Resource) {
             let name = resource.get(&opentelemetry::Key::new("service.name"));
-            self.0.lock().unwrap().0 = name.map(|v| v.to_string());
+            self.0.lock().unwrap().service = name.map(|v| v.to_string());
         }
     }
 
@@ -278,9 +286,9 @@ mod tests {
             worker.root_span("job").finish();
         }
         tracer.flush().unwrap();
-        let got = exporter.0.lock().unwrap();
-        assert_eq!(got.1.len(), 4);
-        for (service, span) in &got.1 {
+        let seen = exporter.0.lock().unwrap();
+        assert_eq!(seen.spans.len(), 4);
+        for (service, span) in &seen.spans {
             let expected = if span.name == "request" {
                 "api"
             } else {
