@@ -677,6 +677,110 @@ fn self_time_matches_unit_coverage_and_contributors_sum() {
 }
 
 #[test]
+fn a_span_without_duration_is_transparent_for_self_time_and_critical_path() {
+    // root [0,100] -> mid (timestamp, no duration) -> x [10,40], y [50,90].
+    let mid = "{\"traceId\":\"1\",\"parentId\":\"0000000000000001\",\"id\":\"0000000000000002\",\"name\":\"mid\",\"timestamp\":1700000000000005,\"localEndpoint\":{\"serviceName\":\"a\"}}\n";
+    let text = [
+        span_json("1", 1, None, "a", "root", None, T, 100),
+        mid.to_owned(),
+        span_json("1", 3, Some(2), "a", "x", None, T + 10, 30),
+        span_json("1", 4, Some(2), "a", "y", None, T + 50, 40),
+    ]
+    .concat();
+    let r = Report::from_str(&text);
+    assert!(r.issues.is_empty(), "{:?}", r.issues);
+    let t = &r.traces[0];
+    assert_eq!(
+        path_of(t),
+        [
+            p("root", 0, 10),
+            p("x", 10, 40),
+            p("root", 40, 50),
+            p("y", 50, 90),
+            p("root", 90, 100),
+        ]
+    );
+    let selfs: Vec<i64> = (0..4).map(|n| stats::self_time(t, n)).collect();
+    assert_eq!(selfs, [30, 0, 30, 40]);
+    let total: i64 = stats::contributors(&r.traces)
+        .iter()
+        .map(|c| c.micros)
+        .sum();
+    assert_eq!(total, t.duration());
+}
+
+/// Random trees where some spans have no duration, against the same tree with those spans
+/// removed and their children attached to the nearest timed ancestor.
+#[test]
+fn untimed_spans_match_the_tree_without_them() {
+    let mut rng = Rng(4242);
+    for round in 0..300 {
+        let n = 2 + rng.below(40) as usize;
+        let (iv, parent) = random_tree(&mut rng, n);
+        let untimed: Vec<bool> = (0..n).map(|_| rng.below(4) == 0).collect();
+        // JSON with the untimed spans' durations left out.
+        let text: String = tree_json("00000000000000bb", &iv, &parent)
+            .lines()
+            .zip(&untimed)
+            .map(|(line, &u)| {
+                let line = if u {
+                    let at = line.find(",\"duration\":").unwrap();
+                    let len = line[at + 1..].find(',').unwrap() + 1;
+                    format!("{}{}", &line[..at], &line[at + len..])
+                } else {
+                    line.to_owned()
+                };
+                line + "\n"
+            })
+            .collect();
+        let r = Report::from_str(&text);
+        let t = &r.traces[0];
+        // The contracted tree: timed spans only, each under its nearest timed ancestor.
+        let keep: Vec<usize> = (0..n).filter(|&i| !untimed[i]).collect();
+        let pos: HashMap<usize, usize> = keep.iter().enumerate().map(|(k, &i)| (i, k)).collect();
+        let up = |mut i: usize| loop {
+            match parent[i] {
+                Some(p) if untimed[p] => i = p,
+                Some(p) => return Some(pos[&p]),
+                None => return None,
+            }
+        };
+        let c_iv: Vec<(i64, i64)> = keep.iter().map(|&i| iv[i]).collect();
+        let c_parent: Vec<Option<usize>> = keep.iter().map(|&i| up(i)).collect();
+        let got: Vec<(usize, i64, i64)> = t
+            .critical_path()
+            .into_iter()
+            .map(|(n, s, e)| (n, s - T, e - T))
+            .collect();
+        let want: Vec<(usize, i64, i64)> = if keep.is_empty() {
+            Vec::new()
+        } else {
+            reference_path(&c_iv, &c_parent)
+                .into_iter()
+                .map(|(k, s, e)| (keep[k], s, e))
+                .collect()
+        };
+        assert_eq!(got, want, "round {round}: {iv:?} {parent:?} {untimed:?}");
+        for i in 0..n {
+            let want = match pos.get(&i) {
+                None => 0,
+                Some(&k) => {
+                    let (s, e) = c_iv[k];
+                    let covered = (s..e)
+                        .filter(|&x| {
+                            (0..keep.len())
+                                .any(|c| c_parent[c] == Some(k) && c_iv[c].0 <= x && x < c_iv[c].1)
+                        })
+                        .count() as i64;
+                    (e - s) - covered
+                }
+            };
+            assert_eq!(stats::self_time(t, i), want, "round {round} node {i}");
+        }
+    }
+}
+
+#[test]
 fn critical_path_table_sums_sections_over_traces() {
     let traces = [load("async_kafka.jsonl"), load("skew.jsonl")]
         .into_iter()

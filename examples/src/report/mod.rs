@@ -41,7 +41,9 @@
 //!    instead of cutting it.
 //!
 //! Children that overlap the chosen one but end later than `point` are off the path (they ran in
-//! parallel and were not waited for). Spans without timestamp or duration are never on the path.
+//! parallel and were not waited for). Spans without timestamp or duration are never on the path
+//! and are transparent: their children are children of their nearest timed ancestor in steps 1
+//! and 2 ([`Trace::timed_children`]), as they are for self time.
 //! Time between two consecutive sections that no span covers (a message waiting in a broker
 //! between a PRODUCER's end and its CONSUMER's start) is reported as a gap
 //! ([`Trace::critical_gaps`]), not charged to any operation.

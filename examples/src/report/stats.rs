@@ -72,16 +72,17 @@ fn ranked(map: HashMap<Operation, i64>) -> Vec<TimeShare> {
     out
 }
 
-/// Self time of one node: its duration minus the union of its timed children's intervals,
-/// each clipped to the node's own interval. 0 for a span without timestamp or duration.
+/// Self time of one node: its duration minus the union of its timed children's intervals
+/// ([`Trace::timed_children`]: children of an untimed child count as its own), each clipped to
+/// the node's own interval. 0 for a span without timestamp or duration.
 pub fn self_time(t: &Trace, n: usize) -> i64 {
     let Some((s, e)) = t.nodes[n].timed() else {
         return 0;
     };
-    let mut iv: Vec<(i64, i64)> = t.nodes[n]
-        .children
-        .iter()
-        .filter_map(|&c| t.nodes[c].timed())
+    let mut iv: Vec<(i64, i64)> = t
+        .timed_children(n)
+        .into_iter()
+        .filter_map(|c| t.nodes[c].timed())
         .map(|(cs, ce)| (cs.max(s), ce.min(e)))
         .filter(|(cs, ce)| ce > cs)
         .collect();

@@ -203,6 +203,23 @@ impl Trace {
         out
     }
 
+    /// The timed spans whose nearest timed ancestor is `n`: its timed children, and the timed
+    /// descendants it reaches through spans without a timestamp or duration only (an untimed span
+    /// is transparent: its children count as children of its nearest timed ancestor). In
+    /// pre-order. Iterative; over all timed `n` together, every node is visited at most once.
+    pub fn timed_children(&self, n: usize) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut stack: Vec<usize> = self.nodes[n].children.iter().rev().copied().collect();
+        while let Some(c) = stack.pop() {
+            if self.nodes[c].timed().is_some() {
+                out.push(c);
+            } else {
+                stack.extend(self.nodes[c].children.iter().rev());
+            }
+        }
+        out
+    }
+
     /// Gaps between consecutive critical-path sections: time on the way to the trace's end that
     /// no span on the path covers (a message waiting in a broker, untraced work).
     pub fn critical_gaps(&self) -> Vec<(i64, i64)> {
@@ -356,20 +373,26 @@ impl Trace {
     /// Critical path, walking back in time from the span that ends last (see the module docs of
     /// [`crate::report`]).
     fn compute_critical_path(&mut self) {
-        // Timed children of every node, ordered by end (then start, then index).
+        // Timed children of every timed node, through untimed spans ([`Trace::timed_children`]),
+        // ordered by end (then start, then index); and each timed node's nearest timed ancestor.
         let mut by_end: Vec<Vec<(i64, usize)>> = vec![Vec::new(); self.nodes.len()];
         let mut pos_in_parent = vec![0usize; self.nodes.len()];
-        for (i, n) in self.nodes.iter().enumerate() {
-            let mut kids: Vec<(i64, i64, usize)> = n
-                .children
-                .iter()
-                .filter_map(|&c| self.nodes[c].timed().map(|(s, e)| (e, s, c)))
+        let mut timed_parent: Vec<Option<usize>> = vec![None; self.nodes.len()];
+        for (i, list) in by_end.iter_mut().enumerate() {
+            if self.nodes[i].timed().is_none() {
+                continue;
+            }
+            let mut kids: Vec<(i64, i64, usize)> = self
+                .timed_children(i)
+                .into_iter()
+                .filter_map(|c| self.nodes[c].timed().map(|(s, e)| (e, s, c)))
                 .collect();
             kids.sort_unstable();
             for (k, &(_, _, c)) in kids.iter().enumerate() {
                 pos_in_parent[c] = k;
+                timed_parent[c] = Some(i);
             }
-            by_end[i] = kids.into_iter().map(|(e, _, c)| (e, c)).collect();
+            *list = kids.into_iter().map(|(e, _, c)| (e, c)).collect();
         }
         let mut cursor: Vec<usize> = by_end.iter().map(Vec::len).collect();
         // Every timed node by (end, start, lowest index last), to start and to jump subtrees.
@@ -402,21 +425,20 @@ impl Trace {
             }
             self.push_section(cur, start, point_here);
             cursor[cur] = 0;
-            // Walk up: the parent continues from where this span started. An untimed span is
-            // transparent (it was never a candidate child, so it has no position to exclude).
-            match self.nodes[cur].parent {
+            // Walk up: the nearest timed ancestor continues from where this span started (untimed
+            // spans are transparent: `cur` is one of that ancestor's candidate children).
+            match timed_parent[cur] {
                 Some(p) => {
-                    if self.nodes[cur].timed().is_some() {
-                        cursor[p] = cursor[p].min(pos_in_parent[cur]);
-                    }
+                    cursor[p] = cursor[p].min(pos_in_parent[cur]);
                     // `point` never increases: a child that starts before its parent's
                     // remaining point (clock anomalies) cannot send the walk forward again.
                     point = start.min(point_here);
                     cur = p;
                 }
-                // At a root: the time before it belongs to whatever ended last before it
-                // started, in any subtree (a missing parent or an untraced hop becomes a gap).
-                // The limit strictly decreases from one jump to the next, so this ends.
+                // At a root (or below untimed spans only): the time before it belongs to
+                // whatever ended last before it started, in any subtree (a missing parent or an
+                // untraced hop becomes a gap). The limit strictly decreases from one jump to the
+                // next, so this ends.
                 None => {
                     let limit = start.min(point_here);
                     let k = all.partition_point(|&(e, _, _)| e <= limit);
