@@ -371,6 +371,78 @@ fn zipkin_api_arrays_read_like_json_lines() {
 }
 
 #[test]
+fn objects_in_an_array_are_reported_at_their_own_line() {
+    // The reviewer's case: a pretty-printed array, invalid objects on lines 3 and 4.
+    let text = "[\n  {\"traceId\":\"1\",\"id\":\"1\"},\n  {\"traceId\":\"1\"},\n  {\"traceId\":\"zz\",\"id\":\"2\"}\n]\n";
+    let p = parse_str(text);
+    assert_eq!(p.spans.len(), 1);
+    let at: Vec<_> = p.issues.iter().map(|i| i.location).collect();
+    assert_eq!(at, [Location::Line(3), Location::Line(4)]);
+
+    // An array of arrays, objects spread over lines, strings holding brackets, braces, commas,
+    // colons and escaped quotes, nested objects and arrays inside spans, a scalar item, and a
+    // second top-level value.
+    let text = r#"[
+  [
+    {"traceId": "1", "id": "1", "name": "[{,:\"}]",
+     "annotations": [{"value": "{"}, {"value": "]"}],
+     "localEndpoint": {"serviceName": "a"}},
+    {"traceId": "1",
+     "name": "{\\\"}, {\\"
+    }, 42,
+    [], [ {"traceId": "1", "id": "2"},
+      {"traceId": "x", "id": "3"} ]
+  ],
+  ["just a string",
+   {}]
+]
+
+  {"traceId": "1",
+   "tags": {"k": "["}}
+"#;
+    // Invalid items: line 6 (no id), 8 (a number), 10 (bad trace id), 12 (a string), 13 (no
+    // trace id), 16 (no id, a second top-level value).
+    let p = parse_str(text);
+    assert_eq!(p.spans.len(), 2, "{:?}", p.issues);
+    assert_eq!(p.spans[0].name, "[{,:\"}]");
+    let at: Vec<_> = p.issues.iter().map(|i| i.location).collect();
+    assert_eq!(
+        at,
+        [6, 8, 10, 12, 13, 16].map(Location::Line),
+        "{:?}",
+        p.issues
+    );
+
+    // Written on one line, every item is on line 1.
+    let p = parse_str("[{\"traceId\":\"1\"},{\"traceId\":\"1\",\"id\":\"1\"},{\"id\":\"2\"}]");
+    assert_eq!(p.spans.len(), 1);
+    let at: Vec<_> = p.issues.iter().map(|i| i.location).collect();
+    assert_eq!(at, [Location::Line(1), Location::Line(1)]);
+}
+
+#[test]
+fn a_byte_order_mark_is_skipped() {
+    let spans = "{\"traceId\":\"1\",\"id\":\"1\"},{\"traceId\":\"1\",\"id\":\"2\"}";
+    // One array on one line, as a Windows tool may save an API answer.
+    let p = parse_str(&format!("\u{feff}[{spans}]"));
+    assert!(p.issues.is_empty(), "{:?}", p.issues);
+    assert_eq!(p.spans.len(), 2);
+    // JSON lines with a bad line: line numbers are unchanged.
+    let p = parse_str(
+        "\u{feff}{\"traceId\":\"1\",\"id\":\"1\"}\nnot json\n{\"traceId\":\"1\",\"id\":\"2\"}\n",
+    );
+    assert_eq!(p.spans.len(), 2);
+    assert_eq!(p.issues[0].location, Location::Line(2));
+    // From a file, bytes EF BB BF first.
+    let path = std::env::temp_dir().join(format!("tdist-report-bom-{}.json", std::process::id()));
+    std::fs::write(&path, format!("\u{feff}[{spans}]\n")).unwrap();
+    let r = Report::from_path(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert!(r.issues.is_empty(), "{:?}", r.issues);
+    assert_eq!(r.traces[0].nodes.len(), 2);
+}
+
+#[test]
 fn messages_hook_reads_span_lists() {
     let lines = std::fs::read_to_string(fixture("skew.jsonl")).unwrap();
     let msgs: Vec<Vec<u8>> = lines

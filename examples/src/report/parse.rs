@@ -145,21 +145,24 @@ pub struct Parsed {
 }
 
 impl Parsed {
-    fn take_value(&mut self, v: Value, at: Location) {
+    /// Reads the spans in `v`: `v` itself, or the items of `v` and of the arrays in it. `at` is
+    /// called once per item (every value that is not an array), in document order, for the
+    /// location of that item.
+    fn take_value(&mut self, v: Value, mut at: impl FnMut() -> Location) {
         // Arrays nest at most two deep (`/api/v2/traces`), but walk any depth without recursion.
         let mut stack = vec![v];
         while let Some(v) = stack.pop() {
             match v {
                 Value::Array(items) => stack.extend(items.into_iter().rev()),
-                Value::Object(map) => match span_from_map(&map) {
-                    Ok(s) => self.spans.push(s),
-                    Err(message) => self.issues.push(ParseIssue {
-                        location: at,
-                        message,
-                    }),
-                },
+                Value::Object(map) => {
+                    let location = at();
+                    match span_from_map(&map) {
+                        Ok(s) => self.spans.push(s),
+                        Err(message) => self.issues.push(ParseIssue { location, message }),
+                    }
+                }
                 other => self.issues.push(ParseIssue {
-                    location: at,
+                    location: at(),
                     message: format!(
                         "expected a span object or an array, found {}",
                         type_name(&other)
@@ -167,6 +170,70 @@ impl Parsed {
                 }),
             }
         }
+    }
+}
+
+/// Byte offsets, in one valid JSON value, of the items [`Parsed::take_value`] visits: every
+/// value that is not an array and lies in no object, in document order (for a span, or a
+/// pretty-printed array of spans, where each span starts). One pass, no allocation.
+struct ItemStarts<'a> {
+    json: &'a [u8],
+    pos: usize,
+    /// Objects open at `pos` (nothing inside an object is an item).
+    objects: usize,
+    /// The next non-whitespace byte starts a value (or, in an object, a key).
+    value_next: bool,
+}
+
+impl<'a> ItemStarts<'a> {
+    fn new(json: &'a [u8]) -> Self {
+        ItemStarts {
+            json,
+            pos: 0,
+            objects: 0,
+            value_next: true,
+        }
+    }
+}
+
+impl Iterator for ItemStarts<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        while self.pos < self.json.len() {
+            let at = self.pos;
+            let b = self.json[at];
+            self.pos += 1;
+            let starts_item = self.value_next && self.objects == 0;
+            match b {
+                b' ' | b'\t' | b'\n' | b'\r' => continue,
+                // An array is not an item; its elements may be.
+                b'[' | b',' | b':' => {
+                    self.value_next = true;
+                    continue;
+                }
+                b']' => {}
+                b'}' => self.objects = self.objects.saturating_sub(1),
+                b'{' => self.objects += 1,
+                b'"' => {
+                    // Skip the string, escapes included.
+                    while self.pos < self.json.len() {
+                        let c = self.json[self.pos];
+                        self.pos += if c == b'\\' { 2 } else { 1 };
+                        if c == b'"' {
+                            break;
+                        }
+                    }
+                }
+                // The first byte of a number or literal; the rest follow with `value_next` unset.
+                _ => {}
+            }
+            self.value_next = false;
+            if starts_item && b != b']' && b != b'}' {
+                return Some(at);
+            }
+        }
+        None
     }
 }
 
@@ -183,8 +250,10 @@ pub fn parse_path(path: impl AsRef<Path>) -> std::io::Result<Parsed> {
 /// The whole text is first read as a stream of JSON values; if that fails anywhere, it is read
 /// line by line and every line that is not valid JSON is reported with its 1-based number and
 /// skipped. Objects that are valid JSON but not valid spans are reported at the line where they
-/// start.
+/// start (in an array too: each object at its own line). A UTF-8 byte-order mark at the start of
+/// the text is skipped.
 pub fn parse_str(text: &str) -> Parsed {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut out = Parsed::default();
     let line_starts: Vec<usize> = std::iter::once(0)
         .chain(text.match_indices('\n').map(|(i, _)| i + 1))
@@ -196,10 +265,13 @@ pub fn parse_str(text: &str) -> Parsed {
         match stream.next() {
             None => return out,
             Some(Ok(v)) => {
-                let skipped_ws = text[start..]
-                    .find(|c: char| !c.is_whitespace())
-                    .unwrap_or(0);
-                out.take_value(v, Location::Line(line_of(start + skipped_ws)));
+                let mut starts = ItemStarts::new(&text.as_bytes()[start..stream.byte_offset()]);
+                let mut last = 0;
+                out.take_value(v, || {
+                    // Never short for a value serde_json accepted; if it were, keep the last.
+                    last = starts.next().unwrap_or(last);
+                    Location::Line(line_of(start + last))
+                });
             }
             Some(Err(_)) => break,
         }
@@ -212,7 +284,7 @@ pub fn parse_str(text: &str) -> Parsed {
             continue;
         }
         match serde_json::from_str::<Value>(trimmed) {
-            Ok(v) => out.take_value(v, Location::Line(i + 1)),
+            Ok(v) => out.take_value(v, || Location::Line(i + 1)),
             Err(e) => out.issues.push(ParseIssue {
                 location: Location::Line(i + 1),
                 message: format!("malformed JSON: {e}"),
@@ -233,7 +305,7 @@ where
     let mut out = Parsed::default();
     for (i, m) in messages.into_iter().enumerate() {
         match serde_json::from_slice::<Value>(m.as_ref()) {
-            Ok(v) => out.take_value(v, Location::Message(i)),
+            Ok(v) => out.take_value(v, || Location::Message(i)),
             Err(e) => out.issues.push(ParseIssue {
                 location: Location::Message(i),
                 message: format!("malformed JSON: {e}"),
