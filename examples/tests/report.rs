@@ -327,6 +327,126 @@ fn shared_spans_without_the_flag_and_children_of_the_shared_id() {
     );
 }
 
+/// Random reports of a few ids (kinds, services and `shared` mixed), against the side rule
+/// evaluated by brute force over all pairs of reports.
+#[test]
+fn shared_sides_match_the_rule_on_random_reports() {
+    let mut rng = Rng(31);
+    let kinds = [
+        None,
+        Some("CLIENT"),
+        Some("SERVER"),
+        Some("SERVER"),
+        Some("PRODUCER"),
+    ];
+    for round in 0..300 {
+        let n = 1 + rng.below(12) as usize;
+        let spans: Vec<(u64, Option<&str>, &str, bool)> = (0..n)
+            .map(|_| {
+                let id = 1 + rng.below(3);
+                let kind = kinds[rng.below(kinds.len() as u64) as usize];
+                let service = ["a", "b", "c"][rng.below(3) as usize];
+                (id, kind, service, rng.below(6) == 0)
+            })
+            .collect();
+        let text: String = spans
+            .iter()
+            .enumerate()
+            .map(|(i, &(id, kind, service, shared))| {
+                let line = span_json("1", id, None, service, &format!("s{i}"), kind, T, 10);
+                if shared {
+                    line.replacen("{", "{\"shared\":true,", 1)
+                } else {
+                    line
+                }
+            })
+            .collect();
+        let side = |i: usize| {
+            let (id, kind, service, shared) = spans[i];
+            shared
+                || (kind == Some("SERVER")
+                    && spans.iter().any(|&(oid, okind, oservice, oshared)| {
+                        oid == id && !oshared && okind != Some("SERVER") && oservice != service
+                    }))
+        };
+        // One node per (id, side), named after its first report.
+        let mut want: Vec<(u64, bool, String)> = Vec::new();
+        for (i, span) in spans.iter().enumerate() {
+            let key = (span.0, side(i));
+            if !want.iter().any(|w| (w.0, w.1) == key) {
+                want.push((key.0, key.1, format!("s{i}")));
+            }
+        }
+        let t = &Report::from_str(&text).traces[0];
+        let got: Vec<(u64, bool, String)> = t
+            .nodes
+            .iter()
+            .map(|x| (x.span.id, x.span.shared, x.span.name.clone()))
+            .collect();
+        assert_eq!(got, want, "round {round}: {spans:?}");
+        assert_eq!(t.duplicates, n - want.len(), "round {round}");
+    }
+}
+
+/// Many reports of one id: deciding their sides is linear in their number. (Each SERVER report
+/// used to scan every other report of its id; quadratic, this took about 50 s in a debug build,
+/// now about 2 s. No time is asserted: the test only has to finish.)
+#[test]
+fn fifty_thousand_reports_of_one_server_span() {
+    let n = 50_000;
+    let tid = "00000000000000e2";
+    let mut text = span_json(tid, 1, None, "web", "page", Some("SERVER"), T, 100_000);
+    text += &span_json(
+        tid,
+        2,
+        Some(1),
+        "web",
+        "get",
+        Some("CLIENT"),
+        T + 10,
+        90_000,
+    );
+    for i in 0..n {
+        // The server side of span 2, reported again and again, without `shared`.
+        text += &span_json(tid, 2, Some(1), "api", "get", Some("SERVER"), T + 20 + i, 5);
+        // A SERVER span with no other side: never shared.
+        text += &span_json(
+            tid,
+            3,
+            Some(1),
+            "web",
+            "solo",
+            Some("SERVER"),
+            T + 30 + i,
+            5,
+        );
+    }
+    let t = &Report::from_str(&text).traces[0];
+    assert_eq!(t.duplicates, 2 * (n as usize - 1));
+    let shape: Vec<(usize, &str, &str, bool)> = t
+        .preorder()
+        .into_iter()
+        .map(|n| {
+            let s = &t.nodes[n].span;
+            (
+                t.nodes[n].depth,
+                s.service.as_str(),
+                s.name.as_str(),
+                s.shared,
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (0, "web", "page", false),
+            (1, "web", "get", false),
+            (2, "api", "get", true),
+            (1, "web", "solo", false),
+        ]
+    );
+}
+
 #[test]
 fn parent_cycles_are_cut_not_looped() {
     let tid = "00000000000000f1";

@@ -464,23 +464,33 @@ impl Trace {
 /// Merges duplicate reports and decides which side of a shared id each span is.
 fn dedupe(spans: Vec<SpanRecord>) -> (Vec<Node>, HashMap<Side, usize>, usize) {
     // Lenient B3 without the `shared` flag: with two reports of one id, one SERVER and one not,
-    // from different services, the SERVER is the shared side.
-    let mut by_id: HashMap<u64, Vec<usize>> = HashMap::new();
-    for (i, s) in spans.iter().enumerate() {
-        by_id.entry(s.id).or_default().push(i);
-    }
-    let side = |i: usize| -> bool {
-        let s = &spans[i];
-        if s.shared {
-            return true;
+    // from different services, the SERVER is the shared side. Per id, the service of its
+    // reports that are neither shared nor SERVER, `None` once there are two different ones (then
+    // every SERVER report of the id has one from another service): one pass, not one scan of
+    // the id's reports per SERVER report (quadratic in the copies of one id).
+    let mut others: HashMap<u64, Option<&str>> = HashMap::new();
+    for s in &spans {
+        if !s.shared && s.kind != Some(Kind::Server) {
+            others
+                .entry(s.id)
+                .and_modify(|o| {
+                    if *o != Some(s.service.as_str()) {
+                        *o = None;
+                    }
+                })
+                .or_insert(Some(s.service.as_str()));
         }
-        s.kind == Some(Kind::Server)
-            && by_id[&s.id].iter().any(|&j| {
-                let o = &spans[j];
-                !o.shared && o.kind != Some(Kind::Server) && o.service != s.service
-            })
+    }
+    let side = |s: &SpanRecord| -> bool {
+        s.shared
+            || (s.kind == Some(Kind::Server)
+                && match others.get(&s.id) {
+                    Some(Some(service)) => *service != s.service,
+                    Some(None) => true,
+                    None => false,
+                })
     };
-    let sides: Vec<bool> = (0..spans.len()).map(side).collect();
+    let sides: Vec<bool> = spans.iter().map(side).collect();
     let mut index: HashMap<Side, usize> = HashMap::new();
     let mut nodes: Vec<Node> = Vec::with_capacity(spans.len());
     let mut duplicates = 0;
