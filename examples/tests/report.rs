@@ -72,6 +72,21 @@ impl Rng {
 
 // ---------------------------------------------------------------- trees (exact text)
 
+/// Each span of `t` in preorder: depth, service, name, shared.
+fn shape(t: &Trace) -> Vec<(usize, &str, &str, bool)> {
+    t.preorder()
+        .into_iter()
+        .map(|n| {
+            let s = &t.nodes[n].span;
+            (
+                t.nodes[n].depth,
+                s.service.as_str(),
+                s.name.as_str(),
+                s.shared,
+            )
+        })
+        .collect()
+}
 #[test]
 fn shared_rpc_span_is_child_of_client_and_bad_line_is_reported() {
     let r = load("rpc_shared.jsonl");
@@ -423,19 +438,7 @@ fn fifty_thousand_reports_of_one_server_span() {
     }
     let t = &Report::from_str(&text).traces[0];
     assert_eq!(t.duplicates, 2 * (n as usize - 1));
-    let shape: Vec<(usize, &str, &str, bool)> = t
-        .preorder()
-        .into_iter()
-        .map(|n| {
-            let s = &t.nodes[n].span;
-            (
-                t.nodes[n].depth,
-                s.service.as_str(),
-                s.name.as_str(),
-                s.shared,
-            )
-        })
-        .collect();
+    let shape = shape(t);
     assert_eq!(
         shape,
         [
@@ -1228,19 +1231,7 @@ fn reads_what_the_tdist_file_transport_writes() {
     let _ = std::fs::remove_file(&path);
     assert!(r.issues.is_empty(), "{:?}", r.issues);
     let t = &r.traces[0];
-    let shape: Vec<(usize, &str, &str, bool)> = t
-        .preorder()
-        .into_iter()
-        .map(|n| {
-            let s = &t.nodes[n].span;
-            (
-                t.nodes[n].depth,
-                s.service.as_str(),
-                s.name.as_str(),
-                s.shared,
-            )
-        })
-        .collect();
+    let shape = shape(t);
     assert_eq!(
         shape,
         [
