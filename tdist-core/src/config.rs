@@ -91,6 +91,23 @@ enum TransportChoice {
     Named(String),
 }
 
+/// Whether an adapter should select its transport (see [`TracerBuilder::wanted`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wanted {
+    /// No: a transport was set in code, or `TDIST_TRANSPORT` names another.
+    No,
+    /// When the adapter's own variables describe one (`TDIST_TRANSPORT` is unset).
+    IfConfigured,
+    /// Yes: `TDIST_TRANSPORT` names this adapter's transport.
+    Named,
+}
+
+/// `TDIST_TRANSPORT` as `lookup` gives it: trimmed, `None` when unset or blank.
+fn transport_name(lookup: impl Fn(&str) -> Option<String>) -> Option<String> {
+    let name = lookup("TDIST_TRANSPORT")?;
+    Some(name.trim().to_owned()).filter(|n| !n.is_empty())
+}
+
 /// The variable a Zipkin collector is named by; read here only to refuse a configuration in
 /// which it is set and nothing would send to it.
 const ZIPKIN_ENDPOINT_VAR: &str = "OTEL_EXPORTER_ZIPKIN_ENDPOINT";
@@ -209,7 +226,7 @@ impl TracerBuilder {
             b.trace_id_128 = boolean("TDIST_TRACE_ID_128", &v)?;
         }
         let file = get("TDIST_FILE");
-        b.choice = match (get("TDIST_TRANSPORT").as_deref().map(str::trim), file) {
+        b.choice = match (transport_name(&lookup).as_deref(), file) {
             (None, None) => TransportChoice::Unset,
             (None | Some("file"), Some(path)) => TransportChoice::File(path.into()),
             (Some("file"), None) => {
@@ -291,6 +308,19 @@ impl TracerBuilder {
                 TransportChoice::Named(n) => n == name,
                 _ => false,
             }
+    }
+
+    /// Whether the adapter whose transport is called `name` should select it, with `lookup`
+    /// reading the environment (the adapter's, which need not be the one this builder was read
+    /// from): [`Wanted::No`] unless [`may_select`](Self::may_select) allows it and
+    /// `TDIST_TRANSPORT` there is unset or says `name`.
+    pub fn wanted(&self, name: &str, lookup: impl Fn(&str) -> Option<String>) -> Wanted {
+        match transport_name(lookup) {
+            _ if !self.may_select(name) => Wanted::No,
+            None => Wanted::IfConfigured,
+            Some(n) if n == name => Wanted::Named,
+            Some(_) => Wanted::No,
+        }
     }
 
     /// Sets `transport`, called `name`, when [`may_select`](Self::may_select) allows it: how

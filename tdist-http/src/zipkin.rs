@@ -53,7 +53,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::time::Duration;
-use tdist_core::config::ConfigError;
+use tdist_core::config::{ConfigError, Wanted};
 use tdist_core::encode::{json_list, proto3_list};
 use tdist_core::export::{Transport, TransportError};
 use tdist_core::{FinishedSpan, TracerBuilder};
@@ -554,14 +554,13 @@ impl ZipkinTransport {
         builder: TracerBuilder,
         get: impl Fn(&str) -> Option<String>,
     ) -> Result<TracerBuilder, ConfigError> {
-        let named = get("TDIST_TRANSPORT").filter(|t| !t.trim().is_empty());
-        let named = named.as_deref().map(str::trim);
-        if !builder.may_select(NAME) || named.is_some_and(|n| n != NAME) {
+        let wanted = builder.wanted(NAME, &get);
+        if wanted == Wanted::No {
             return Ok(builder);
         }
         match Self::from_lookup(&get)? {
             Some(t) => Ok(builder.select_transport(NAME, t)),
-            None if named == Some(NAME) => {
+            None if wanted == Wanted::Named => {
                 let t = Self::from_settings(DEFAULT_ENDPOINT.to_owned(), &get)?;
                 Ok(builder.select_transport(NAME, t))
             }

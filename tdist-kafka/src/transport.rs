@@ -40,7 +40,7 @@ use rdkafka::producer::{
 };
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use tdist_core::config::{ConfigError, TracerBuilder};
+use tdist_core::config::{ConfigError, TracerBuilder, Wanted};
 use tdist_core::encode::{proto3_list, write_json_span};
 use tdist_core::export::{Transport, TransportError};
 use tdist_core::FinishedSpan;
@@ -339,15 +339,13 @@ impl KafkaTransport {
         get: impl Fn(&str) -> Option<String>,
     ) -> Result<TracerBuilder, ConfigError> {
         const NAME: &str = "kafka";
-        let named = get("TDIST_TRANSPORT").filter(|t| !t.trim().is_empty());
-        let named = named.as_deref().map(str::trim);
-        let wanted = named == Some(NAME);
-        if !builder.may_select(NAME) || named.is_some_and(|n| n != NAME) {
+        let wanted = builder.wanted(NAME, &get);
+        if wanted == Wanted::No {
             return Ok(builder);
         }
         match Self::from_lookup(&get)? {
             Some(t) => Ok(builder.select_transport(NAME, t)),
-            None if wanted => Err(ConfigError::new(
+            None if wanted == Wanted::Named => Err(ConfigError::new(
                 "TDIST_KAFKA_BOOTSTRAP_SERVERS",
                 "",
                 "TDIST_TRANSPORT=kafka needs TDIST_KAFKA_BOOTSTRAP_SERVERS",
