@@ -102,11 +102,7 @@ pub fn write_json_span(s: &FinishedSpan, out: &mut Vec<u8>) {
         out.push(b']');
     }
     let mut first = true;
-    for (i, (k, v)) in s.tags.iter().enumerate() {
-        // A key set twice keeps its last value.
-        if s.tags[i + 1..].iter().any(|(k2, _)| k2 == k) {
-            continue;
-        }
+    for (k, v) in s.reported_tags() {
         out.extend_from_slice(if first { b",\"tags\":{" } else { b"," });
         first = false;
         write_json_str(k, out);
@@ -267,10 +263,7 @@ fn write_proto_span(s: &FinishedSpan, out: &mut Vec<u8>) {
         bytes_field(0x12, a.value.as_bytes(), &mut ab);
         bytes_field(0x52, &ab, out);
     }
-    for (i, (k, v)) in s.tags.iter().enumerate() {
-        if s.tags[i + 1..].iter().any(|(k2, _)| k2 == k) {
-            continue;
-        }
+    for (k, v) in s.reported_tags() {
         let v = v.to_string();
         let mut entry = Vec::with_capacity(k.len() + v.len() + 4);
         bytes_field(0x0A, k.as_bytes(), &mut entry);

@@ -129,21 +129,17 @@ impl<E: SpanExporter + 'static> OtelTransport<E> {
 
     fn convert(&self, s: &FinishedSpan) -> SpanData {
         let start = UNIX_EPOCH + Duration::from_micros(s.timestamp_us());
-        // One attribute per key, its last value (OpenTelemetry wants keys unique; the span keeps
-        // every value of a key set twice, and the Zipkin encoders report the last too).
-        let mut attributes: Vec<KeyValue> = Vec::new();
-        for (k, v) in s.tags() {
-            let kv = match v {
+        // One attribute per key (OpenTelemetry wants keys unique), its last value, as the Zipkin
+        // encoders report it.
+        let mut attributes: Vec<KeyValue> = s
+            .reported_tags()
+            .map(|(k, v)| match v {
                 TagValue::Str(v) => KeyValue::new(k.to_owned(), v.to_string()),
                 TagValue::Inline(v) => KeyValue::new(k.to_owned(), v.as_str().to_owned()),
                 TagValue::I64(v) => KeyValue::new(k.to_owned(), *v),
                 TagValue::Bool(v) => KeyValue::new(k.to_owned(), *v),
-            };
-            match attributes.iter_mut().find(|a| a.key.as_str() == k) {
-                Some(earlier) => *earlier = kv,
-                None => attributes.push(kv),
-            }
-        }
+            })
+            .collect();
         if let Some(r) = s.remote_endpoint().and_then(|e| e.service_name()) {
             attributes.push(KeyValue::new("peer.service", r.to_owned()));
         }

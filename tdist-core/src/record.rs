@@ -424,6 +424,15 @@ impl FinishedSpan {
     pub fn tags(&self) -> impl Iterator<Item = (&str, &TagValue)> {
         self.tags.iter().map(|(k, v)| (k.as_ref(), v))
     }
+    /// The tags as they are reported: each key once, with its last value, in the order those
+    /// last values were set.
+    pub fn reported_tags(&self) -> impl Iterator<Item = (&str, &TagValue)> {
+        let tags = &self.tags;
+        tags.iter()
+            .enumerate()
+            .filter(|(i, (k, _))| !tags[i + 1..].iter().any(|(later, _)| later == k))
+            .map(|(_, (k, v))| (k.as_ref(), v))
+    }
     /// The value of one tag: the last one set, when it was set more than once.
     pub fn tag(&self, key: &str) -> Option<&TagValue> {
         self.tags
