@@ -438,9 +438,8 @@ fn fifty_thousand_reports_of_one_server_span() {
     }
     let t = &Report::from_str(&text).traces[0];
     assert_eq!(t.duplicates, 2 * (n as usize - 1));
-    let shape = shape(t);
     assert_eq!(
-        shape,
+        shape(t),
         [
             (0, "web", "page", false),
             (1, "web", "get", false),
@@ -1231,9 +1230,8 @@ fn reads_what_the_tdist_file_transport_writes() {
     let _ = std::fs::remove_file(&path);
     assert!(r.issues.is_empty(), "{:?}", r.issues);
     let t = &r.traces[0];
-    let shape = shape(t);
     assert_eq!(
-        shape,
+        shape(t),
         [
             (0, "web", "get /page", false),
             (1, "web", "fetch", false),

@@ -173,10 +173,10 @@ impl TransportError {
 
     /// Part of the batch was delivered before this failure: `undelivered` of its spans were
     /// not, counted against the whole batch (after a `resend`, what is still undelivered of
-    /// it, the spans lost for good on earlier attempts included). `resume` is the transport's own record of what is left, which its
-    /// [`Transport::resend`] reads back with [`resume`](Self::resume) to send only that. When
-    /// the batch is finally given up, the reporter counts `undelivered` spans as failed and
-    /// the rest as sent.
+    /// it, the spans lost for good on earlier attempts included). `resume` is the transport's
+    /// own record of what is left, which its [`Transport::resend`] reads back with
+    /// [`resume`](Self::resume) to send only that. When the batch is finally given up, the
+    /// reporter counts `undelivered` spans as failed and the rest as sent.
     pub fn partial<R: std::any::Any + Send + Sync>(
         mut self,
         undelivered: usize,
