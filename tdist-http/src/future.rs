@@ -23,30 +23,33 @@ pin_project_lite::pin_project! {
         span: Option<Span>,
         error_from: u16,
         grpc: bool,
-        // Set while the inner future is polled: still set when the future is dropped means a
-        // poll unwound (the runtime caught a panic and drops the future afterwards, normally).
-        polling: bool,
     }
 
     impl<F> PinnedDrop for ResponseFuture<F> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             this.slot.drop_inner(this.inner);
-            if *this.polling {
-                mark_panicked(this.span, "the service panicked before its response");
-            }
         }
     }
 }
 
-/// Marks a span whose future panicked while polled, which would otherwise end as a success
-/// when dropped. (A caller that merely went away leaves the span unmarked.) A body that panics
-/// is not detected: a flag and a `Drop` on the body cost every request's body ~30 instructions
-/// (a twentieth of the layer), for a rarer case than a handler's panic.
+/// Marks a span whose future or body panicked while polled, which would otherwise end as a
+/// success when dropped. (A caller that merely went away leaves the span unmarked.)
 #[cold]
 fn mark_panicked(span: &mut Option<Span>, what: &'static str) {
     if let Some(span) = span.as_mut().filter(|s| s.is_recording()) {
         span.set_error(what);
+    }
+}
+
+/// Marks its span when dropped, which happens only while a poll of the inner future or body
+/// unwinds: the poll forgets it otherwise. (The runtime catches the panic and drops the future
+/// or body later, when nothing tells a panic from a caller that went away.)
+struct MarkOnUnwind<'a>(&'a mut Option<Span>, &'static str);
+
+impl Drop for MarkOnUnwind<'_> {
+    fn drop(&mut self) {
+        mark_panicked(self.0, self.1);
     }
 }
 
@@ -71,7 +74,6 @@ impl<F> ResponseFuture<F> {
             span: Some(span),
             error_from,
             grpc,
-            polling: false,
         }
     }
 }
@@ -86,9 +88,10 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        *this.polling = true;
+        // Dropped only if the poll unwinds; the normal path forgets it and pays nothing.
+        let unwinding = MarkOnUnwind(this.span, "the service panicked before its response");
         let polled = this.slot.poll_inner(this.inner, cx);
-        *this.polling = false;
+        std::mem::forget(unwinding);
         let out = std::task::ready!(polled);
         let mut span = this.span.take();
         let mut grpc_trailers = *this.grpc;
@@ -185,7 +188,12 @@ where
         let polled = match this.span.as_ref() {
             Some(span) => {
                 let _current = set_current(Some(span.context()));
-                this.inner.as_mut().poll_frame(cx)
+                // Dropped only if the poll unwinds (before `_current` restores the context):
+                // the normal path forgets it and pays nothing.
+                let unwinding = MarkOnUnwind(&mut *this.span, "the response body panicked");
+                let polled = this.inner.as_mut().poll_frame(cx);
+                std::mem::forget(unwinding);
+                polled
             }
             None => this.inner.as_mut().poll_frame(cx),
         };

@@ -363,6 +363,65 @@ async fn a_panicking_handler_fails_its_span() {
     assert_eq!(tag(&s, "error"), None);
 }
 
+/// A body that sends one frame and then panics.
+struct PanickingBody {
+    sent: bool,
+}
+
+impl http_body::Body for PanickingBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        if self.sent {
+            panic!("body bug");
+        }
+        self.sent = true;
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(
+            b"part",
+        )))))
+    }
+}
+
+/// A response body that panics while streaming: the runtime drops the connection later, and
+/// the SERVER span says the body panicked instead of reading as a client that went away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_body_fails_its_span() {
+    let sink = InMemory::new();
+    let t = tracer(&sink, "backend");
+    let handler = tower::service_fn(|req: Request<Incoming>| async move {
+        let body = if req.uri().path() == "/panic" {
+            http_body_util::Either::Left(PanickingBody { sent: false })
+        } else {
+            http_body_util::Either::Right(Full::new(Bytes::from_static(b"ok")))
+        };
+        Ok::<_, Infallible>(Response::new(body))
+    });
+    let addr = serve(ServerLayer::new(t.clone()).layer(handler)).await;
+    let req = Request::get(format!("http://{addr}/panic"))
+        .body(Empty::new())
+        .unwrap();
+    // hyper writes the headers with the first frame, so the client sees either an error or
+    // headers whose body breaks off with the connection.
+    if let Ok(response) = plain_client().request(req).await {
+        assert!(response.into_body().collect().await.is_err());
+    }
+    let s = one(&spans(&sink, 1).await, Kind::Server);
+    assert_eq!(
+        tag(&s, "error").as_deref(),
+        Some("the response body panicked")
+    );
+    assert_eq!(tag(&s, "http.status_code").as_deref(), Some("200"));
+    // A body that ends normally is not marked.
+    sink.clear();
+    assert_eq!(get(addr, "/ok", &[]).await.0, StatusCode::OK);
+    let s = one(&spans(&sink, 1).await, Kind::Server);
+    assert_eq!(tag(&s, "error"), None);
+}
+
 /// The SERVER span stays open while the response body streams, and ends with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_span_ends_when_the_body_ends() {
