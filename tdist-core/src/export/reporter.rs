@@ -316,9 +316,11 @@ fn run(shared: Arc<Shared>) {
         // the rings were empty never ended under a steady load, so a flush waited out its
         // deadline and batches shrank to a few spans each.) Each round starts at the next ring,
         // so a ring behind busy ones is reached first within as many rounds as there are rings.
-        let owed: Vec<(Arc<LocalQueue>, u64)> = lock(&shared.queues)
+        // Weak: a strong count here would keep `drain` from retiring the ring of a thread that
+        // has exited.
+        let owed: Vec<(Weak<LocalQueue>, u64)> = lock(&shared.queues)
             .iter()
-            .map(|q| (q.clone(), q.accepted.load(Ordering::Acquire)))
+            .map(|q| (Arc::downgrade(q), q.accepted.load(Ordering::Acquire)))
             .collect();
         loop {
             first = first.wrapping_add(1);
@@ -327,9 +329,11 @@ fn run(shared: Arc<Shared>) {
                 export(&shared, spans);
             }
             batch.clear();
-            let paid = owed
-                .iter()
-                .all(|(q, n)| q.taken.load(Ordering::Acquire) >= *n);
+            // A ring retired meanwhile had given up all it accepted.
+            let paid = owed.iter().all(|(q, n)| {
+                q.upgrade()
+                    .is_none_or(|q| q.taken.load(Ordering::Acquire) >= *n)
+            });
             if paid || stopping(&shared) {
                 break;
             }
@@ -609,4 +613,34 @@ fn register(reporter: u64) -> Option<LocalEntry> {
         shared: Arc::downgrade(&shared),
         since_wake: 0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::InMemory;
+
+    /// An exited thread's ring is released (by its exit guard) and, once drained, retired: a
+    /// program that runs a thread per job does not keep a ring per thread it ever ran.
+    #[test]
+    fn an_exited_thread_s_ring_is_retired() {
+        let sink = InMemory::new();
+        let tracer = crate::Tracer::builder()
+            .transport(sink.clone())
+            .build()
+            .unwrap();
+        let reporter = tracer.reporter().expect("a reporter");
+        for _ in 0..3 {
+            let tracer = tracer.clone();
+            std::thread::spawn(move || tracer.root_span("job").finish())
+                .join()
+                .unwrap();
+        }
+        // Two flushes: the first drains the rings, the second's wake finds them empty.
+        reporter.flush(Duration::from_secs(5)).unwrap();
+        let stats = reporter.flush(Duration::from_secs(5)).unwrap();
+        assert_eq!(stats.accepted, 3);
+        assert_eq!(sink.spans().len(), 3);
+        assert!(lock(&reporter.handle.shared.queues).is_empty());
+    }
 }
