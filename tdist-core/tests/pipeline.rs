@@ -849,3 +849,36 @@ fn a_flush_under_overload_still_covers_a_quiet_thread_s_spans() {
         "every span finished before the flush was delivered by it"
     );
 }
+
+thread_local! {
+    static HELD: std::cell::RefCell<Option<tdist_core::Span>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Spans finished while a thread exits, by the destructor of a thread-local that holds them,
+/// are delivered and counted whether that destructor runs before or after tdist's own.
+#[test]
+fn spans_finished_by_thread_local_destructors_are_delivered() {
+    let (tracer, sink) = tracer("exiting");
+    for held_first in [true, false] {
+        let tracer = tracer.clone();
+        std::thread::spawn(move || {
+            // Thread-locals are destroyed in the reverse order of their first use.
+            if held_first {
+                HELD.with(|h| *h.borrow_mut() = Some(tracer.root_span("held")));
+                tracer.root_span("before").finish();
+            } else {
+                tracer.root_span("before").finish();
+                HELD.with(|h| *h.borrow_mut() = Some(tracer.root_span("held")));
+            }
+        })
+        .join()
+        .unwrap();
+    }
+    let stats = tracer.flush().unwrap();
+    let mut names = names(&sink);
+    names.sort();
+    assert_eq!(names, ["before", "before", "held", "held"]);
+    assert_eq!(stats.accepted, 4);
+    assert_eq!(stats.sent, 4);
+    assert_eq!(stats.dropped, 0);
+}

@@ -19,6 +19,7 @@ use super::{Transport, TransportError};
 use crate::record::FinishedSpan;
 use rtrb::{Consumer, Producer, RingBuffer};
 use std::cell::RefCell;
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::thread::Thread;
@@ -118,6 +119,9 @@ struct Shared {
     failed: AtomicU64,
     control: Mutex<Control>,
     done: Condvar,
+    /// The ring of spans finished without a thread state of their own ([`submit_stray`]),
+    /// made on first use.
+    stray: Mutex<Option<LocalEntry>>,
 }
 
 #[derive(Default)]
@@ -183,6 +187,7 @@ impl Reporter {
             failed: AtomicU64::new(0),
             control: Mutex::default(),
             done: Condvar::new(),
+            stray: Mutex::new(None),
         });
         let worker_shared = shared.clone();
         let thread = std::thread::Builder::new()
@@ -496,23 +501,46 @@ struct LocalEntry {
 
 /// What a thread keeps for the spans it finishes (one thread-local, so finishing a span takes
 /// one borrow).
+///
+/// It has no destructor of its own, so it stays usable while the thread's other thread-locals
+/// are destroyed (a span held in one is finished then). [`ExitGuard`] empties it instead when
+/// the thread exits; the spans finished after that take [`submit_stray`]'s way.
 struct ThreadState {
     /// This thread's ring for each reporter it has finished spans for.
-    entries: Vec<LocalEntry>,
+    entries: ManuallyDrop<Vec<LocalEntry>>,
     /// Record boxes of spans this thread finished, for its next spans: a box is filled, read and
     /// emptied on one thread, so its cache lines stay on that core. The boxes are what is kept
     /// (a live span owns one), so `Vec<Box<_>>` is meant.
     #[allow(clippy::vec_box)]
-    free: Vec<Box<FinishedSpan>>,
+    free: ManuallyDrop<Vec<Box<FinishedSpan>>>,
 }
 
 thread_local! {
     static LOCAL: RefCell<ThreadState> = const {
         RefCell::new(ThreadState {
-            entries: Vec::new(),
-            free: Vec::new(),
+            entries: ManuallyDrop::new(Vec::new()),
+            free: ManuallyDrop::new(Vec::new()),
         })
     };
+    /// Set up by a thread's first ring; its destructor releases the thread's rings (the worker
+    /// drains and retires them) and boxes.
+    static EXIT: ExitGuard = const { ExitGuard };
+}
+
+struct ExitGuard;
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        let (entries, free) = LOCAL.with(|local| match local.try_borrow_mut() {
+            Ok(mut local) => (
+                std::mem::take(&mut *local.entries),
+                std::mem::take(&mut *local.free),
+            ),
+            Err(_) => Default::default(),
+        });
+        drop(entries);
+        drop(free);
+    }
 }
 
 /// A record box for a new span: one this thread emptied before, else a new allocation.
@@ -552,29 +580,19 @@ fn entry_index(local: &mut Vec<LocalEntry>, reporter: u64) -> Option<usize> {
 pub(crate) fn submit(reporter: u64, mut span: Box<FinishedSpan>) {
     // The record is taken from its box and pushed in one expression: every further move of the
     // 376 bytes (into a local, into the closure) showed up as a `memcpy` of its own.
+    // `LOCAL` has no destructor, so this never fails; `with` would add its panic path here.
     let _ = LOCAL.try_with(|local| {
         let Ok(mut local) = local.try_borrow_mut() else {
-            return;
+            return submit_stray(reporter, span);
         };
         let ThreadState { entries, free } = &mut *local;
         let Some(idx) = entry_index(entries, reporter) else {
-            return;
+            // The thread is exiting, or the reporter has shut down.
+            drop(local);
+            return submit_stray(reporter, span);
         };
         let entry = &mut entries[idx];
-        let q = &entry.queue;
-        match entry.producer.push(span.take()) {
-            Ok(()) => {
-                // Only this thread writes these counters: a plain load and store suffice.
-                q.accepted
-                    .store(q.accepted.load(Ordering::Relaxed) + 1, Ordering::Release);
-                entry.since_wake += 1;
-            }
-            Err(_) => {
-                q.dropped
-                    .store(q.dropped.load(Ordering::Relaxed) + 1, Ordering::Release);
-                entry.since_wake = usize::MAX / 2;
-            }
-        }
+        push(entry, span.take());
         if entry.since_wake >= entry.capacity / 4 {
             entry.since_wake = 0;
             match entry.shared.upgrade() {
@@ -591,12 +609,67 @@ pub(crate) fn submit(reporter: u64, mut span: Box<FinishedSpan>) {
     });
 }
 
-fn register(reporter: u64) -> Option<LocalEntry> {
-    let shared = lock(registry())
+/// Pushes `record` onto `entry`'s ring, counting it accepted, or dropped when the ring is full.
+#[inline]
+fn push(entry: &mut LocalEntry, record: FinishedSpan) {
+    let q = &entry.queue;
+    match entry.producer.push(record) {
+        Ok(()) => {
+            // Only the ring's producer writes these counters: a plain load and store suffice.
+            q.accepted
+                .store(q.accepted.load(Ordering::Relaxed) + 1, Ordering::Release);
+            entry.since_wake += 1;
+        }
+        Err(_) => {
+            q.dropped
+                .store(q.dropped.load(Ordering::Relaxed) + 1, Ordering::Release);
+            entry.since_wake = usize::MAX / 2;
+        }
+    }
+}
+
+/// Spans a reporter's stray ring holds (see [`submit_stray`]).
+const STRAY_CAPACITY: usize = 256;
+
+/// The way in for a span finished where the thread's own rings cannot be used: in a
+/// thread-local destructor after tdist's exit guard has run (a thread-local that holds a span,
+/// or a runtime dropping its tasks at thread exit). The span goes onto the reporter's stray
+/// ring, shared by such threads under a lock, and is delivered and counted like any other. A
+/// reporter that has shut down takes nothing ("may not be delivered").
+#[cold]
+#[inline(never)]
+fn submit_stray(reporter: u64, mut span: Box<FinishedSpan>) {
+    let Some(shared) = find(reporter) else {
+        return;
+    };
+    let mut stray = lock(&shared.stray);
+    let entry = stray.get_or_insert_with(|| ring(&shared, STRAY_CAPACITY));
+    push(entry, span.take());
+    if entry.since_wake >= entry.capacity / 4 {
+        entry.since_wake = 0;
+        shared.wake();
+    }
+}
+
+/// The live reporter with this id.
+fn find(reporter: u64) -> Option<Arc<Shared>> {
+    lock(registry())
         .iter()
         .find(|(id, _)| *id == reporter)
-        .and_then(|(_, w)| w.upgrade())?;
+        .and_then(|(_, w)| w.upgrade())
+}
+
+fn register(reporter: u64) -> Option<LocalEntry> {
+    // A thread whose exit guard has run (or cannot be set up) gets no ring: nothing would
+    // release it.
+    EXIT.try_with(|_| ()).ok()?;
+    let shared = find(reporter)?;
     let capacity = shared.config.local_queue_size;
+    Some(ring(&shared, capacity))
+}
+
+/// A new ring of `capacity` records, registered with `shared`'s worker.
+fn ring(shared: &Arc<Shared>, capacity: usize) -> LocalEntry {
     let (producer, consumer) = RingBuffer::new(capacity);
     let queue = Arc::new(LocalQueue {
         consumer: Mutex::new(consumer),
@@ -605,14 +678,14 @@ fn register(reporter: u64) -> Option<LocalEntry> {
         taken: AtomicU64::new(0),
     });
     lock(&shared.queues).push(queue.clone());
-    Some(LocalEntry {
-        reporter,
+    LocalEntry {
+        reporter: shared.id,
         producer,
         capacity,
         queue,
-        shared: Arc::downgrade(&shared),
+        shared: Arc::downgrade(shared),
         since_wake: 0,
-    })
+    }
 }
 
 #[cfg(test)]
