@@ -882,3 +882,25 @@ fn spans_finished_by_thread_local_destructors_are_delivered() {
     assert_eq!(stats.sent, 4);
     assert_eq!(stats.dropped, 0);
 }
+
+/// A destination that asks for the longest wait there is (as a `Retry-After` of 2^64 - 1
+/// seconds would) gets its batch given up at once; the worker goes on. (Adding the wait to the
+/// time spent overflowed, and the panic took the worker thread, and every later span, with it.)
+#[test]
+fn an_endless_wait_asked_for_gives_the_batch_up_and_the_worker_lives_on() {
+    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let tracer = Tracer::builder()
+        .transport(AsksToWait {
+            wait: Duration::MAX,
+            calls: calls.clone(),
+        })
+        .configure_reporter(|c| c.shutdown_timeout = Duration::from_secs(2))
+        .build()
+        .unwrap();
+    tracer.root_span("given up").finish();
+    let s = tracer.flush().expect("the worker is alive");
+    assert_eq!((s.sent, s.failed), (0, 1));
+    tracer.root_span("after").finish();
+    let s = tracer.flush().expect("the worker is alive");
+    assert_eq!((s.sent, s.failed), (1, 1));
+}

@@ -460,7 +460,8 @@ fn export(shared: &Shared, spans: &[FinishedSpan]) {
             Err(e) => {
                 attempt += 1;
                 let wait = e.retry_delay().map_or(backoff, |asked| asked.max(backoff));
-                let out_of_time = start.elapsed() + wait >= cfg.export_timeout;
+                // Saturating: a destination may ask for any wait, `Duration::MAX` included.
+                let out_of_time = start.elapsed().saturating_add(wait) >= cfg.export_timeout;
                 if !e.is_retryable() || attempt > cfg.max_retries || out_of_time || stopping(shared)
                 {
                     fail(shared, spans.len(), &e);
