@@ -37,8 +37,20 @@ fn is_trace_key(key: &str) -> bool {
     TRACE_KEYS.iter().any(|k| k.eq_ignore_ascii_case(key))
 }
 
+/// Header `i` of `headers`; `None` past the end, or when its key is not UTF-8. Kafka header keys
+/// are bytes on the wire (Go and C producers can write any) and rdkafka panics reading such a
+/// key: it is skipped here instead, so that one odd record cannot stop a consumer (the panic
+/// hook still reports it).
+fn header_at<H: Headers + ?Sized>(headers: &H, i: usize) -> Option<Header<'_, &[u8]>> {
+    // `try_get` only reads the headers: nothing is left half-changed by its panic.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| headers.try_get(i)))
+        .ok()
+        .flatten()
+}
+
 /// Reads propagation fields from record headers: the last header with the key wins, names
-/// match case-insensitively, null or non-UTF-8 values count as absent.
+/// match case-insensitively, null or non-UTF-8 values count as absent, headers whose key is not
+/// UTF-8 are skipped.
 #[derive(Debug, Clone, Copy)]
 pub struct HeaderExtractor<'a, H: ?Sized>(pub &'a H);
 
@@ -48,14 +60,14 @@ impl<H: Headers + ?Sized> Extractor for HeaderExtractor<'_, H> {
         // Brave's `lastHeader`): an earlier value is stale.
         let last = (0..self.0.count())
             .rev()
-            .filter_map(|i| self.0.try_get(i))
+            .filter_map(|i| header_at(self.0, i))
             .find(|h| h.key.eq_ignore_ascii_case(key))?;
         std::str::from_utf8(last.value?).ok()
     }
 
     fn count(&self, key: &str) -> usize {
         (0..self.0.count())
-            .filter_map(|i| self.0.try_get(i))
+            .filter_map(|i| header_at(self.0, i))
             .filter(|h| h.key.eq_ignore_ascii_case(key))
             .count()
     }
@@ -67,8 +79,9 @@ pub fn extract<H: Headers + ?Sized>(headers: &H) -> Extracted {
 }
 
 /// A copy of `headers` without trace headers (`b3`, `X-B3-*`), other headers kept in order
-/// with their values (null included). What Brave does after extracting, so that a stale
-/// context is not processed again downstream.
+/// with their values (null included; a header whose key is not UTF-8 cannot be copied and is
+/// left out). What Brave does after extracting, so that a stale context is not processed again
+/// downstream.
 pub fn without_trace_headers<H: Headers + ?Sized>(headers: &H) -> OwnedHeaders {
     keeping(headers, |key| !is_trace_key(key))
 }
@@ -87,7 +100,7 @@ fn is_context_key(key: &str) -> bool {
 /// only frames payloads sends.
 pub fn without_context_headers(headers: OwnedHeaders) -> OwnedHeaders {
     let any = (0..headers.count())
-        .filter_map(|i| headers.try_get(i))
+        .filter_map(|i| header_at(&headers, i))
         .any(|h| is_context_key(h.key));
     match any {
         true => keeping(&headers, |key| !is_context_key(key)),
@@ -95,10 +108,11 @@ pub fn without_context_headers(headers: OwnedHeaders) -> OwnedHeaders {
     }
 }
 
-/// A copy of the headers whose key `keep` accepts, in order, with their values (null included).
+/// A copy of the headers whose key `keep` accepts, in order, with their values (null included);
+/// a header whose key is not UTF-8 cannot be copied and is left out.
 fn keeping<H: Headers + ?Sized>(headers: &H, keep: fn(&str) -> bool) -> OwnedHeaders {
     let mut out = OwnedHeaders::new_with_capacity(headers.count());
-    for h in (0..headers.count()).filter_map(|i| headers.try_get(i)) {
+    for h in (0..headers.count()).filter_map(|i| header_at(headers, i)) {
         if keep(h.key) {
             out = out.insert(h);
         }
@@ -109,7 +123,7 @@ fn keeping<H: Headers + ?Sized>(headers: &H, keep: fn(&str) -> bool) -> OwnedHea
 /// Whether `headers` hold any trace header.
 pub fn has_trace_headers<H: Headers + ?Sized>(headers: &H) -> bool {
     (0..headers.count())
-        .filter_map(|i| headers.try_get(i))
+        .filter_map(|i| header_at(headers, i))
         .any(|h| is_trace_key(h.key))
 }
 

@@ -433,3 +433,150 @@ async fn a_framed_payload_sent_again_continues_its_frame_and_carries_one() {
     assert_eq!(r.payload(), Some(&b"order 7"[..]));
     assert_eq!(r.parent().context().unwrap().span_id(), producer.id());
 }
+
+/// CRC-32C (Castagnoli), the checksum of a Kafka record batch.
+fn crc32c(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+fn varint(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+/// Writes one record with `headers` (raw key bytes) to partition 0 of `topic` with a
+/// hand-made Produce v3 request, as a client that writes header keys as bytes (Go's sarama,
+/// librdkafka's C API) can; rdkafka's own API only writes UTF-8 keys.
+fn produce_raw(bootstrap: &str, topic: &str, payload: &[u8], headers: &[(&[u8], &[u8])]) {
+    use std::io::{Read, Write};
+    let mut record = vec![0u8]; // attributes
+    varint(&mut record, 0); // timestamp delta
+    varint(&mut record, 0); // offset delta
+    varint(&mut record, -1); // null key
+    varint(&mut record, payload.len() as i64);
+    record.extend_from_slice(payload);
+    varint(&mut record, headers.len() as i64);
+    for (k, v) in headers {
+        varint(&mut record, k.len() as i64);
+        record.extend_from_slice(k);
+        varint(&mut record, v.len() as i64);
+        record.extend_from_slice(v);
+    }
+    let mut framed_record = Vec::new();
+    varint(&mut framed_record, record.len() as i64);
+    framed_record.extend_from_slice(&record);
+    // From the attributes to the end: what the CRC covers.
+    let mut tail = Vec::new();
+    tail.extend_from_slice(&0i16.to_be_bytes()); // attributes
+    tail.extend_from_slice(&0i32.to_be_bytes()); // last offset delta
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    tail.extend_from_slice(&now.to_be_bytes());
+    tail.extend_from_slice(&now.to_be_bytes());
+    tail.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
+    tail.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
+    tail.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
+    tail.extend_from_slice(&1i32.to_be_bytes()); // one record
+    tail.extend_from_slice(&framed_record);
+    let mut batch = Vec::new();
+    batch.extend_from_slice(&0i64.to_be_bytes()); // base offset
+    let batch_len = 4 + 1 + 4 + tail.len();
+    batch.extend_from_slice(&(batch_len as i32).to_be_bytes());
+    batch.extend_from_slice(&0i32.to_be_bytes()); // partition leader epoch
+    batch.push(2); // magic
+    batch.extend_from_slice(&crc32c(&tail).to_be_bytes());
+    batch.extend_from_slice(&tail);
+
+    let mut req = Vec::new();
+    req.extend_from_slice(&0i16.to_be_bytes()); // Produce
+    req.extend_from_slice(&3i16.to_be_bytes()); // v3
+    req.extend_from_slice(&7i32.to_be_bytes()); // correlation id
+    req.extend_from_slice(&3i16.to_be_bytes());
+    req.extend_from_slice(b"raw");
+    req.extend_from_slice(&(-1i16).to_be_bytes()); // no transactional id
+    req.extend_from_slice(&1i16.to_be_bytes()); // acks
+    req.extend_from_slice(&5000i32.to_be_bytes());
+    req.extend_from_slice(&1i32.to_be_bytes()); // one topic
+    req.extend_from_slice(&(topic.len() as i16).to_be_bytes());
+    req.extend_from_slice(topic.as_bytes());
+    req.extend_from_slice(&1i32.to_be_bytes()); // one partition
+    req.extend_from_slice(&0i32.to_be_bytes());
+    req.extend_from_slice(&(batch.len() as i32).to_be_bytes());
+    req.extend_from_slice(&batch);
+
+    let addr = bootstrap.split(',').next().unwrap();
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    conn.write_all(&(req.len() as i32).to_be_bytes()).unwrap();
+    conn.write_all(&req).unwrap();
+    let mut len = [0u8; 4];
+    conn.read_exact(&mut len).unwrap();
+    let mut resp = vec![0u8; i32::from_be_bytes(len) as usize];
+    conn.read_exact(&mut resp).unwrap();
+    // correlation id, topics (1), name, partitions (1), partition, error code
+    let at = 4 + 4 + 2 + topic.len() + 4 + 4;
+    let code = i16::from_be_bytes([resp[at], resp[at + 1]]);
+    assert_eq!(code, 0, "produce error {code}");
+}
+
+/// A record whose header key is not UTF-8 (Kafka header keys are bytes on the wire; Go and C
+/// producers can write any) is read by a traced consumer like any other: its context comes
+/// from the `b3` header and its payload is whole. rdkafka panics when asked for such a key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_key_that_is_not_utf8_is_skipped_not_a_panic() {
+    let broker = Broker::start();
+    if !matches!(broker, Broker::Mock(_)) {
+        eprintln!("skipped: writes its own Produce request to the mock cluster");
+        return;
+    }
+    let topic = broker.topic("raw-keys").await;
+    let b3 = b"463ac35c9f6413ad48485a3953bb6124-a2fb4a1d1a96d312-1";
+    let traced: [(&[u8], &[u8]); 3] = [(b"app", b"1"), (b"b3", b3), (b"caf\xe9", b"x")];
+    produce_raw(&broker.bootstrap(), &topic, b"order 9", &traced);
+    let untraced: [(&[u8], &[u8]); 1] = [(b"\xff", b"y")];
+    produce_raw(&broker.bootstrap(), &topic, b"order 10", &untraced);
+    let got = broker.consume_all(&topic, 2);
+    assert_eq!(got.len(), 2);
+    let (tracer, _) = tracer();
+    let kt = KafkaTracing::new(tracer.clone());
+    let r = kt.receive(&got[0]);
+    assert_eq!(r.payload(), Some(&b"order 9"[..]));
+    assert_eq!(r.source(), Some(Source::Headers));
+    assert_eq!(
+        r.parent().context().unwrap().span_id().to_string(),
+        "a2fb4a1d1a96d312"
+    );
+    let plain = kt.receive(&got[1]);
+    assert_eq!(plain.payload(), Some(&b"order 10"[..]));
+    assert_eq!(plain.source(), None);
+    // Filtering and re-injecting (forwarding the record) do not panic either.
+    let h = got[0].headers().unwrap();
+    let kept = headers::without_trace_headers(h);
+    assert!(!headers::has_trace_headers(&kept));
+    assert_eq!(kept.get(0).key, "app");
+    let forwarded = headers::inject(&r.context(), Some(h.clone()));
+    assert_eq!(
+        headers::extract(&forwarded).context().unwrap().span_id(),
+        r.context().span_id()
+    );
+    let framing_only = headers::without_context_headers(got[1].headers().unwrap().clone());
+    assert!(!headers::has_trace_headers(&framing_only));
+}
