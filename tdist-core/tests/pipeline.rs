@@ -904,3 +904,25 @@ fn an_endless_wait_asked_for_gives_the_batch_up_and_the_worker_lives_on() {
     let s = tracer.flush().expect("the worker is alive");
     assert_eq!((s.sent, s.failed), (1, 1));
 }
+
+/// `Duration::MAX` as a flush or shutdown timeout means "no deadline"; it is not a panic
+/// (computing the deadline overflowed, in `Drop` too when it was the shutdown timeout).
+#[test]
+fn the_longest_timeout_is_no_deadline() {
+    let sink = InMemory::new();
+    let detached = tdist_core::export::Detached::new("unbounded", sink.clone());
+    let handle = detached.handle();
+    let tracer = Tracer::builder()
+        .transport(detached)
+        .configure_reporter(|c| c.shutdown_timeout = Duration::MAX)
+        .build()
+        .unwrap();
+    tracer.root_span("a").finish();
+    let reporter = tracer.reporter().unwrap();
+    assert_eq!(reporter.flush(Duration::MAX).unwrap().sent, 1);
+    assert_eq!(handle.flush(Duration::MAX), 0);
+    tracer.root_span("b").finish();
+    assert_eq!(tracer.flush().unwrap().sent, 2);
+    drop(tracer);
+    assert_eq!(sink.spans().len(), 2);
+}

@@ -177,7 +177,7 @@ impl DetachedHandle {
 
     /// Waits at most `timeout` for the queue to empty; returns the spans still pending.
     pub fn flush(&self, timeout: Duration) -> u64 {
-        self.shared.wait_idle(Instant::now() + timeout)
+        self.shared.wait_idle(super::deadline_after(timeout))
     }
 }
 

@@ -85,6 +85,15 @@ impl<T: Transport + ?Sized> Transport for Arc<T> {
     }
 }
 
+/// The deadline `timeout` from now. A timeout too long to add to the clock (`Duration::MAX`,
+/// meaning "no deadline") is a century, which no flush outlasts, instead of a panic.
+pub(crate) fn deadline_after(timeout: std::time::Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(std::time::Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
+}
+
 /// Calls `transport.send`, or `transport.resend` after a retryable failure of the same batch,
 /// turning a panic into a fatal failure of the batch: a transport that panics must not take a
 /// worker thread (and every later span) with it.

@@ -256,7 +256,7 @@ impl Shared {
     }
 
     fn flush(&self, timeout: Duration) -> Result<Stats, FlushError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = super::deadline_after(timeout);
         let mut c = lock(&self.control);
         if c.exited || c.stop {
             return Ok(self.stats());

@@ -238,7 +238,7 @@ mod memory {
 
         /// Waits until at least `n` spans arrived; returns how many there are.
         pub fn wait_for(&self, n: usize, timeout: Duration) -> usize {
-            let deadline = Instant::now() + timeout;
+            let deadline = crate::export::deadline_after(timeout);
             let mut g = self.inner.0.lock().unwrap_or_else(|p| p.into_inner());
             while g.len() < n {
                 let now = Instant::now();
