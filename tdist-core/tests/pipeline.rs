@@ -926,3 +926,43 @@ fn the_longest_timeout_is_no_deadline() {
     drop(tracer);
     assert_eq!(sink.spans().len(), 2);
 }
+
+/// A flush that a shutdown cuts short says so. (The worker marked the flush complete when
+/// shutdown stopped its rounds early, so a flush on another thread returned `Ok` with spans
+/// finished before it still queued, never to be delivered.)
+#[test]
+fn a_flush_cut_short_by_a_shutdown_is_not_ok() {
+    let hanging = Hanging::default();
+    let tracer = Tracer::builder()
+        .transport(hanging.clone())
+        .configure_reporter(|c| {
+            // One round takes four quiet threads' spans: nine need three rounds.
+            c.max_queue_size = 4;
+            c.max_export_batch_size = 4;
+            c.schedule_delay = Duration::from_secs(3600);
+        })
+        .build()
+        .unwrap();
+    let reporter = tracer.reporter().unwrap().clone();
+    // The worker has had its first wake, and sleeps until asked.
+    reporter.flush(Duration::from_secs(5)).unwrap();
+    for _ in 0..9 {
+        let tracer = tracer.clone();
+        std::thread::spawn(move || tracer.root_span("quiet").finish())
+            .join()
+            .unwrap();
+    }
+    let flushing = {
+        let reporter = reporter.clone();
+        std::thread::spawn(move || reporter.flush(Duration::from_secs(30)))
+    };
+    // The flush's first round is in the transport.
+    while hanging.calls.load(Ordering::SeqCst) == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(reporter.shutdown(Duration::from_millis(50)).is_err());
+    hanging.release();
+    let flushed = flushing.join().unwrap();
+    let err = flushed.expect_err("the shutdown cut the flush short");
+    assert!(err.pending > 0, "{err:?}");
+}

@@ -281,7 +281,15 @@ impl Shared {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
+        let covered = c.completed >= target;
         drop(c);
+        if !covered {
+            // A shutdown stopped the worker before it had taken everything this flush covers.
+            return Err(FlushError {
+                timeout,
+                pending: self.stats().pending(),
+            });
+        }
         // Transports that deliver on threads of their own (`Detached`) are waited for here, on
         // the flushing thread, within the same deadline; the worker never waits for them.
         let pending = self.transport.flush(deadline);
@@ -327,7 +335,8 @@ fn run(shared: Arc<Shared>) {
             .iter()
             .map(|q| (Arc::downgrade(q), q.accepted.load(Ordering::Acquire)))
             .collect();
-        loop {
+        let mut paid = false;
+        while !paid {
             first = first.wrapping_add(1);
             drain(&shared, &mut batch, &mut queues, first);
             for spans in batch.chunks(cfg.max_export_batch_size) {
@@ -335,11 +344,11 @@ fn run(shared: Arc<Shared>) {
             }
             batch.clear();
             // A ring retired meanwhile had given up all it accepted.
-            let paid = owed.iter().all(|(q, n)| {
+            paid = owed.iter().all(|(q, n)| {
                 q.upgrade()
                     .is_none_or(|q| q.taken.load(Ordering::Acquire) >= *n)
             });
-            if paid || stopping(&shared) {
+            if stopping(&shared) {
                 break;
             }
         }
@@ -355,7 +364,9 @@ fn run(shared: Arc<Shared>) {
         }
         {
             let mut c = lock(&shared.control);
-            if c.completed < target {
+            // Rounds a shutdown cut short complete no flush: its flushers learn from `exited`
+            // that the worker is gone without having delivered what they wait for.
+            if paid && c.completed < target {
                 c.completed = target;
                 shared.done.notify_all();
             }
