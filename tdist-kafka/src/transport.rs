@@ -93,7 +93,8 @@ impl KafkaTransportBuilder {
         self
     }
 
-    /// How long one batch may take to be acknowledged (default 10 s).
+    /// How long one batch may take to be acknowledged (default 10 s; at least 1 ms, at most
+    /// librdkafka's longest, about 24 days).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -108,19 +109,14 @@ impl KafkaTransportBuilder {
     /// Creates the producer (it connects lazily).
     pub fn build(self) -> Result<KafkaTransport, KafkaError> {
         let mut config = ClientConfig::new();
-        let timeout_ms = self
-            .timeout
-            .as_millis()
-            .clamp(1, i32::MAX as u128)
-            .to_string();
+        // librdkafka's message timeout is an i32 of ms; the batch's deadline uses the same
+        // (a longer one, up to `Duration::MAX`, overflowed the clock in every send).
+        let timeout =
+            Duration::from_millis(self.timeout.as_millis().clamp(1, i32::MAX as u128) as u64);
+        let timeout_ms = timeout.as_millis().to_string();
         let max = self.max_message_bytes.max(MIN_MESSAGE_BYTES);
         // librdkafka wants its linger shorter than the message timeout.
-        let linger_ms = self
-            .timeout
-            .as_millis()
-            .saturating_sub(1)
-            .min(5)
-            .to_string();
+        let linger_ms = timeout.as_millis().saturating_sub(1).min(5).to_string();
         config
             .set("bootstrap.servers", &self.bootstrap)
             .set("acks", "1")
@@ -136,7 +132,7 @@ impl KafkaTransportBuilder {
             topic: self.topic,
             encoding: self.encoding,
             max_message_bytes: max,
-            timeout: self.timeout,
+            timeout,
             sending: Mutex::new(()),
         })
     }

@@ -437,3 +437,20 @@ async fn a_message_refused_when_handed_over_does_not_take_the_next_ones_with_it(
     let small = spans.iter().find(|s| s.name() == "small").unwrap();
     assert_eq!(ids, [small.id().to_string()]);
 }
+
+/// A timeout too long for the clock (`Duration::MAX`, "wait as long as it takes") is the
+/// longest librdkafka takes, not a panic computing the batch's deadline in every send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_timeout_still_delivers() {
+    use tdist_core::export::Transport;
+    let broker = Broker::start();
+    let topic = broker.topic("zipkin-endless").await;
+    let t = to_topic(&broker, &topic, 4096)
+        .timeout(Duration::MAX)
+        .build()
+        .unwrap();
+    let spans = finished(|tracer| make_spans(tracer, 2));
+    t.send(&spans).unwrap();
+    let ids = span_ids(&broker.consume(&topic, usize::MAX, Duration::from_secs(3)));
+    assert_eq!(ids.len(), 4);
+}
