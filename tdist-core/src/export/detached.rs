@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 ///
 /// To the reporter, a batch handed to a `Detached` counts as sent: its own counters tell what
 /// the destination got. [`Tracer::flush`](crate::Tracer::flush) and shutdown wait, within their
-/// deadline, until the queue is empty.
+/// deadline, until what was queued before them is delivered or failed.
 ///
 /// ```
 /// use tdist_core::export::{Detached, Fanout, JsonLinesFile, NoopTransport};
@@ -87,6 +87,11 @@ struct State {
     batches: VecDeque<Vec<FinishedSpan>>,
     /// Spans in `batches` plus the batch being sent.
     pending: usize,
+    /// Spans ever queued, and how many of them are settled (delivered, failed, or dropped when
+    /// the transport closed): batches settle in the order they were queued, so a flush waits
+    /// until `settled` reaches what `queued` was when it began.
+    queued: u64,
+    settled: u64,
     closed: bool,
 }
 
@@ -175,7 +180,8 @@ impl DetachedHandle {
         self.shared.stats()
     }
 
-    /// Waits at most `timeout` for the queue to empty; returns the spans still pending.
+    /// Waits at most `timeout` until the spans queued before the call are delivered or failed;
+    /// returns how many of them are still pending.
     pub fn flush(&self, timeout: Duration) -> u64 {
         self.shared.wait_idle(super::deadline_after(timeout))
     }
@@ -201,6 +207,7 @@ impl Transport for Detached {
             return Ok(());
         }
         state.pending += spans.len();
+        state.queued += spans.len() as u64;
         state.batches.push_back(spans.to_vec());
         drop(state);
         s.work.notify_one();
@@ -221,6 +228,7 @@ impl Drop for Detached {
         state.closed = true;
         let left: usize = state.batches.drain(..).map(|b| b.len()).sum();
         state.pending -= left;
+        state.settled += left as u64;
         drop(state);
         self.shared.dropped.fetch_add(left as u64, Ordering::AcqRel);
         self.shared.work.notify_all();
@@ -239,13 +247,18 @@ impl Shared {
         }
     }
 
+    /// Waits until every span queued before the call is settled (not for an empty queue,
+    /// which a steady load never leaves), or until `deadline`; returns how many of those are
+    /// still pending.
     fn wait_idle(&self, deadline: Instant) -> u64 {
         let timeout = deadline.saturating_duration_since(Instant::now());
+        let state = lock(&self.state);
+        let mark = state.queued;
         let (state, _) = self
             .idle
-            .wait_timeout_while(lock(&self.state), timeout, |s| s.pending > 0 && !s.closed)
+            .wait_timeout_while(state, timeout, |s| s.settled < mark && !s.closed)
             .unwrap_or_else(|p| p.into_inner());
-        state.pending as u64
+        mark.saturating_sub(state.settled)
     }
 
     /// Logs a loss at most every 10 s (`what` is formatted only then).
@@ -292,6 +305,7 @@ fn run(shared: &Shared, inner: &dyn Transport, retries: u32) {
         shared.failed.fetch_add(lost, Ordering::AcqRel);
         let mut state = lock(&shared.state);
         state.pending -= batch.len();
+        state.settled += n;
         drop(state);
         shared.idle.notify_all();
     }
@@ -505,6 +519,43 @@ mod tests {
                 pending: 0
             }
         );
+    }
+
+    /// Queues another batch from inside each send, as a reporter under a steady load does: the
+    /// queue is never empty.
+    #[derive(Default)]
+    struct Refilling {
+        target: std::sync::OnceLock<std::sync::Weak<Detached>>,
+        stop: std::sync::atomic::AtomicBool,
+    }
+
+    impl Transport for Refilling {
+        fn send(&self, _: &[FinishedSpan]) -> Result<(), TransportError> {
+            std::thread::sleep(Duration::from_millis(1));
+            if !self.stop.load(Ordering::SeqCst) {
+                if let Some(d) = self.target.get().and_then(std::sync::Weak::upgrade) {
+                    d.send(&spans(1)).unwrap();
+                }
+            }
+            Ok(())
+        }
+    }
+
+    /// A flush waits for what was queued before it, not for a queue that a steady load never
+    /// lets empty (it used to wait for that, so it always ran out its deadline).
+    #[test]
+    fn a_flush_under_a_steady_load_completes() {
+        let refilling = Arc::new(Refilling::default());
+        let t = Arc::new(Detached::new("steady", refilling.clone()));
+        refilling.target.set(Arc::downgrade(&t)).unwrap();
+        t.send(&spans(1)).unwrap();
+        t.send(&spans(2)).unwrap();
+        let left = t.flush(Instant::now() + Duration::from_secs(2));
+        refilling.stop.store(true, Ordering::SeqCst);
+        assert_eq!(left, 0, "{:?}", t.stats());
+        assert!(t.stats().delivered >= 3, "{:?}", t.stats());
+        assert_eq!(t.flush(Instant::now() + Duration::from_secs(10)), 0);
+        assert_eq!(t.stats().pending, 0);
     }
 
     #[test]
