@@ -122,7 +122,7 @@ impl KafkaTransportBuilder {
             .set("acks", "1")
             .set("linger.ms", &linger_ms)
             .set("message.timeout.ms", &timeout_ms)
-            .set("message.max.bytes", (max + 1024).to_string());
+            .set("message.max.bytes", max.saturating_add(1024).to_string());
         for (k, v) in &self.extra {
             config.set(k, v);
         }

@@ -454,3 +454,20 @@ async fn an_endless_timeout_still_delivers() {
     let ids = span_ids(&broker.consume(&topic, usize::MAX, Duration::from_secs(3)));
     assert_eq!(ids.len(), 4);
 }
+
+/// A largest message beyond what librdkafka accepts is a configuration error, also at the very
+/// top of the range (adding the request overhead overflowed there: a panic, or in release a
+/// wrap to a tiny limit that refused every message).
+#[test]
+fn a_huge_max_message_size_is_an_error_not_an_overflow() {
+    let built = KafkaTransport::builder("127.0.0.1:1")
+        .max_message_bytes(usize::MAX)
+        .build();
+    assert!(built.is_err());
+    let from_env = KafkaTransport::from_lookup(|k| match k {
+        "TDIST_KAFKA_BOOTSTRAP_SERVERS" => Some("127.0.0.1:1".to_owned()),
+        "TDIST_KAFKA_MAX_MESSAGE_BYTES" => Some(usize::MAX.to_string()),
+        _ => None,
+    });
+    assert!(from_env.is_err());
+}
