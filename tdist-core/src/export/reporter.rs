@@ -440,6 +440,9 @@ fn drain(
     lock(&shared.queues).retain(|q| {
         let orphaned = Arc::strong_count(q) == 1 && lock(&q.consumer).is_empty();
         if orphaned {
+            // The count's load is relaxed: this orders the reads below after the producer's
+            // last writes, which come before its release of the queue.
+            std::sync::atomic::fence(Ordering::Acquire);
             shared
                 .retired_accepted
                 .fetch_add(q.accepted.load(Ordering::Acquire), Ordering::AcqRel);
@@ -581,7 +584,8 @@ fn entry_index(local: &mut Vec<LocalEntry>, reporter: u64) -> Option<usize> {
     match local.iter().position(|e| e.reporter == reporter) {
         Some(i) => Some(i),
         None => {
-            local.push(register(reporter)?);
+            let entry = register(reporter, local)?;
+            local.push(entry);
             Some(local.len() - 1)
         }
     }
@@ -671,7 +675,11 @@ fn find(reporter: u64) -> Option<Arc<Shared>> {
         .and_then(|(_, w)| w.upgrade())
 }
 
-fn register(reporter: u64) -> Option<LocalEntry> {
+/// A thread's first span for `reporter`: its ring, made now. The rings of reporters that are
+/// gone are released here too; a long-lived thread (a pool's) would otherwise keep one for
+/// every tracer the program ever built and dropped, since nothing else visits them.
+fn register(reporter: u64, local: &mut Vec<LocalEntry>) -> Option<LocalEntry> {
+    local.retain(|e| e.shared.strong_count() > 0);
     // A thread whose exit guard has run (or cannot be set up) gets no ring: nothing would
     // release it.
     EXIT.try_with(|_| ()).ok()?;
@@ -727,5 +735,36 @@ mod tests {
         assert_eq!(stats.accepted, 3);
         assert_eq!(sink.spans().len(), 3);
         assert!(lock(&reporter.handle.shared.queues).is_empty());
+    }
+
+    /// A thread that outlives its tracers keeps no ring for those that are gone: its next new
+    /// reporter's first span releases them.
+    #[test]
+    fn a_thread_keeps_no_ring_for_a_tracer_that_is_gone() {
+        std::thread::spawn(|| {
+            for _ in 0..3 {
+                let tracer = crate::Tracer::builder()
+                    .transport(InMemory::new())
+                    .build()
+                    .unwrap();
+                tracer.root_span("job").finish();
+                let gone = Arc::downgrade(&tracer.reporter().unwrap().handle.shared);
+                drop(tracer);
+                // The worker lets go of the reporter a moment after the last handle.
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while gone.strong_count() > 0 && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            let live = crate::Tracer::builder()
+                .transport(InMemory::new())
+                .build()
+                .unwrap();
+            live.root_span("job").finish();
+            let rings = LOCAL.with(|l| l.borrow().entries.len());
+            assert_eq!(rings, 1, "rings kept");
+        })
+        .join()
+        .unwrap();
     }
 }
