@@ -238,12 +238,14 @@ impl Drop for Detached {
 
 impl Shared {
     fn stats(&self) -> DetachedStats {
-        let pending = lock(&self.state).pending as u64;
+        // The sender settles a batch (its counts and `pending`) under the state lock, so a
+        // batch is counted once here: as pending or as delivered and failed.
+        let state = lock(&self.state);
         DetachedStats {
             delivered: self.delivered.load(Ordering::Acquire),
             failed: self.failed.load(Ordering::Acquire),
             dropped: self.dropped.load(Ordering::Acquire),
-            pending,
+            pending: state.pending as u64,
         }
     }
 
@@ -301,9 +303,9 @@ fn run(shared: &Shared, inner: &dyn Transport, retries: u32) {
         };
         let lost = send_with_retries(shared, inner, &batch, retries);
         let n = batch.len() as u64;
+        let mut state = lock(&shared.state);
         shared.delivered.fetch_add(n - lost, Ordering::AcqRel);
         shared.failed.fetch_add(lost, Ordering::AcqRel);
-        let mut state = lock(&shared.state);
         state.pending -= batch.len();
         state.settled += n;
         drop(state);
