@@ -349,6 +349,37 @@ fn a_panicking_transport_fails_its_batch_and_the_worker_lives_on() {
     assert_eq!(sibling.spans()[0].name(), "beside the panic");
 }
 
+/// A transport whose `flush` panics: the flush and the last handle's drop (during a panic's
+/// unwinding too, where a second panic would abort) carry on.
+#[test]
+fn a_transport_panicking_in_flush_does_not_escape() {
+    struct PanicInFlush(InMemory);
+    impl tdist_core::export::Transport for PanicInFlush {
+        fn send(
+            &self,
+            spans: &[tdist_core::FinishedSpan],
+        ) -> Result<(), tdist_core::export::TransportError> {
+            self.0.send(spans)
+        }
+        fn flush(&self, _deadline: Instant) -> u64 {
+            panic!("flush bug");
+        }
+    }
+    let sink = InMemory::new();
+    let tracer = Tracer::builder()
+        .transport(PanicInFlush(sink.clone()))
+        .build()
+        .unwrap();
+    tracer.root_span("work").finish();
+    assert_eq!(tracer.flush().unwrap().sent, 1);
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let _tracer = tracer;
+        panic!("the application's own panic");
+    }));
+    assert!(unwound.is_err());
+    assert_eq!(sink.spans().len(), 1);
+}
+
 #[test]
 fn a_detached_destination_that_hangs_holds_up_neither_its_siblings_nor_flush() {
     use tdist_core::export::{Detached, Fanout};

@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 /// Sizes and timings of the pipeline. Defaults follow OpenTelemetry's batch span processor.
 #[derive(Debug, Clone)]
 pub struct ReporterConfig {
-    /// Spans the worker holds while the transport is busy (`OTEL_BSP_MAX_QUEUE_SIZE`, 2048).
+    /// Spans the worker holds while the transport is busy (`OTEL_BSP_MAX_QUEUE_SIZE`, 2048; at
+    /// most 1,048,576).
     pub max_queue_size: usize,
     /// Longest wait between exports (`OTEL_BSP_SCHEDULE_DELAY`, 5 s).
     pub schedule_delay: Duration,
@@ -36,7 +37,8 @@ pub struct ReporterConfig {
     pub max_export_batch_size: usize,
     /// Time budget for one batch, retries included (`OTEL_BSP_EXPORT_TIMEOUT`, 30 s).
     pub export_timeout: Duration,
-    /// Spans each thread may buffer before the worker drains them (`TDIST_LOCAL_QUEUE_SIZE`, 2048).
+    /// Spans each thread may buffer before the worker drains them (`TDIST_LOCAL_QUEUE_SIZE`, 2048;
+    /// at most 1,048,576).
     /// The ring holds the records themselves (376 bytes each), so 2048 reserves ~770 KB of
     /// address space per thread that reports spans (pages are touched as the ring fills), from
     /// the thread's first span until it has exited and its spans are drained. The worker is
@@ -62,6 +64,10 @@ impl Default for ReporterConfig {
         }
     }
 }
+
+/// The most spans a queue may be configured to hold (each is 376 bytes): larger sizes are
+/// lowered to it, rather than failing when a ring or the worker's batch is allocated.
+const MAX_QUEUE: usize = 1 << 20;
 
 /// The pipeline's counters. `accepted = sent + failed + pending`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -171,9 +177,9 @@ impl Reporter {
     pub fn new(transport: impl Transport, config: ReporterConfig) -> Reporter {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let mut config = config;
-        config.max_queue_size = config.max_queue_size.max(1);
+        config.max_queue_size = config.max_queue_size.clamp(1, MAX_QUEUE);
         config.max_export_batch_size = config.max_export_batch_size.clamp(1, config.max_queue_size);
-        config.local_queue_size = config.local_queue_size.max(2);
+        config.local_queue_size = config.local_queue_size.clamp(2, MAX_QUEUE);
         let shared = Arc::new(Shared {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             config,
@@ -292,7 +298,15 @@ impl Shared {
         }
         // Transports that deliver on threads of their own (`Detached`) are waited for here, on
         // the flushing thread, within the same deadline; the worker never waits for them.
-        let pending = self.transport.flush(deadline);
+        // A transport's panic stays here: `flush` also runs in the last handle's `Drop`, where
+        // a panic during unwinding would abort the program.
+        let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.transport.flush(deadline)
+        }));
+        let pending = waited.unwrap_or_else(|_| {
+            tracing::warn!(target: "tdist", "tdist transport panicked in flush");
+            0
+        });
         if pending > 0 {
             return Err(FlushError { timeout, pending });
         }
@@ -766,5 +780,28 @@ mod tests {
         })
         .join()
         .unwrap();
+    }
+
+    /// Absurd queue sizes (from the environment, say) are lowered, not a panic when the first
+    /// span's ring is made.
+    #[test]
+    fn huge_queue_sizes_are_capped() {
+        let sink = InMemory::new();
+        let tracer = crate::Tracer::builder()
+            .transport(sink.clone())
+            .configure_reporter(|c| {
+                c.local_queue_size = usize::MAX / 2;
+                c.max_queue_size = usize::MAX / 2;
+            })
+            .build()
+            .unwrap();
+        std::thread::spawn({
+            let tracer = tracer.clone();
+            move || tracer.root_span("job").finish()
+        })
+        .join()
+        .unwrap();
+        tracer.flush().unwrap();
+        assert_eq!(sink.spans().len(), 1);
     }
 }
