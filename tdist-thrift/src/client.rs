@@ -84,7 +84,9 @@ pub struct Connector {
     probe_timeout: Duration,
     read_timeout: Option<Duration>,
     remember_for: Duration,
-    untraced: Arc<Mutex<HashMap<SocketAddr, Instant>>>,
+    /// Untraced addresses and until when they are remembered (`None`: for good, when the
+    /// period reaches past what an `Instant` can hold).
+    untraced: Arc<Mutex<HashMap<SocketAddr, Option<Instant>>>>,
 }
 
 impl Connector {
@@ -145,7 +147,8 @@ impl Connector {
     pub fn is_known_untraced(&self, addr: SocketAddr) -> bool {
         let mut map = self.untraced.lock().unwrap_or_else(|p| p.into_inner());
         match map.get(&addr) {
-            Some(until) if *until > Instant::now() => true,
+            Some(None) => true,
+            Some(Some(until)) if *until > Instant::now() => true,
             Some(_) => {
                 map.remove(&addr);
                 false
@@ -155,7 +158,8 @@ impl Connector {
     }
 
     fn remember_untraced(&self, addr: SocketAddr) {
-        let until = Instant::now() + self.remember_for;
+        // `Duration::MAX` ("remember for good") would overflow `now + period`.
+        let until = Instant::now().checked_add(self.remember_for);
         let mut map = self.untraced.lock().unwrap_or_else(|p| p.into_inner());
         map.insert(addr, until);
     }

@@ -258,3 +258,26 @@ fn always_mode_against_a_plain_server_fails_loudly_not_silently() {
         assert!(spans[0].tag("error").is_some());
     }
 }
+
+#[test]
+fn extreme_durations_neither_panic_nor_misclassify() {
+    // `remember_untraced_for(Duration::MAX)` ("remember forever") once overflowed
+    // `Instant::now() + period` and panicked the caller of `connect`.
+    let stack = (Framing::Framed, Protocol::Binary);
+    let sink = InMemory::new();
+    let traced = spam_server(Some(tracer(&sink, "spam")), stack, Spam::default());
+    let plain = spam_server(None, stack, Spam::default());
+    let web = tracer(&sink, "web");
+    let c = connector(&web, stack, Upgrade::Negotiate)
+        .probe_timeout(Duration::MAX)
+        .read_timeout(Some(Duration::MAX))
+        .remember_untraced_for(Duration::MAX);
+    for _ in 0..2 {
+        for (srv, want) in [(&traced, true), (&plain, false)] {
+            let (mut client, is) = spam_client(&c, srv.local_addr());
+            assert_eq!(is, want);
+            assert_eq!(c.is_known_untraced(srv.local_addr()), !want);
+            client.check(comment("c", "x")).unwrap();
+        }
+    }
+}
