@@ -159,8 +159,12 @@ impl Connector {
 
     fn remember_untraced(&self, addr: SocketAddr) {
         // `Duration::MAX` ("remember for good") would overflow `now + period`.
-        let until = Instant::now().checked_add(self.remember_for);
+        let now = Instant::now();
+        let until = now.checked_add(self.remember_for);
         let mut map = self.untraced.lock().unwrap_or_else(|p| p.into_inner());
+        // Answers are otherwise dropped only when their address is looked up again: a client of
+        // a changing fleet would keep every address it ever probed.
+        map.retain(|_, until| until.is_none_or(|u| u > now));
         map.insert(addr, until);
     }
 
@@ -268,5 +272,23 @@ impl Connection {
     /// The protocols, for `…SyncClient::new(input, output)`.
     pub fn into_protocols(self) -> (ClientInput, ClientOutput) {
         (self.input, self.output)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expired_untraced_answers_are_released() {
+        // A client of a churning fleet (new addresses over time) must not keep every address it
+        // ever probed: an expired answer for an address never contacted again is dropped.
+        let c = Connector::new(Tracer::builder().build().unwrap())
+            .remember_untraced_for(Duration::ZERO);
+        for port in 1..=10_000u16 {
+            c.remember_untraced(SocketAddr::from(([127, 0, 0, 1], port)));
+        }
+        let kept = c.untraced.lock().unwrap().len();
+        assert!(kept <= 1, "{kept} expired answers kept");
     }
 }
