@@ -267,7 +267,13 @@ impl ZipkinTransportBuilder {
             None => return Err(ZipkinError::InvalidEndpoint(shown())),
             Some(_) => return Err(ZipkinError::UnsupportedScheme(shown())),
         }
-        if endpoint.host().is_none() {
+        let Some(authority) = endpoint.authority().filter(|_| endpoint.host().is_some()) else {
+            return Err(ZipkinError::InvalidEndpoint(shown()));
+        };
+        // `Uri` takes a port that is not a number up to 65535 (`:99999`, `:94l1`) and then
+        // reports none, which the connector reads as the scheme's default port (80 or 443).
+        let port = authority.as_str()[authority.host().len()..].strip_prefix(':');
+        if port.is_some_and(|p| !p.is_empty() && p.parse::<u16>().is_err()) {
             return Err(ZipkinError::InvalidEndpoint(shown()));
         }
         let headers = extra_headers(&self.headers, basic)?;
@@ -968,6 +974,42 @@ mod tests {
                 .build()
                 .is_ok()
         );
+    }
+
+    /// A port that is not a number up to 65535 makes `Uri::port_u16` `None`, which the
+    /// connector reads as "the scheme's default": the spans would go to port 80 or 443.
+    #[test]
+    fn endpoints_with_unusable_ports_are_refused() {
+        for bad in [
+            "http://127.0.0.1:99999/api/v2/spans",
+            "http://127.0.0.1:65536/api/v2/spans",
+            "http://[::1]:70000/api/v2/spans",
+            "http://collector:94l1/api/v2/spans",
+            "http://reporter:secret@collector:123456/api/v2/spans",
+        ] {
+            let built = ZipkinTransport::builder(bad).no_proxy().build();
+            match built {
+                Err(ZipkinError::InvalidEndpoint(shown)) => {
+                    assert!(!shown.contains("secret"), "{shown}")
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        for good in [
+            "http://127.0.0.1:9411/api/v2/spans",
+            "http://127.0.0.1/api/v2/spans",
+            "http://[::1]:9411/api/v2/spans",
+            "http://127.0.0.1:65535/api/v2/spans",
+        ] {
+            let built = ZipkinTransport::builder(good).no_proxy().build();
+            assert!(built.is_ok(), "{good}: {built:?}");
+        }
+        let env = |k: &str| match k {
+            "OTEL_EXPORTER_ZIPKIN_ENDPOINT" => Some("http://127.0.0.1:99999/api/v2/spans".into()),
+            _ => None,
+        };
+        let err = ZipkinTransport::from_lookup(env).unwrap_err();
+        assert_eq!(err.variable(), "OTEL_EXPORTER_ZIPKIN_ENDPOINT");
     }
 
     #[test]
