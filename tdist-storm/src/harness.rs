@@ -451,9 +451,9 @@ impl Harness {
     pub fn wait_pid_file(&self, timeout: Duration) -> Result<PathBuf, HarnessError> {
         let pid = self.pid().ok_or(HarnessError::Timeout("the pid".into()))?;
         let path = self.pid_dir.join(pid.to_string());
-        let deadline = Instant::now() + timeout;
+        let deadline = Deadline::after(timeout);
         while !path.exists() {
-            if Instant::now() > deadline {
+            if deadline.passed() {
                 return Err(HarnessError::Timeout(format!("{}", path.display())));
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -482,19 +482,13 @@ impl Harness {
         let max = self.shared.config.max_pending;
         let timeout = self.shared.config.subprocess_timeout;
         {
-            let deadline = Instant::now() + timeout;
+            let deadline = Deadline::after(timeout);
             let mut s = self.shared.lock();
             while s.pending.len() >= max && s.records.died.is_none() {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(HarnessError::Timeout("room in max pending".into()));
-                }
-                s = self
-                    .shared
-                    .changed
-                    .wait_timeout(s, left)
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
+                s = match deadline.wait(&self.shared.changed, s) {
+                    Some(s) => s,
+                    None => return Err(HarnessError::Timeout("room in max pending".into())),
+                };
             }
             if let Some(reason) = s.records.died.clone() {
                 drop(s);
@@ -594,7 +588,7 @@ impl Harness {
         timeout: Duration,
         what: &str,
     ) -> Result<(), HarnessError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Deadline::after(timeout);
         let mut s = self.shared.lock();
         loop {
             if done(&s.records) {
@@ -605,16 +599,10 @@ impl Harness {
                 drop(s);
                 return Err(self.shared.died_error(&reason));
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(HarnessError::Timeout(what.to_owned()));
-            }
-            s = self
-                .shared
-                .changed
-                .wait_timeout(s, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            s = match deadline.wait(&self.shared.changed, s) {
+                Some(s) => s,
+                None => return Err(HarnessError::Timeout(what.to_owned())),
+            };
         }
     }
 
@@ -641,13 +629,13 @@ impl Harness {
     pub fn close(self, timeout: Duration) -> Result<Option<ExitStatus>, HarnessError> {
         self.shared.lock().closed = true;
         self.shared.close_stdin();
-        let deadline = Instant::now() + timeout;
+        let deadline = Deadline::after(timeout);
         loop {
             let mut child = self.shared.child.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(status) = child.try_wait().map_err(HarnessError::Write)? {
                 return Ok(Some(status));
             }
-            if Instant::now() > deadline {
+            if deadline.passed() {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Ok(None);
@@ -669,6 +657,37 @@ impl Drop for Harness {
         let _ = child.wait();
         drop(child);
         let _ = std::fs::remove_dir_all(&self.pid_dir);
+    }
+}
+
+/// The end of a wait; `None` when the timeout reaches past what an `Instant` holds
+/// (`Duration::MAX`: no limit), where `now + timeout` would panic.
+#[derive(Clone, Copy)]
+struct Deadline(Option<Instant>);
+
+impl Deadline {
+    fn after(timeout: Duration) -> Deadline {
+        Deadline(Instant::now().checked_add(timeout))
+    }
+
+    fn passed(self) -> bool {
+        self.0.is_some_and(|d| Instant::now() > d)
+    }
+
+    /// Waits on `cv` until notified or the deadline; `None` once the deadline has passed.
+    fn wait<'a>(self, cv: &Condvar, guard: MutexGuard<'a, State>) -> Option<MutexGuard<'a, State>> {
+        let Some(deadline) = self.0 else {
+            return Some(cv.wait(guard).unwrap_or_else(|p| p.into_inner()));
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        Some(
+            cv.wait_timeout(guard, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0,
+        )
     }
 }
 

@@ -127,3 +127,39 @@ fn a_task_id_reply_never_waits_for_a_tuple_being_written() {
     assert_eq!(r.emits.len(), 1);
     assert_eq!(r.emits[0].task_ids, Some(vec![4]));
 }
+
+/// A child that acks every tuple it reads.
+fn acker() -> Command {
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(
+        r#"read -r hs; read -r e
+dir=$(printf '%s' "$hs" | sed 's/.*"pidDir":"\([^"]*\)".*/\1/; s/\\\//\//g')
+: > "$dir/$$"
+printf '{"pid": %d}\nend\n' $$
+while read -r t && read -r e; do
+  id=$(printf '%s' "$t" | sed 's/.*"id":"\([^"]*\)".*/\1/')
+  printf '{"command":"ack","id":"%s"}\nend\n' "$id"
+done"#,
+    );
+    c
+}
+
+#[test]
+fn timeouts_of_duration_max_mean_no_limit() {
+    // `Instant::now() + Duration::MAX` once panicked in every wait of the harness.
+    let mut config = HarnessConfig::bolt("patient");
+    config.heartbeat_interval = None;
+    config.subprocess_timeout = Duration::MAX;
+    config.handshake_timeout = Duration::MAX;
+    config.max_pending = 1;
+    let h = Harness::spawn(acker(), config).unwrap();
+    let (a, b) = (
+        h.tuple("spout", vec![json!(1)]),
+        h.tuple("spout", vec![json!(2)]),
+    );
+    h.send_tuple(&a).unwrap();
+    h.send_tuple(&b).unwrap(); // waits for room at max_pending
+    h.wait_settled(&b.id, Duration::MAX).unwrap();
+    h.wait_pid_file(Duration::MAX).unwrap();
+    assert!(h.close(Duration::MAX).unwrap().is_some());
+}
