@@ -48,7 +48,7 @@ use crate::proxy::{Proxy, ProxyChoice, ProxyConnector, ProxyEnv, TunnelRefused};
 use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use http::{Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -606,17 +606,27 @@ impl ZipkinTransport {
 
     fn post(&self, spans: &[FinishedSpan]) -> Result<(), TransportError> {
         let req = self.request(spans);
+        // The answer's status (and `Retry-After`), and the start of its body, as far as they
+        // arrived: an answer whose body is long, or never ends, is still judged by its status.
+        let mut head = None;
+        let mut text = Vec::new();
         let exchange = async {
             let response = self.client.request(req).await?;
-            let status = response.status();
-            let retry_after = retry_after(response.headers().get(http::header::RETRY_AFTER));
-            // The collector explains rejections in the body; read a bounded amount of it.
-            let text = Limited::new(response.into_body(), 1024)
-                .collect()
-                .await
-                .map(|c| String::from_utf8_lossy(&c.to_bytes()).into_owned())
-                .unwrap_or_default();
-            Ok::<_, hyper_util::client::legacy::Error>((status, text, retry_after))
+            let wait = retry_after(response.headers().get(http::header::RETRY_AFTER));
+            head = Some((response.status(), wait));
+            // The collector explains rejections in the body; read the start of it.
+            let mut body = response.into_body();
+            while text.len() < MAX_ANSWER_TEXT {
+                match body.frame().await {
+                    Some(Ok(frame)) => {
+                        let data = frame.data_ref().map_or(&[][..], |d| &d[..]);
+                        let room = MAX_ANSWER_TEXT - text.len();
+                        text.extend_from_slice(&data[..data.len().min(room)]);
+                    }
+                    Some(Err(_)) | None => break,
+                }
+            }
+            Ok::<_, hyper_util::client::legacy::Error>(())
         };
         let Some(runtime) = self.runtime.as_ref() else {
             return Err(TransportError::fatal("zipkin transport is shut down"));
@@ -624,10 +634,13 @@ impl ZipkinTransport {
         // The timer must be created inside the runtime.
         let bounded = async { tokio::time::timeout(self.timeout, exchange).await };
         let outcome = match runtime.block_on(bounded) {
-            Err(_) => Err(TransportError::retryable(format!(
-                "zipkin collector {} did not answer within {:?}",
-                self.endpoint, self.timeout
-            ))),
+            Ok(Ok(())) | Err(_) => match head {
+                Some((status, wait)) => classify(status, &String::from_utf8_lossy(&text), wait),
+                None => Err(TransportError::retryable(format!(
+                    "zipkin collector {} did not answer within {:?}",
+                    self.endpoint, self.timeout
+                ))),
+            },
             Ok(Err(e)) => {
                 let message = format!("zipkin collector {}: {}", self.endpoint, error_chain(&e));
                 // A proxy that refused the tunnel for a reason of its own (credentials, policy)
@@ -637,7 +650,6 @@ impl ZipkinTransport {
                     _ => Err(TransportError::retryable(message)),
                 }
             }
-            Ok(Ok((status, text, retry_after))) => classify(status, &text, retry_after),
         };
         // Through a proxy, any of these may be the proxy's doing: say which one.
         match &self.proxy {
@@ -646,6 +658,9 @@ impl ZipkinTransport {
         }
     }
 }
+
+/// The most of an answer's body read (for the error message of a rejection).
+const MAX_ANSWER_TEXT: usize = 1024;
 
 /// Headers the transport sets itself, which an extra header may not replace.
 const OWN_HEADERS: [&str; 6] = [

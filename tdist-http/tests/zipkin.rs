@@ -336,3 +336,86 @@ async fn a_collector_that_never_answers_does_not_delay_requests() {
     assert!(failed.await.unwrap(), "{:?}", t.stats());
     assert_eq!(t.stats().sent, 0);
 }
+
+/// Reads one request (head and `Content-Length` body) from `tcp`.
+async fn read_request(tcp: &mut tokio::net::TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let (head_end, length) = loop {
+        let n = tcp.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the request ended early");
+        got.extend_from_slice(&chunk[..n]);
+        if let Some(at) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..at]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+            break (at + 4, length);
+        }
+    };
+    while got.len() < head_end + length {
+        let n = tcp.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the request body ended early");
+        got.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// The collector's explanation of a rejection is kept (its beginning) even when the body is
+/// longer than the transport reads: a gateway's error page, a collector quoting the input.
+#[test]
+fn a_long_rejection_keeps_its_explanation() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let svc = tower::service_fn(|req: Request<Incoming>| async move {
+        req.into_body().collect().await.unwrap();
+        let text = format!("Expected a JSON_V2 encoded list {}", "x".repeat(4000));
+        let answer = http::Response::builder()
+            .status(400)
+            .body(Full::new(Bytes::from(text)))
+            .unwrap();
+        Ok::<_, Infallible>(answer)
+    });
+    let caddr = rt.block_on(serve(svc));
+    let transport = ZipkinTransport::builder(endpoint(caddr)).build().unwrap();
+    let e = support::send_directly(&transport).unwrap_err();
+    assert!(!e.is_retryable(), "{e}");
+    assert!(e.to_string().contains("Expected a JSON_V2"), "{e}");
+}
+
+/// A collector that answers and then never finishes the answer's body: the status decides (the
+/// spans were accepted, or refused), not the request timeout, which would make the reporter
+/// send accepted spans again, or retry a refusal.
+#[test]
+fn an_answer_whose_body_never_ends_counts_by_its_status() {
+    use tokio::io::AsyncWriteExt;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for (head, accepted) in [
+        ("HTTP/1.1 202 Accepted\r\nContent-Length: 100\r\n\r\n", true),
+        (
+            "HTTP/1.1 400 Bad Request\r\nContent-Length: 100\r\n\r\nExpected a JSON_V2",
+            false,
+        ),
+    ] {
+        let caddr = rt.block_on(support::accept_each(move |mut tcp| async move {
+            read_request(&mut tcp).await;
+            tcp.write_all(head.as_bytes()).await.unwrap();
+            // The rest of the body never comes; the connection stays open until the test ends.
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            drop(tcp);
+        }));
+        let transport = ZipkinTransport::builder(endpoint(caddr))
+            .timeout(Duration::from_millis(500))
+            .build()
+            .unwrap();
+        let sent = support::send_directly(&transport);
+        match accepted {
+            true => assert!(sent.is_ok(), "{sent:?}"),
+            false => {
+                let e = sent.unwrap_err();
+                assert!(!e.is_retryable(), "{e}");
+                assert!(e.to_string().contains("Expected a JSON_V2"), "{e}");
+            }
+        }
+    }
+}
