@@ -27,6 +27,12 @@ fn handshake_and_heartbeat_are_written_as_storm_writes_them() {
     config.heartbeat_interval = Some(Duration::from_millis(50));
     let h = Harness::spawn(recorder(), config).unwrap();
     h.wait_for(|r| r.syncs >= 1, T, "sync").unwrap();
+    // The child wrote both lines to stderr before its sync, but the harness reads stderr on
+    // its own thread: the sync may be recorded first.
+    let deadline = std::time::Instant::now() + T;
+    while h.stderr().lines().count() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let stderr = h.stderr();
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 2, "{stderr}");
