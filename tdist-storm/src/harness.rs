@@ -377,12 +377,19 @@ impl Harness {
             DIRS.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&pid_dir).map_err(HarnessError::Spawn)?;
-        let mut child = command
+        let spawned = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .spawn()
-            .map_err(HarnessError::Spawn)?;
+            .spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                // No `Harness` owns the directory yet to remove it on drop.
+                let _ = std::fs::remove_dir_all(&pid_dir);
+                return Err(HarnessError::Spawn(e));
+            }
+        };
         let stdin = child.stdin.take();
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
