@@ -126,7 +126,17 @@ fn accept_loop<P: TProcessor + Send + Sync + 'static>(
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        let Ok(stream) = stream else { continue };
+        let stream = match stream {
+            Ok(stream) => stream,
+            // A connection that went away before it was accepted: on to the next one.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
+            Err(_) => {
+                // Out of file descriptors or memory, for instance: they last, and retrying at
+                // once would spin on a core until they pass.
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                continue;
+            }
+        };
         if stream.set_nodelay(true).is_err() {
             continue;
         }
