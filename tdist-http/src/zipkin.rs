@@ -540,6 +540,10 @@ impl ZipkinTransport {
                 variable: Some(variable),
                 reason,
             } => ConfigError::new(variable, String::new(), reason),
+            // Only `TDIST_ZIPKIN_HEADERS` adds headers here; its values are secrets.
+            e @ ZipkinError::InvalidHeader(..) => {
+                ConfigError::new("TDIST_ZIPKIN_HEADERS", "(redacted)", e.to_string())
+            }
             e => {
                 let shown = redact_userinfo(&endpoint);
                 ConfigError::new("OTEL_EXPORTER_ZIPKIN_ENDPOINT", shown, e.to_string())
@@ -1111,6 +1115,28 @@ mod tests {
         assert!(req.headers()["x-api-key"].is_sensitive());
         assert_eq!(req.headers()["b3"], "0");
         assert!(!format!("{t:?}").contains("k3y"), "{t:?}");
+    }
+
+    /// A header from `TDIST_ZIPKIN_HEADERS` that the list's syntax allows but HTTP or the
+    /// transport does not is that variable's error, not the endpoint's, and shows no value.
+    #[test]
+    fn unusable_headers_from_the_environment_name_their_variable() {
+        for list in [
+            "content-type=text/plain",
+            "x-api-key=secret%0Abreak",
+            "bad name=secret",
+        ] {
+            let env = |k: &str| match k {
+                "OTEL_EXPORTER_ZIPKIN_ENDPOINT" => {
+                    Some("http://127.0.0.1:9411/api/v2/spans".into())
+                }
+                "TDIST_ZIPKIN_HEADERS" => Some(list.into()),
+                _ => None,
+            };
+            let err = ZipkinTransport::from_lookup(env).unwrap_err();
+            assert_eq!(err.variable(), "TDIST_ZIPKIN_HEADERS", "{list}: {err}");
+            assert!(!err.to_string().contains("secret"), "{err}");
+        }
     }
 
     #[test]
