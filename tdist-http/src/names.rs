@@ -14,7 +14,7 @@ use http::Method;
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::Hasher;
 use std::sync::Mutex;
 
 /// The most names interned for the process.
@@ -42,16 +42,19 @@ fn make(i: usize, key: &str) -> String {
     }
 }
 
-/// A small, fast hasher for short keys (routes): eight bytes at a time, multiply and rotate.
-/// Not resistant to chosen collisions; the keys are route templates of the application, and the
-/// maps are bounded.
+/// A small, fast hasher for short keys (routes, gRPC paths): eight bytes at a time, each
+/// folded into the state by a 64×64→128-bit multiply whose halves are xored. Every map starts
+/// it from a random seed of its own ([`Seeded`]): a gRPC path is the client's choice, and with
+/// a fixed start a client could compute paths that all land in one bucket chain, making each
+/// lookup compare thousands of keys.
 #[derive(Default)]
 struct RouteHasher(u64);
 
 impl RouteHasher {
     #[inline]
     fn mix(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+        let product = u128::from(self.0 ^ word) * 0x517c_c1b7_2722_0a95;
+        self.0 = (product as u64) ^ (product >> 64) as u64;
     }
 }
 
@@ -82,7 +85,28 @@ impl Hasher for RouteHasher {
     }
 }
 
-type Map<V> = HashMap<Box<str>, V, BuildHasherDefault<RouteHasher>>;
+/// Makes [`RouteHasher`]s that start from this map's random seed.
+#[derive(Clone)]
+struct Seeded(u64);
+
+impl Default for Seeded {
+    fn default() -> Seeded {
+        use std::hash::BuildHasher;
+        // The standard library's per-process random keys, as its own maps use them.
+        Seeded(std::collections::hash_map::RandomState::new().hash_one(0u64))
+    }
+}
+
+impl std::hash::BuildHasher for Seeded {
+    type Hasher = RouteHasher;
+
+    #[inline]
+    fn build_hasher(&self) -> RouteHasher {
+        RouteHasher(self.0)
+    }
+}
+
+type Map<V> = HashMap<Box<str>, V, Seeded>;
 
 thread_local! {
     /// This thread's view of the interned names.
@@ -286,5 +310,28 @@ mod tests {
                 assert_ne!(h(a), h(b), "{a:?} {b:?}");
             }
         }
+    }
+
+    /// Each map hashes from a seed of its own, and a difference that cancelled out whatever
+    /// the start of the old multiply-and-rotate hasher (the top bit of one word against bit 4
+    /// of the next) no longer does, so a client cannot make colliding gRPC paths offline.
+    #[test]
+    fn the_hasher_is_seeded_and_has_no_fixed_collisions() {
+        use std::hash::BuildHasher;
+        let (a, b) = (Seeded::default(), Seeded::default());
+        assert_ne!(a.0, b.0);
+        assert_ne!(a.hash_one("/pkg.Svc/Get"), b.hash_one("/pkg.Svc/Get"));
+        let word = |bytes: &[u8]| {
+            let mut h = a.build_hasher();
+            h.write(bytes);
+            h.finish()
+        };
+        let mut x = *b"/pkg.Svc/Method1";
+        let mut y = x;
+        y[7] ^= 0x80;
+        y[8] ^= 0x10;
+        assert_ne!(word(&x), word(&y));
+        x[7] ^= 0x80;
+        assert_ne!(word(&x), word(&y));
     }
 }
