@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use tdist_examples::report::parse::{parse_messages, parse_str, Location};
 use tdist_examples::report::render::{self, TreeOptions};
 use tdist_examples::report::stats::{self, Operation};
-use tdist_examples::report::{Report, ReportError, ReportOptions, Trace};
+use tdist_examples::report::{trace, Report, ReportError, ReportOptions, Trace};
 
 const T: i64 = 1_700_000_000_000_000;
 
@@ -1240,4 +1240,42 @@ fn reads_what_the_tdist_file_transport_writes() {
         ]
     );
     assert_eq!(t.orphans, 0);
+}
+
+#[test]
+fn clock_skew_shifts_do_not_accumulate_past_the_range() {
+    // Chains of spans from alternating services (a, b, b, a, a, ...), every pair adding 2^52
+    // to the shift. Trace 1: each cross-service child starts 2^52 before its parent (moved
+    // forward to the parent's start), each same-service child 2^52 after its parent. Trace 2:
+    // each cross-service SERVER child starts 2^52 after its CLIENT parent (moved back into
+    // it), each same-service CLIENT child 2^52 before its SERVER parent.
+    let big: i64 = 1 << 52;
+    let mut text = String::new();
+    for k in 0..4200u64 {
+        let service = if k.div_ceil(2) % 2 == 0 { "a" } else { "b" };
+        let parent = k.checked_sub(1).map(|p| p + 1);
+        let (ts, kind, dur) = if k % 2 == 0 {
+            (big, None, 1)
+        } else {
+            (1, None, 1)
+        };
+        text += &span_json("1", k + 1, parent, service, "op", kind, ts, dur);
+        let (ts, kind, dur) = if k % 2 == 0 {
+            (1, Some("CLIENT"), 2)
+        } else {
+            (big, Some("SERVER"), 1)
+        };
+        text += &span_json("2", k + 1, parent, service, "op", kind, ts, dur);
+    }
+    let r = Report::from_str(&text);
+    assert!(r.issues.is_empty());
+    let out = r.render(&ReportOptions::default()).unwrap();
+    assert!(
+        out.starts_with("2 traces, 8400 spans, 0 input problems\n"),
+        "{out}"
+    );
+    for t in &r.traces {
+        assert!(t.nodes.iter().all(|n| n.skew.abs() <= trace::MAX_SKEW));
+        assert!(t.nodes.iter().filter(|n| n.skew_adjusted).count() >= 2000);
+    }
 }

@@ -42,10 +42,16 @@
 //!
 //! A moved span is flagged with the shift applied, and the shift carries down to its
 //! same-service descendants. A same-service child that starts before its parent is not moved
-//! (one clock cannot disagree with itself) but is flagged.
+//! (one clock cannot disagree with itself) but is flagged. A span's total shift is limited to
+//! ±[`MAX_SKEW`] (2^53 µs): shifts add up along a chain, and no input may overflow.
 
-use super::parse::{format_trace_id, Kind, SpanRecord};
+use super::parse::{format_trace_id, Kind, SpanRecord, MAX_MICROS};
 use std::collections::HashMap;
+
+/// Largest clock-skew correction of one span, either way: 2^53 microseconds. Shifts add up
+/// along a chain of spans from alternating services; without a bound, a few thousand crafted
+/// spans would push adjusted times past `i64`. Real clocks are never this far apart.
+pub const MAX_SKEW: i64 = 2 * MAX_MICROS;
 
 /// A span placed in its trace.
 #[derive(Debug, Clone)]
@@ -354,7 +360,9 @@ impl Trace {
             _ => 0,
         };
         if shift != 0 {
-            self.nodes[c].skew += shift;
+            // Shifts carry down and add up along a chain; the bound keeps adjusted times of any
+            // input far from `i64` overflow.
+            self.nodes[c].skew = (self.nodes[c].skew + shift).clamp(-MAX_SKEW, MAX_SKEW);
             self.nodes[c].skew_adjusted = true;
         }
     }
