@@ -33,6 +33,7 @@
 //! ```
 
 use crate::current::{current, set_current, ContextGuard};
+use crate::record::TagValue;
 use crate::span::Span;
 use crate::tracer::Tracer;
 use std::cell::RefCell;
@@ -121,28 +122,44 @@ thread_local! {
     static ENTERED: RefCell<Vec<(Id, ContextGuard)>> = const { RefCell::new(Vec::new()) };
 }
 
-struct Tags<'a>(&'a mut Span);
+/// Fields as tags. `replace` when the span already has tags (`Span::record`): a field recorded
+/// again replaces its value, as `tracing` means it, rather than adding a tag per record (a
+/// long-lived span recording a counter would otherwise grow without bound).
+struct Tags<'a> {
+    span: &'a mut Span,
+    replace: bool,
+}
+
+impl Tags<'_> {
+    fn set(&mut self, field: &Field, value: TagValue) {
+        if self.replace {
+            self.span.replace_tag(field.name(), value);
+        } else {
+            self.span.tag(field.name(), value);
+        }
+    }
+}
 
 impl Visit for Tags<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.tag(field.name(), value.to_owned());
+        self.set(field, value.to_owned().into());
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.tag(field.name(), value);
+        self.set(field, value.into());
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
         match i64::try_from(value) {
-            Ok(v) => self.0.tag(field.name(), v),
-            Err(_) => self.0.tag(field.name(), value.to_string()),
+            Ok(v) => self.set(field, v.into()),
+            Err(_) => self.set(field, value.to_string().into()),
         }
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.tag(field.name(), value);
+        self.set(field, value.into());
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         let mut s = String::new();
         let _ = write!(s, "{value:?}");
-        self.0.tag(field.name(), s);
+        self.set(field, s.into());
     }
 }
 
@@ -174,14 +191,20 @@ where
             Some(p) => tracer.child_span(&p, name),
             None => tracer.root_span(name),
         };
-        attrs.record(&mut Tags(&mut span));
+        attrs.record(&mut Tags {
+            span: &mut span,
+            replace: false,
+        });
         span_ref.extensions_mut().insert(Recorded(span));
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
         if let Some(s) = ctx.span(id) {
             if let Some(r) = s.extensions_mut().get_mut::<Recorded>() {
-                values.record(&mut Tags(&mut r.0));
+                values.record(&mut Tags {
+                    span: &mut r.0,
+                    replace: true,
+                });
             }
         }
     }

@@ -110,6 +110,17 @@ impl Span {
         }
     }
 
+    /// Sets tag `key`, replacing the value it has (not on the request path: for `tracing`
+    /// fields recorded again, which replace their value).
+    pub(crate) fn replace_tag(&mut self, key: &'static str, value: TagValue) {
+        if let Some(r) = &mut self.recording {
+            if let Some(i) = r.tags.iter().position(|(k, _)| k == key) {
+                r.tags.remove(i);
+            }
+            r.tags.push((Cow::Borrowed(key), value));
+        }
+    }
+
     /// Records a timestamped event.
     pub fn annotate(&mut self, value: impl Into<Cow<'static, str>>) {
         if let Some(r) = &mut self.recording {

@@ -133,3 +133,28 @@ fn a_tracing_span_joins_the_current_trace_not_an_older_ancestor_s() {
     assert_eq!(worker.trace_id(), a.trace_id());
     assert_eq!(explicit.parent_id(), Some(worker.id()));
 }
+
+/// A field recorded again replaces its value, as `tracing` means it: a long-lived span (a
+/// connection's, a consumer's) that records a counter on every message keeps one tag, not one
+/// per record, so it neither grows without bound nor costs its encoders a quadratic scan.
+#[test]
+fn a_field_recorded_again_replaces_its_tag() {
+    let (tracer, sink) = tracer("records");
+    let subscriber = tracing_subscriber::registry().with(TdistLayer::new(tracer.clone()));
+    let root = tracer.root_span("request");
+    tracing::subscriber::with_default(subscriber, || {
+        let _in_root = root.enter();
+        let span = tracing::info_span!("connection", messages = tracing::field::Empty, peer = "a");
+        for n in 1..=1000i64 {
+            span.record("messages", n);
+        }
+        span.record("peer", "b");
+    });
+    root.finish();
+    tracer.flush().unwrap();
+    let spans = sink.spans();
+    let conn = spans.iter().find(|s| s.name() == "connection").unwrap();
+    assert_eq!(conn.tags().count(), 2, "one tag per field");
+    assert_eq!(conn.tag("messages"), Some(&tdist_core::TagValue::I64(1000)));
+    assert_eq!(conn.tag("peer").and_then(|v| v.as_str()), Some("b"));
+}
