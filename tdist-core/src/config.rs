@@ -19,6 +19,9 @@
 //! | `TDIST_TRUST_DEBUG` | honour inbound debug flags (`false` at a trust boundary) | `true` |
 //! | `TDIST_TRACE_ID_128` | 128-bit trace ids for new traces | `true` |
 //!
+//! A value that is not valid Unicode is an error naming its variable (except in
+//! `OTEL_RESOURCE_ATTRIBUTES`, which is then ignored with a warning, as a malformed one is).
+//!
 //! ```
 //! use tdist_core::config::TracerBuilder;
 //!
@@ -108,6 +111,26 @@ fn transport_name(lookup: impl Fn(&str) -> Option<String>) -> Option<String> {
     Some(name.trim().to_owned()).filter(|n| !n.is_empty())
 }
 
+/// The variables [`TracerBuilder::from_lookup`] reads whose value it uses (not only whether
+/// they are set), but `OTEL_RESOURCE_ATTRIBUTES`, which other programs read too.
+const ENV_VARS: [&str; 15] = [
+    "OTEL_SERVICE_NAME",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_PROPAGATORS",
+    "OTEL_BSP_MAX_QUEUE_SIZE",
+    "OTEL_BSP_SCHEDULE_DELAY",
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+    "OTEL_BSP_EXPORT_TIMEOUT",
+    "TDIST_TRANSPORT",
+    "TDIST_FILE",
+    "TDIST_LOCAL_QUEUE_SIZE",
+    "TDIST_EXPORT_RETRIES",
+    "TDIST_SHUTDOWN_TIMEOUT",
+    "TDIST_TRUST_DEBUG",
+    "TDIST_TRACE_ID_128",
+];
+
 /// The variable a Zipkin collector is named by; read here only to refuse a configuration in
 /// which it is set and nothing would send to it.
 const ZIPKIN_ENDPOINT_VAR: &str = "OTEL_EXPORTER_ZIPKIN_ENDPOINT";
@@ -153,8 +176,21 @@ impl Default for TracerBuilder {
 }
 
 impl TracerBuilder {
-    /// Reads the process environment.
+    /// Reads the process environment. A value that is not valid Unicode is an error naming
+    /// its variable, not a variable left unset.
     pub fn from_env() -> Result<TracerBuilder, ConfigError> {
+        for var in ENV_VARS {
+            if let Err(std::env::VarError::NotUnicode(v)) = std::env::var(var) {
+                return Err(ConfigError::new(
+                    var,
+                    v.to_string_lossy(),
+                    "not valid Unicode",
+                ));
+            }
+        }
+        if let Err(std::env::VarError::NotUnicode(_)) = std::env::var("OTEL_RESOURCE_ATTRIBUTES") {
+            tracing::warn!(target: "tdist", "ignored: OTEL_RESOURCE_ATTRIBUTES is not valid Unicode");
+        }
         TracerBuilder::from_lookup(|k| std::env::var(k).ok())
     }
 
