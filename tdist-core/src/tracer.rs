@@ -294,8 +294,9 @@ impl Tracer {
 
 static GLOBAL: RwLock<Option<Tracer>> = RwLock::new(None);
 
-/// Returned by [`TracerBuilder::install`]: while it lives the tracer is global; on drop it
-/// flushes within the shutdown timeout and the global tracer becomes a no-op again.
+/// Returned by [`TracerBuilder::install`]: while it lives the tracer is global (until another
+/// is installed); on drop it flushes within the shutdown timeout and, unless another tracer was
+/// installed since, the global tracer becomes a no-op again.
 #[derive(Debug)]
 #[must_use = "dropping the guard shuts the tracer down"]
 pub struct TracerGuard {
@@ -316,7 +317,17 @@ impl TracerGuard {
 
 impl Drop for TracerGuard {
     fn drop(&mut self) {
-        Tracer::set_global(None);
+        // Only this guard's tracer: a newer one installed since (a reload's
+        // `guard = builder.install()?`, which drops the old guard after) stays global.
+        {
+            let mut global = GLOBAL.write().unwrap_or_else(|p| p.into_inner());
+            if global
+                .as_ref()
+                .is_some_and(|t| Arc::ptr_eq(&t.inner, &self.tracer.inner))
+            {
+                *global = None;
+            }
+        }
         if let Some(r) = &self.tracer.inner.reporter {
             let _ = r.shutdown(self.tracer.inner.shutdown_timeout);
         }
