@@ -415,6 +415,13 @@ impl Trace {
         let Some(&(_, _, std::cmp::Reverse(last))) = all.last() else {
             return;
         };
+        // A span the walk has left upwards is spent: `point` is then at or before its start and
+        // never increases, so it has no child left to take and no time left on the path. Going
+        // up skips spent spans (`up`, with path compression); climbing them one by one, a chain
+        // of spans each ending before its parent started was climbed again after every jump
+        // (quadratic in its depth).
+        let mut spent = vec![false; self.nodes.len()];
+        let mut up = timed_parent.clone();
         let mut cur = last;
         let mut point = self.nodes[last].timed().map_or(0, |(_, e)| e);
         loop {
@@ -433,11 +440,15 @@ impl Trace {
             }
             self.push_section(cur, start, point_here);
             cursor[cur] = 0;
-            // Walk up: the nearest timed ancestor continues from where this span started (untimed
-            // spans are transparent: `cur` is one of that ancestor's candidate children).
-            match timed_parent[cur] {
+            spent[cur] = true;
+            // Walk up: the nearest timed ancestor that is not spent continues from where this
+            // span started (untimed spans are transparent: `cur` is one of that ancestor's
+            // candidate children; a spent one would take no child and add no section).
+            match live_ancestor(&mut up, &spent, cur) {
                 Some(p) => {
-                    cursor[p] = cursor[p].min(pos_in_parent[cur]);
+                    if timed_parent[cur] == Some(p) {
+                        cursor[p] = cursor[p].min(pos_in_parent[cur]);
+                    }
                     // `point` never increases: a child that starts before its parent's
                     // remaining point (clock anomalies) cannot send the walk forward again.
                     point = start.min(point_here);
@@ -467,6 +478,22 @@ impl Trace {
             self.nodes[n].critical.push((from, to));
         }
     }
+}
+
+/// The nearest ancestor of `n` along `up` (each node's nearest timed ancestor, or a later one)
+/// that is not `spent`, pointing every node on the way straight at it (spent is for good).
+fn live_ancestor(up: &mut [Option<usize>], spent: &[bool], n: usize) -> Option<usize> {
+    let mut found = up[n];
+    while let Some(a) = found.filter(|&a| spent[a]) {
+        found = up[a];
+    }
+    let mut next = up[n];
+    while let Some(a) = next.filter(|&a| Some(a) != found) {
+        next = up[a];
+        up[a] = found;
+    }
+    up[n] = found;
+    found
 }
 
 /// Merges duplicate reports and decides which side of a shared id each span is.
