@@ -428,9 +428,20 @@ impl FinishedSpan {
     /// last values were set.
     pub fn reported_tags(&self) -> impl Iterator<Item = (&str, &TagValue)> {
         let tags = &self.tags;
+        // A few tags (the usual) are compared pairwise; a long list goes through a map of each
+        // key's last position, so a span tagged in a loop costs linear time, not quadratic.
+        let last: Option<std::collections::HashMap<&str, usize>> = (tags.len() > 16).then(|| {
+            tags.iter()
+                .enumerate()
+                .map(|(i, (k, _))| (k.as_ref(), i))
+                .collect()
+        });
         tags.iter()
             .enumerate()
-            .filter(|(i, (k, _))| !tags[i + 1..].iter().any(|(later, _)| later == k))
+            .filter(move |(i, (k, _))| match &last {
+                Some(last) => last.get(k.as_ref()) == Some(i),
+                None => !tags[i + 1..].iter().any(|(later, _)| later == k),
+            })
             .map(|(_, (k, v))| (k.as_ref(), v))
     }
     /// The value of one tag: the last one set, when it was set more than once.

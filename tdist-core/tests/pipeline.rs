@@ -821,6 +821,33 @@ fn a_tag_set_twice_reads_back_as_its_last_value() {
     assert!(json.contains(r#""http.status_code":"200""#), "{json}");
 }
 
+/// A span tagged in a loop (past the pairwise-compared few) reports each key once, with its last
+/// value, in the order those last values were set, as a short list does.
+#[test]
+fn many_tags_report_each_key_once_with_its_last_value() {
+    let (tracer, sink) = tracer("tags");
+    let mut span = tracer.root_span("loop");
+    for round in 0..5i64 {
+        for key in ["a", "b", "c", "d", "e", "f", "g", "h"] {
+            span.tag(key, round);
+        }
+    }
+    span.tag("c", "late");
+    span.finish();
+    tracer.flush().unwrap();
+    let span = &sink.spans()[0];
+    let reported: Vec<(String, TagValue)> = span
+        .reported_tags()
+        .map(|(k, v)| (k.to_owned(), v.clone()))
+        .collect();
+    let mut expected: Vec<(String, TagValue)> = ["a", "b", "d", "e", "f", "g", "h"]
+        .iter()
+        .map(|k| (k.to_string(), TagValue::I64(4)))
+        .collect();
+    expected.push(("c".into(), TagValue::from("late")));
+    assert_eq!(reported, expected);
+}
+
 /// Sends to an `InMemory` after a pause, as a slow collector would.
 struct SlowSink(InMemory, Duration);
 
