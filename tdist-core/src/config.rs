@@ -504,10 +504,9 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 fn parse_sampler(name: Option<String>, arg: Option<String>) -> Result<Sampler, ConfigError> {
-    let name = name
-        .as_deref()
-        .map(str::trim)
-        .unwrap_or("parentbased_always_on");
+    // The OpenTelemetry specification reads enum values case-insensitively.
+    let lowered = name.as_deref().map(|n| n.trim().to_ascii_lowercase());
+    let name = lowered.as_deref().unwrap_or("parentbased_always_on");
     let (parent_based, root) = match name.strip_prefix("parentbased_") {
         Some(root) => (true, root),
         None => (false, name),
@@ -608,6 +607,21 @@ mod tests {
         assert_eq!(b.reporter.max_queue_size, 100);
         assert_eq!(b.reporter.schedule_delay, Duration::from_millis(250));
         assert_eq!(b.propagation.formats().count(), 2);
+    }
+
+    /// Enum values are read case-insensitively, as the OpenTelemetry specification asks.
+    #[test]
+    fn sampler_and_propagator_names_ignore_case() {
+        let b = from(&[
+            ("OTEL_TRACES_SAMPLER", " ParentBased_TraceIdRatio "),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.5"),
+            ("OTEL_PROPAGATORS", "B3Multi,TraceContext"),
+        ])
+        .unwrap();
+        assert_eq!(b.sampler.describe(), "parentbased_traceidratio(0.5)");
+        assert_eq!(b.propagation.formats().count(), 2);
+        assert!(from(&[("OTEL_TRACES_SAMPLER", "ALWAYS_OFF")]).is_ok());
+        assert!(from(&[("OTEL_PROPAGATORS", "NONE")]).is_ok());
     }
 
     #[test]

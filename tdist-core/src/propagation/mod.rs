@@ -170,10 +170,12 @@ impl Propagation {
     pub fn from_otel_list(list: &str) -> Result<Propagation, String> {
         let mut formats = Vec::new();
         for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            if name == "none" {
+            // Case-insensitive, as the OpenTelemetry specification reads enum values.
+            let lowered = name.to_ascii_lowercase();
+            if lowered == "none" {
                 continue;
             }
-            formats.push(Format::from_otel_name(name).ok_or_else(|| name.to_owned())?);
+            formats.push(Format::from_otel_name(&lowered).ok_or_else(|| name.to_owned())?);
         }
         Ok(Propagation::new(formats))
     }
