@@ -175,6 +175,26 @@ impl Default for TracerBuilder {
     }
 }
 
+/// For adapters' `from_env`: an error naming the first variable of the process environment
+/// whose name starts with one of `prefixes` (an exact name is its own prefix) and whose value
+/// is not valid Unicode. Such a value would otherwise read as unset, as `std::env::var(k).ok()`
+/// gives it, and a transport would be left out without a word.
+pub fn check_unicode_env(prefixes: &[&str]) -> Result<(), ConfigError> {
+    for (name, value) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if value.to_str().is_none() && prefixes.iter().any(|p| name.starts_with(p)) {
+            // A few bytes kept for the process, once, on an error that stops the configuration.
+            let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
+            return Err(ConfigError::new(
+                name,
+                value.to_string_lossy(),
+                "not valid Unicode",
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl TracerBuilder {
     /// Reads the process environment. A value that is not valid Unicode is an error naming
     /// its variable, not a variable left unset.

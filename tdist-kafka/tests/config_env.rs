@@ -1,0 +1,26 @@
+//! `KafkaTransport::from_env` and `configure` read the real process environment; this file is
+//! its own test process with one test, so setting variables here races with nothing.
+#![cfg(unix)]
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use tdist_core::Tracer;
+use tdist_kafka::KafkaTransport;
+
+/// A value that is not valid Unicode is a `ConfigError` naming the variable, not a variable
+/// left unset (which would leave the Kafka transport out without a word).
+#[test]
+fn a_value_that_is_not_unicode_names_its_variable() {
+    let latin1 = |s: &[u8]| OsString::from_vec(s.to_vec());
+    for var in ["TDIST_KAFKA_BOOTSTRAP_SERVERS", "TDIST_KAFKA_TOPIC"] {
+        std::env::set_var(var, latin1(b"caf\xe9"));
+        let from_env = KafkaTransport::from_env().map(|_| ());
+        let configured = KafkaTransport::configure(Tracer::builder()).map(|_| ());
+        std::env::remove_var(var);
+        for result in [from_env, configured] {
+            let err = result.expect_err(var);
+            assert_eq!(err.variable(), var);
+            assert!(err.to_string().contains("Unicode"), "{err}");
+        }
+    }
+}
