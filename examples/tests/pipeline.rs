@@ -2,6 +2,8 @@
 //! `comment_pipeline` example run with `--bolt NAME`), the mock Kafka cluster, real sockets on
 //! 127.0.0.1. Every comment must be one complete trace across every process.
 
+mod support;
+
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -24,37 +26,7 @@ const COMMENTS: usize = 12;
 fn example_binary(name: &str) -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     assert_eq!(name, "comment_pipeline");
-    BUILT.get_or_init(|| build_example(name)).clone()
-}
-
-/// Builds the example (a no-op when cargo already did) and returns its path.
-fn build_example(name: &str) -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-    let mut cmd = Command::new(cargo);
-    cmd.args([
-        "build",
-        "--quiet",
-        "--message-format=json",
-        "--manifest-path",
-    ])
-    .arg(manifest)
-    .args(["-p", "tdist-examples", "--example", name]);
-    if !cfg!(debug_assertions) {
-        cmd.arg("--release");
-    }
-    let out = cmd.output().expect("run cargo build");
-    assert!(
-        out.status.success(),
-        "building example {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == name)
-        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
-        .unwrap_or_else(|| panic!("cargo reported no executable for example {name}"))
+    BUILT.get_or_init(|| support::build_example(name)).clone()
 }
 
 fn config(out: PathBuf, zipkin_endpoint: Option<String>) -> Config {

@@ -1,42 +1,14 @@
 //! `trace_report --kafka`: spans published by tdist-kafka's transport to librdkafka's mock
 //! cluster (real sockets on 127.0.0.1) are read back by the example binary in its own process.
 
-use serde_json::Value;
-use std::path::{Path, PathBuf};
+mod support;
+
 use std::process::{Command, Output};
 use std::time::Duration;
 use tdist_core::{Kind, Tracer};
 use tdist_kafka::KafkaTransport;
 
-/// Builds the example (a no-op when cargo already did) and returns its path.
-fn example_binary(name: &str) -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-    let mut cmd = Command::new(cargo);
-    cmd.args([
-        "build",
-        "--quiet",
-        "--message-format=json",
-        "--manifest-path",
-    ])
-    .arg(manifest)
-    .args(["-p", "tdist-examples", "--example", name]);
-    if !cfg!(debug_assertions) {
-        cmd.arg("--release");
-    }
-    let out = cmd.output().expect("run cargo build");
-    assert!(
-        out.status.success(),
-        "building example {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == name)
-        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
-        .unwrap_or_else(|| panic!("cargo reported no executable for example {name}"))
-}
+use support::build_example as example_binary;
 
 fn report(args: &[&str]) -> Output {
     Command::new(example_binary("trace_report"))

@@ -6,13 +6,15 @@
 //! Ignored by default: they need `TDIST_ZIPKIN_URL` (the server's base URL) and, for the Kafka
 //! run, `TDIST_KAFKA_BOOTSTRAP_SERVERS` (the broker the server's Kafka collector reads).
 
+mod support;
+
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -40,36 +42,7 @@ fn zipkin_url() -> String {
 fn example_binary() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
-        .get_or_init(|| {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-            let mut cmd = Command::new(cargo);
-            cmd.args([
-                "build",
-                "--quiet",
-                "--message-format=json",
-                "--manifest-path",
-            ])
-            .arg(manifest)
-            .args(["-p", "tdist-examples", "--example", "comment_pipeline"]);
-            if !cfg!(debug_assertions) {
-                cmd.arg("--release");
-            }
-            let out = cmd.output().expect("run cargo build");
-            assert!(
-                out.status.success(),
-                "building comment_pipeline: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .filter(|v| {
-                    v["reason"] == "compiler-artifact" && v["target"]["name"] == "comment_pipeline"
-                })
-                .find_map(|v| v["executable"].as_str().map(PathBuf::from))
-                .expect("cargo reported no executable for comment_pipeline")
-        })
+        .get_or_init(|| support::build_example("comment_pipeline"))
         .clone()
 }
 
