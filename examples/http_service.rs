@@ -14,7 +14,8 @@
 //!
 //! Spans are reported as the environment says (`OTEL_SERVICE_NAME`, `OTEL_PROPAGATORS`,
 //! `OTEL_EXPORTER_ZIPKIN_ENDPOINT` for a Zipkin collector, `TDIST_TRANSPORT=stdout`,
-//! `TDIST_FILE=...`). `--requests N` stops after N requests and flushes, for scripted runs.
+//! `TDIST_FILE=...`). `--requests N` stops after N requests and flushes, for scripted runs; Ctrl-C
+//! or SIGTERM stops it and flushes too.
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, Uri};
@@ -176,15 +177,31 @@ async fn run(args: Args) -> Result<(), String> {
 
     let served = Arc::new(AtomicU64::new(0));
     let tick = std::time::Duration::from_millis(100);
+    let mut stop = std::pin::pin!(stop_signal());
     while args
         .requests
         .is_none_or(|n| served.load(Ordering::Relaxed) < n)
     {
         // Wake now and then to notice that `--requests` was reached.
-        let Ok(accepted) = tokio::time::timeout(tick, listener.accept()).await else {
+        let accepted = tokio::select! {
+            _ = &mut stop => {
+                eprintln!("http_service: stopping");
+                break;
+            }
+            accepted = tokio::time::timeout(tick, listener.accept()) => accepted,
+        };
+        let Ok(accepted) = accepted else {
             continue;
         };
-        let (stream, _) = accepted.map_err(|e| e.to_string())?;
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, say: it passes; the server carries on.
+                eprintln!("http_service: accept: {e}");
+                tokio::time::sleep(tick).await;
+                continue;
+            }
+        };
         let svc = CountRequests {
             inner: service.clone(),
             served: served.clone(),
@@ -206,6 +223,23 @@ async fn run(args: Args) -> Result<(), String> {
     );
     drop(guard);
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM (as a service manager or `kill` stops it): the server then stops
+/// accepting, lets the last responses end and flushes its spans.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Counts requests, for `--requests`.
