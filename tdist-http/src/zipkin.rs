@@ -438,6 +438,20 @@ mod tls {
     }
 }
 
+/// The variable naming the file a TLS setup error (from the `tls` module's `connector`) is
+/// about: its messages name a root, a client certificate or a client key.
+fn tls_file_variable(why: &str) -> Option<&'static str> {
+    if why.contains("client key") {
+        Some("TDIST_ZIPKIN_CLIENT_KEY_FILE")
+    } else if why.contains("client certificate") {
+        Some("TDIST_ZIPKIN_CLIENT_CERT_FILE")
+    } else if why.contains("root") {
+        Some("TDIST_ZIPKIN_CA_FILE")
+    } else {
+        None
+    }
+}
+
 impl std::fmt::Debug for ZipkinTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ZipkinTransport")
@@ -560,6 +574,15 @@ impl ZipkinTransport {
             // Only `TDIST_ZIPKIN_HEADERS` adds headers here; its values are secrets.
             e @ ZipkinError::InvalidHeader(..) => {
                 ConfigError::new("TDIST_ZIPKIN_HEADERS", "(redacted)", e.to_string())
+            }
+            e @ ZipkinError::GzipUnavailable => {
+                ConfigError::new("TDIST_ZIPKIN_GZIP", "true", e.to_string())
+            }
+            // The file a TLS error came from, by what `connector` says it was reading.
+            ZipkinError::Tls(why) if tls_file_variable(&why).is_some() => {
+                let variable = tls_file_variable(&why).unwrap_or("TDIST_ZIPKIN_CA_FILE");
+                let value = get(variable).unwrap_or_default();
+                ConfigError::new(variable, value, format!("tls: {why}"))
             }
             e => {
                 let shown = redact_userinfo(&endpoint);

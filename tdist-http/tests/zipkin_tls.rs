@@ -321,6 +321,29 @@ fn a_client_certificate_needs_its_own_key() {
         let err = ZipkinTransport::from_lookup(env).unwrap_err();
         assert_eq!(err.variable(), missing, "{err}");
     }
+
+    // A file that holds no usable PEM is named, not the endpoint.
+    let junk = std::env::temp_dir().join("tdist-zipkin-junk.pem");
+    std::fs::write(&junk, "not a certificate\n").unwrap();
+    let key = std::env::temp_dir().join("tdist-zipkin-key.pem");
+    std::fs::write(&key, one.signing_key.serialize_pem()).unwrap();
+    for (variable, cert_file, key_file) in [
+        ("TDIST_ZIPKIN_CA_FILE", None, None),
+        ("TDIST_ZIPKIN_CLIENT_CERT_FILE", Some(&junk), Some(&key)),
+        ("TDIST_ZIPKIN_CLIENT_KEY_FILE", Some(&cert), Some(&junk)),
+    ] {
+        let env = |k: &str| match k {
+            "OTEL_EXPORTER_ZIPKIN_ENDPOINT" => Some(url.to_string()),
+            "TDIST_ZIPKIN_CA_FILE" if variable == k => Some(junk.display().to_string()),
+            "TDIST_ZIPKIN_CLIENT_CERT_FILE" => cert_file.map(|f| f.display().to_string()),
+            "TDIST_ZIPKIN_CLIENT_KEY_FILE" => key_file.map(|f| f.display().to_string()),
+            _ => None,
+        };
+        let err = ZipkinTransport::from_lookup(env).unwrap_err();
+        assert_eq!(err.variable(), variable, "{err}");
+    }
+    std::fs::remove_file(&junk).unwrap();
+    std::fs::remove_file(&key).unwrap();
     std::fs::remove_file(&cert).unwrap();
 }
 
