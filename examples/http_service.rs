@@ -177,7 +177,7 @@ async fn run(args: Args) -> Result<(), String> {
 
     let served = Arc::new(AtomicU64::new(0));
     let tick = std::time::Duration::from_millis(100);
-    let mut stop = std::pin::pin!(stop_signal());
+    let mut stop = std::pin::pin!(tdist_examples::stop_signal());
     while args
         .requests
         .is_none_or(|n| served.load(Ordering::Relaxed) < n)
@@ -223,23 +223,6 @@ async fn run(args: Args) -> Result<(), String> {
     );
     drop(guard);
     Ok(())
-}
-
-/// Ctrl-C, or SIGTERM (as a service manager or `kill` stops it): the server then stops
-/// accepting, lets the last responses end and flushes its spans.
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Counts requests, for `--requests`.

@@ -99,20 +99,30 @@ fn serve(args: &Args, addr: &str) -> Result<(), String> {
     let listener = TcpListener::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let processor = SpamCheckSyncProcessor::new(SpamChecker::default());
-    let _server = if args.plain {
+    let mut traced = None;
+    let server = if args.plain {
         let opts = ServerOptions::plain(args.framing, args.protocol);
         Server::spawn(listener, processor, opts)
     } else {
         let t = tracer("spam-check", &args.spans)?;
+        traced = Some(t.clone());
         let opts = ServerOptions::traced(args.framing, args.protocol);
         Server::spawn(listener, TracedProcessor::new(t, processor), opts)
     }
     .map_err(|e| e.to_string())?;
     println!("listening on {local}");
     std::io::stdout().flush().ok();
-    loop {
-        std::thread::park();
+    // Serves until Ctrl-C or SIGTERM, then stops and flushes what the last calls recorded.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?
+        .block_on(tdist_examples::stop_signal());
+    drop(server);
+    if let Some(t) = traced {
+        t.flush().map_err(|e| e.to_string())?;
     }
+    Ok(())
 }
 
 const COMMENTS: &[&str] = &[

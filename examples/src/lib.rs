@@ -9,3 +9,20 @@ pub mod report;
 
 // comment_pipeline: HTTP → Kafka → Storm bolts → Thrift, one trace per comment.
 pub mod pipeline;
+
+/// Ctrl-C, or SIGTERM (as a service manager or `kill` stops a process): the long-running
+/// examples then stop serving and flush their spans before they exit.
+pub async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
