@@ -34,6 +34,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+/// How much of the child's stderr a harness keeps at least (the latest), when it writes more.
+const STDERR_KEPT: usize = 1 << 20;
+
 /// Which Storm component the harness plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -418,10 +421,14 @@ impl Harness {
             std::thread::spawn(move || {
                 let mut buf = [0u8; 4096];
                 while let Ok(n @ 1..) = err.read(&mut buf) {
-                    s.stderr
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .extend_from_slice(&buf[..n]);
+                    let mut kept = s.stderr.lock().unwrap_or_else(|p| p.into_inner());
+                    kept.extend_from_slice(&buf[..n]);
+                    // A chatty child over a long run: the latest output is what explains a
+                    // failure, so the oldest goes (in steps, not on every read).
+                    if kept.len() > 2 * STDERR_KEPT {
+                        let cut = kept.len() - STDERR_KEPT;
+                        kept.drain(..cut);
+                    }
                 }
             });
         }
@@ -582,7 +589,7 @@ impl Harness {
         self.shared.lock().pending.contains(id)
     }
 
-    /// What the child wrote to stderr so far.
+    /// What the child wrote to stderr so far: its last 1 to 2 MiB when it wrote more.
     pub fn stderr(&self) -> String {
         self.shared.stderr_text()
     }

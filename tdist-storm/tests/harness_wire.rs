@@ -169,3 +169,31 @@ fn timeouts_of_duration_max_mean_no_limit() {
     h.wait_pid_file(Duration::MAX).unwrap();
     assert!(h.close(Duration::MAX).unwrap().is_some());
 }
+
+/// A child that writes 5 MiB to stderr before its handshake: the harness keeps the latest
+/// part of it, not all of it, however long a chatty child runs.
+#[test]
+fn a_chatty_child_s_stderr_is_kept_to_its_latest_part() {
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(
+        r#"i=0; while [ $i -lt 5120 ]; do printf '%01023d\n' $i >&2; i=$((i+1)); done
+echo last-line >&2
+read -r hs; read -r e
+dir=$(printf '%s' "$hs" | sed 's/.*"pidDir":"\([^"]*\)".*/\1/; s/\\\//\//g')
+: > "$dir/$$"
+printf '{"pid": %d}\nend\n' $$
+while read -r t && read -r e; do :; done"#,
+    );
+    let mut config = HarnessConfig::bolt("chatty");
+    config.heartbeat_interval = None;
+    let h = Harness::spawn(c, config).unwrap();
+    h.wait_pid_file(T).unwrap();
+    let deadline = std::time::Instant::now() + T;
+    while !h.stderr().ends_with("last-line\n") {
+        assert!(std::time::Instant::now() < deadline, "stderr never ended");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let kept = h.stderr().len();
+    assert!((1 << 20..=2 << 20).contains(&kept), "{kept} bytes kept");
+    let _ = h.close(T);
+}
