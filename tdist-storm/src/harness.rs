@@ -63,8 +63,8 @@ pub struct HarnessConfig {
     pub output_fields: Vec<(String, Vec<String>)>,
     /// `topology.subprocess.timeout.secs`: the child must send something this often.
     pub subprocess_timeout: Duration,
-    /// How often heartbeat tuples are sent and the timeout checked (ShellBolt: 1 s). `None`
-    /// sends none.
+    /// How often heartbeat tuples are sent and the timeout checked (ShellBolt: 1 s; at least
+    /// every millisecond: zero is taken as 1 ms). `None` sends none.
     pub heartbeat_interval: Option<Duration>,
     /// The task ids written back to emits that ask for them.
     pub task_ids: Vec<i64>,
@@ -446,6 +446,8 @@ impl Harness {
         harness.wait_for(|r| r.pid.is_some(), timeout, "the pid reply")?;
         if let Some(every) = harness.shared.config.heartbeat_interval {
             let s = Arc::downgrade(&harness.shared);
+            // Zero would make the heartbeat thread spin, queueing heartbeats without end.
+            let every = every.max(Duration::from_millis(1));
             std::thread::spawn(move || heartbeats(s, every));
         }
         Ok(harness)
