@@ -175,24 +175,65 @@ impl Default for TracerBuilder {
     }
 }
 
-/// For adapters' `from_env`: an error naming the first variable of the process environment
-/// whose name starts with one of `prefixes` (an exact name is its own prefix) and whose value
-/// is not valid Unicode. Such a value would otherwise read as unset, as `std::env::var(k).ok()`
-/// gives it, and a transport would be left out without a word.
-pub fn check_unicode_env(prefixes: &[&str]) -> Result<(), ConfigError> {
-    for (name, value) in std::env::vars_os() {
-        let Some(name) = name.to_str() else { continue };
-        if value.to_str().is_none() && prefixes.iter().any(|p| name.starts_with(p)) {
-            // A few bytes kept for the process, once, on an error that stops the configuration.
-            let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
-            return Err(ConfigError::new(
-                name,
-                value.to_string_lossy(),
-                "not valid Unicode",
-            ));
+/// The process environment as adapters read it in their `from_env`: a lookup for their
+/// `from_lookup`, which notes a variable it was asked for whose value is not valid Unicode
+/// (`std::env::var(k).ok()` would read it as unset, and a transport would be left out, or a
+/// proxy skipped, without a word). Only the variables actually read count, so a variable of
+/// another program, or of a transport not selected, is no one's error.
+///
+/// ```
+/// use tdist_core::{ConfigError, EnvReader};
+///
+/// fn from_env() -> Result<Option<String>, ConfigError> {
+///     let env = EnvReader::new();
+///     let endpoint = env.get("MY_ADAPTER_ENDPOINT");
+///     env.finish(Ok(endpoint))
+/// }
+/// assert!(from_env().is_ok());
+/// ```
+#[derive(Debug, Default)]
+pub struct EnvReader {
+    bad: std::cell::Cell<Option<&'static str>>,
+}
+
+impl EnvReader {
+    /// A reader of the process environment.
+    pub fn new() -> EnvReader {
+        EnvReader::default()
+    }
+
+    /// The value of `name`; `None` when unset or not valid Unicode (noted for
+    /// [`finish`](Self::finish)).
+    pub fn get(&self, name: &str) -> Option<String> {
+        match std::env::var(name) {
+            Ok(value) => Some(value),
+            Err(std::env::VarError::NotPresent) => None,
+            Err(std::env::VarError::NotUnicode(_)) => {
+                if self.bad.get().is_none() {
+                    // A few bytes kept for the process, once, on an error that stops the
+                    // configuration.
+                    self.bad
+                        .set(Some(Box::leak(name.to_owned().into_boxed_str())));
+                }
+                None
+            }
         }
     }
-    Ok(())
+
+    /// `result`, unless a variable read was not valid Unicode: then an error naming it.
+    pub fn finish<T>(self, result: Result<T, ConfigError>) -> Result<T, ConfigError> {
+        match self.bad.get() {
+            None => result,
+            Some(name) => {
+                let value = std::env::var_os(name).unwrap_or_default();
+                Err(ConfigError::new(
+                    name,
+                    value.to_string_lossy(),
+                    "not valid Unicode",
+                ))
+            }
+        }
+    }
 }
 
 impl TracerBuilder {

@@ -53,7 +53,7 @@ mod span;
 mod tracer;
 
 pub use clock::now_us;
-pub use config::{check_unicode_env, ConfigError, TracerBuilder};
+pub use config::{ConfigError, EnvReader, TracerBuilder};
 pub use context::{Extracted, SamplingState, SpanContext};
 pub use current::{
     current, set_current, spawn, spawn_blocking, spawn_thread, wrap, wrap_fn, ContextGuard,

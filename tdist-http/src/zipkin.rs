@@ -110,22 +110,6 @@ pub enum ZipkinError {
     Runtime(#[from] std::io::Error),
 }
 
-/// The variables this transport reads (by prefix), checked for values that are not Unicode:
-/// read as unset they would send the spans elsewhere (or nowhere) without a word.
-const ENV_PREFIXES: &[&str] = &[
-    "OTEL_EXPORTER_ZIPKIN_",
-    "TDIST_ZIPKIN_",
-    "TDIST_TRANSPORT",
-    "http_proxy",
-    "HTTP_PROXY",
-    "https_proxy",
-    "HTTPS_PROXY",
-    "all_proxy",
-    "ALL_PROXY",
-    "no_proxy",
-    "NO_PROXY",
-];
-
 /// Settings for a [`ZipkinTransport`].
 #[derive(Clone)]
 pub struct ZipkinTransportBuilder {
@@ -486,8 +470,9 @@ impl ZipkinTransport {
     /// A transport from the environment (see the module docs); `None` when
     /// `OTEL_EXPORTER_ZIPKIN_ENDPOINT` is unset.
     pub fn from_env() -> Result<Option<ZipkinTransport>, ConfigError> {
-        tdist_core::check_unicode_env(ENV_PREFIXES)?;
-        Self::from_lookup(|k| std::env::var(k).ok())
+        let env = tdist_core::EnvReader::new();
+        let result = Self::from_lookup(|k| env.get(k));
+        env.finish(result)
     }
 
     /// [`from_env`](Self::from_env) with a custom variable lookup.
@@ -596,8 +581,9 @@ impl ZipkinTransport {
     /// or `TDIST_TRANSPORT` names another (`kafka`, `stdout`, ...). Adapters may be asked in
     /// any order: `TDIST_TRANSPORT` decides.
     pub fn configure(builder: TracerBuilder) -> Result<TracerBuilder, ConfigError> {
-        tdist_core::check_unicode_env(ENV_PREFIXES)?;
-        Self::configure_with(builder, |k| std::env::var(k).ok())
+        let env = tdist_core::EnvReader::new();
+        let result = Self::configure_with(builder, |k| env.get(k));
+        env.finish(result)
     }
 
     /// [`configure`](Self::configure) with a custom variable lookup.

@@ -39,4 +39,22 @@ fn a_value_that_is_not_unicode_names_its_variable() {
         }
     }
     ZipkinTransport::from_env().unwrap().unwrap();
+
+    // Only what the transport reads counts: with no endpoint (another transport chosen) a
+    // proxy variable of other programs is no one's error, and under CGI `HTTP_PROXY` (set
+    // from a client's `Proxy:` header) is not read at all.
+    std::env::set_var("no_proxy", latin1(b"caf\xe9.example"));
+    std::env::remove_var("OTEL_EXPORTER_ZIPKIN_ENDPOINT");
+    assert!(ZipkinTransport::from_env().unwrap().is_none());
+    ZipkinTransport::configure(Tracer::builder()).unwrap();
+    std::env::remove_var("no_proxy");
+    std::env::set_var(
+        "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
+        "http://127.0.0.1:9411/api/v2/spans",
+    );
+    std::env::set_var("REQUEST_METHOD", "GET");
+    std::env::set_var("HTTP_PROXY", latin1(b"http://caf\xe9:3128"));
+    ZipkinTransport::from_env().unwrap().unwrap();
+    std::env::remove_var("HTTP_PROXY");
+    std::env::remove_var("REQUEST_METHOD");
 }

@@ -62,10 +62,6 @@ pub enum Encoding {
     Proto3,
 }
 
-/// The variables this transport reads (by prefix), checked for values that are not Unicode:
-/// read as unset they would leave the transport out without a word.
-const ENV_PREFIXES: &[&str] = &["TDIST_KAFKA_", "TDIST_TRANSPORT"];
-
 /// Settings for a [`KafkaTransport`].
 #[derive(Debug, Clone)]
 pub struct KafkaTransportBuilder {
@@ -251,8 +247,9 @@ impl KafkaTransport {
     /// A transport from `TDIST_KAFKA_*` (see the module docs); `None` when
     /// `TDIST_KAFKA_BOOTSTRAP_SERVERS` is unset.
     pub fn from_env() -> Result<Option<KafkaTransport>, ConfigError> {
-        tdist_core::check_unicode_env(ENV_PREFIXES)?;
-        Self::from_lookup(|k| std::env::var(k).ok())
+        let env = tdist_core::EnvReader::new();
+        let result = Self::from_lookup(|k| env.get(k));
+        env.finish(result)
     }
 
     /// [`from_env`](Self::from_env) with a custom variable lookup.
@@ -331,8 +328,9 @@ impl KafkaTransport {
     /// `TDIST_TRANSPORT=kafka` without it is an error. Adapters may be asked in any order:
     /// `TDIST_TRANSPORT` decides.
     pub fn configure(builder: TracerBuilder) -> Result<TracerBuilder, ConfigError> {
-        tdist_core::check_unicode_env(ENV_PREFIXES)?;
-        Self::configure_with(builder, |k| std::env::var(k).ok())
+        let env = tdist_core::EnvReader::new();
+        let result = Self::configure_with(builder, |k| env.get(k));
+        env.finish(result)
     }
 
     /// [`configure`](Self::configure) with a custom variable lookup.

@@ -12,11 +12,22 @@ use tdist_kafka::KafkaTransport;
 #[test]
 fn a_value_that_is_not_unicode_names_its_variable() {
     let latin1 = |s: &[u8]| OsString::from_vec(s.to_vec());
-    for var in ["TDIST_KAFKA_BOOTSTRAP_SERVERS", "TDIST_KAFKA_TOPIC"] {
+    // Only what the transport reads counts: without a broker it reads no topic.
+    std::env::set_var("TDIST_KAFKA_TOPIC", latin1(b"caf\xe9"));
+    assert!(KafkaTransport::from_env().unwrap().is_none());
+    std::env::remove_var("TDIST_KAFKA_TOPIC");
+    for (var, broker) in [
+        ("TDIST_KAFKA_BOOTSTRAP_SERVERS", None),
+        ("TDIST_KAFKA_TOPIC", Some("127.0.0.1:9")),
+    ] {
+        if let Some(broker) = broker {
+            std::env::set_var("TDIST_KAFKA_BOOTSTRAP_SERVERS", broker);
+        }
         std::env::set_var(var, latin1(b"caf\xe9"));
         let from_env = KafkaTransport::from_env().map(|_| ());
         let configured = KafkaTransport::configure(Tracer::builder()).map(|_| ());
         std::env::remove_var(var);
+        std::env::remove_var("TDIST_KAFKA_BOOTSTRAP_SERVERS");
         for result in [from_env, configured] {
             let err = result.expect_err(var);
             assert_eq!(err.variable(), var);
