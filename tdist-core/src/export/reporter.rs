@@ -452,11 +452,14 @@ fn drain(
     }
     queues.clear();
     lock(&shared.queues).retain(|q| {
-        let orphaned = Arc::strong_count(q) == 1 && lock(&q.consumer).is_empty();
-        if orphaned {
-            // The count's load is relaxed: this orders the reads below after the producer's
-            // last writes, which come before its release of the queue.
+        // The count's load is relaxed: the fence orders the reads after it (the ring's tail,
+        // the counters) after the producer's last writes, which come before its release of
+        // the queue.
+        let orphaned = Arc::strong_count(q) == 1 && {
             std::sync::atomic::fence(Ordering::Acquire);
+            lock(&q.consumer).is_empty()
+        };
+        if orphaned {
             shared
                 .retired_accepted
                 .fetch_add(q.accepted.load(Ordering::Acquire), Ordering::AcqRel);
