@@ -301,7 +301,10 @@ fn a_client_certificate_needs_its_own_key() {
     }
 
     // From the environment, a certificate without its key (or the reverse) names what is missing.
-    let cert = std::env::temp_dir().join("tdist-zipkin-unpaired-cert.pem");
+    let cert = std::env::temp_dir().join(format!(
+        "tdist-zipkin-unpaired-cert-{}.pem",
+        std::process::id()
+    ));
     std::fs::write(&cert, one.cert.pem()).unwrap();
     for (given, missing) in [
         (
@@ -323,9 +326,9 @@ fn a_client_certificate_needs_its_own_key() {
     }
 
     // A file that holds no usable PEM is named, not the endpoint.
-    let junk = std::env::temp_dir().join("tdist-zipkin-junk.pem");
+    let junk = std::env::temp_dir().join(format!("tdist-zipkin-junk-{}.pem", std::process::id()));
     std::fs::write(&junk, "not a certificate\n").unwrap();
-    let key = std::env::temp_dir().join("tdist-zipkin-key.pem");
+    let key = std::env::temp_dir().join(format!("tdist-zipkin-key-{}.pem", std::process::id()));
     std::fs::write(&key, one.signing_key.serialize_pem()).unwrap();
     for (variable, cert_file, key_file) in [
         ("TDIST_ZIPKIN_CA_FILE", None, None),

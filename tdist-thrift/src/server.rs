@@ -128,14 +128,14 @@ fn accept_loop<P: TProcessor + Send + Sync + 'static>(
         }
         let stream = match stream {
             Ok(stream) => stream,
-            // A connection that went away before it was accepted: on to the next one.
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
-            Err(_) => {
-                // Out of file descriptors or memory, for instance: they last, and retrying at
-                // once would spin on a core until they pass.
+            // Out of file descriptors, buffers or memory: they last, and retrying at once
+            // would spin on a core until they pass.
+            Err(e) if lasts(&e) => {
                 std::thread::sleep(std::time::Duration::from_millis(50));
                 continue;
             }
+            // A connection that failed before it was accepted: on to the next one.
+            Err(_) => continue,
         };
         if stream.set_nodelay(true).is_err() {
             continue;
@@ -150,6 +150,15 @@ fn accept_loop<P: TProcessor + Send + Sync + 'static>(
             .name("tdist-thrift-conn".into())
             .spawn(move || serve(stream, &*processor, options));
     }
+}
+
+/// Whether an accept error is the process's or the system's (it lasts), not one connection's.
+/// EMFILE, ENFILE and ENOBUFS (ENOBUFS is 105 on Linux, 55 on the BSDs and macOS).
+fn lasts(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::OutOfMemory
+        || matches!(e.raw_os_error(), Some(23 | 24))
+        || (cfg!(target_os = "linux") && e.raw_os_error() == Some(105))
+        || (cfg!(not(target_os = "linux")) && e.raw_os_error() == Some(55))
 }
 
 fn serve<P: TProcessor>(stream: TcpStream, processor: &P, options: ServerOptions) {
@@ -176,4 +185,21 @@ fn serve<P: TProcessor>(stream: TcpStream, processor: &P, options: ServerOptions
         }
     }
     let _ = stream.shutdown(Shutdown::Both);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lasts;
+    use std::io::{Error, ErrorKind};
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn only_errors_that_last_pause_the_accept_loop() {
+        assert!(lasts(&Error::from_raw_os_error(24))); // EMFILE
+        assert!(lasts(&Error::from_raw_os_error(23))); // ENFILE
+        assert!(lasts(&Error::from(ErrorKind::OutOfMemory)));
+        assert!(!lasts(&Error::from(ErrorKind::ConnectionAborted)));
+        assert!(!lasts(&Error::from_raw_os_error(71))); // EPROTO (Linux)
+        assert!(!lasts(&Error::from_raw_os_error(104))); // ECONNRESET (Linux)
+    }
 }
