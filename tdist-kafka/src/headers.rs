@@ -75,7 +75,36 @@ impl<H: Headers + ?Sized> Extractor for HeaderExtractor<'_, H> {
 
 /// The context (or sampling decision) carried by `headers`.
 pub fn extract<H: Headers + ?Sized>(headers: &H) -> Extracted {
-    propagation::extract(&HeaderExtractor(headers)).0
+    if headers.count() == 0 {
+        return Extracted::Empty;
+    }
+    // Read once: a header whose key cannot be read costs one caught panic here, not one for
+    // every field the extraction looks up.
+    let read: Vec<Header<'_, &[u8]>> = (0..headers.count())
+        .filter_map(|i| header_at(headers, i))
+        .collect();
+    propagation::extract(&ReadHeaders(&read)).0
+}
+
+/// Headers already read, with [`HeaderExtractor`]'s rules.
+struct ReadHeaders<'a>(&'a [Header<'a, &'a [u8]>]);
+
+impl Extractor for ReadHeaders<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        let last = self
+            .0
+            .iter()
+            .rev()
+            .find(|h| h.key.eq_ignore_ascii_case(key))?;
+        std::str::from_utf8(last.value?).ok()
+    }
+
+    fn count(&self, key: &str) -> usize {
+        self.0
+            .iter()
+            .filter(|h| h.key.eq_ignore_ascii_case(key))
+            .count()
+    }
 }
 
 /// A copy of `headers` without trace headers (`b3`, `X-B3-*`), other headers kept in order
