@@ -42,7 +42,9 @@ pub trait Transport: Send + Sync + 'static {
     /// For a transport that delivers after [`send`](Self::send) returns (such as [`Detached`]):
     /// waits until what it was given is delivered or failed, or until `deadline`, and returns
     /// how many spans are still pending. Called by [`Tracer::flush`](crate::Tracer::flush) and
-    /// at shutdown, on the flushing thread. The default has nothing pending.
+    /// at shutdown, on the flushing thread. The default has nothing pending. A panic here is
+    /// caught and logged, and counts as nothing pending: it must not reach the application's
+    /// flush, nor the last handle's `Drop`.
     fn flush(&self, deadline: Instant) -> u64 {
         let _ = deadline;
         0
