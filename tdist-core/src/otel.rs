@@ -59,8 +59,11 @@ pub fn from_otel(ctx: &ot::SpanContext) -> Option<SpanContext> {
 /// batch is exported in runs of spans of one local service, with the exporter's resource set to
 /// that service (`service.name`, with the SDK's default detectors, `OTEL_RESOURCE_ATTRIBUTES`
 /// included), so a tracer serving several services (`Tracer::with_service_name`) stays apart.
+///
+/// As an SDK tracer provider does, it asks the exporter to `force_flush` when the tracer is
+/// flushed, and shuts the exporter down when the pipeline ends (the last handle dropped).
 #[derive(Debug)]
-pub struct OtelTransport<E> {
+pub struct OtelTransport<E: SpanExporter + 'static> {
     exporter: Mutex<Exporting<E>>,
     scope: InstrumentationScope,
 }
@@ -182,7 +185,25 @@ impl<E: SpanExporter + 'static> OtelTransport<E> {
     }
 }
 
+impl<E: SpanExporter + 'static> Drop for OtelTransport<E> {
+    fn drop(&mut self) {
+        let exporting = self.exporter.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = exporting.exporter.shutdown() {
+            tracing::warn!(target: "tdist", error = %e, "OpenTelemetry exporter shutdown failed");
+        }
+    }
+}
+
 impl<E: SpanExporter + 'static> Transport for OtelTransport<E> {
+    /// The exporter's `force_flush`, after the reporter has handed it every span.
+    fn flush(&self, _deadline: std::time::Instant) -> u64 {
+        let exporting = self.exporter.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = exporting.exporter.force_flush() {
+            tracing::warn!(target: "tdist", error = %e, "OpenTelemetry exporter force_flush failed");
+        }
+        0
+    }
+
     fn send(&self, spans: &[FinishedSpan]) -> Result<(), TransportError> {
         let all: Vec<usize> = (0..spans.len()).collect();
         self.export(spans, &all)
@@ -301,5 +322,54 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Counts `force_flush` and `shutdown` calls.
+    #[derive(Debug, Default, Clone)]
+    struct Calls {
+        flushes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        shutdowns: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl SpanExporter for Calls {
+        async fn export(&self, _batch: Vec<SpanData>) -> opentelemetry_sdk::error::OTelSdkResult {
+            Ok(())
+        }
+        fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+            self.flushes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+        fn shutdown_with_timeout(
+            &self,
+            _timeout: std::time::Duration,
+        ) -> opentelemetry_sdk::error::OTelSdkResult {
+            self.shutdowns
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    /// As an SDK provider does: a flush of the tracer flushes the exporter, and the end of the
+    /// pipeline shuts it down, once.
+    #[test]
+    fn the_exporter_is_flushed_with_the_tracer_and_shut_down_with_it() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let calls = Calls::default();
+        let tracer = Tracer::builder()
+            .transport(OtelTransport::new(calls.clone()))
+            .build()
+            .unwrap();
+        tracer.root_span("work").finish();
+        tracer.flush().unwrap();
+        assert_eq!(calls.flushes.load(SeqCst), 1);
+        assert_eq!(calls.shutdowns.load(SeqCst), 0);
+        drop(tracer);
+        // The worker lets go of the pipeline a moment after the last handle.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while calls.shutdowns.load(SeqCst) == 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(calls.shutdowns.load(SeqCst), 1);
     }
 }
