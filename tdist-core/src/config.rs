@@ -111,26 +111,6 @@ fn transport_name(lookup: impl Fn(&str) -> Option<String>) -> Option<String> {
     Some(name.trim().to_owned()).filter(|n| !n.is_empty())
 }
 
-/// The variables [`TracerBuilder::from_lookup`] reads whose value it uses (not only whether
-/// they are set), but `OTEL_RESOURCE_ATTRIBUTES`, which other programs read too.
-const ENV_VARS: [&str; 15] = [
-    "OTEL_SERVICE_NAME",
-    "OTEL_TRACES_SAMPLER",
-    "OTEL_TRACES_SAMPLER_ARG",
-    "OTEL_PROPAGATORS",
-    "OTEL_BSP_MAX_QUEUE_SIZE",
-    "OTEL_BSP_SCHEDULE_DELAY",
-    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
-    "OTEL_BSP_EXPORT_TIMEOUT",
-    "TDIST_TRANSPORT",
-    "TDIST_FILE",
-    "TDIST_LOCAL_QUEUE_SIZE",
-    "TDIST_EXPORT_RETRIES",
-    "TDIST_SHUTDOWN_TIMEOUT",
-    "TDIST_TRUST_DEBUG",
-    "TDIST_TRACE_ID_128",
-];
-
 /// The variable a Zipkin collector is named by; read here only to refuse a configuration in
 /// which it is set and nothing would send to it.
 const ZIPKIN_ENDPOINT_VAR: &str = "OTEL_EXPORTER_ZIPKIN_ENDPOINT";
@@ -175,8 +155,8 @@ impl Default for TracerBuilder {
     }
 }
 
-/// The process environment as adapters read it in their `from_env`: a lookup for their
-/// `from_lookup`, which notes a variable it was asked for whose value is not valid Unicode
+/// The process environment as `from_env` reads it, core's and the adapters': a lookup for
+/// their `from_lookup`, which notes a variable it was asked for whose value is not valid Unicode
 /// (`std::env::var(k).ok()` would read it as unset, and a transport would be left out, or a
 /// proxy skipped, without a word). Only the variables actually read count, so a variable of
 /// another program, or of a transport not selected, is no one's error.
@@ -240,19 +220,21 @@ impl TracerBuilder {
     /// Reads the process environment. A value that is not valid Unicode is an error naming
     /// its variable, not a variable left unset.
     pub fn from_env() -> Result<TracerBuilder, ConfigError> {
-        for var in ENV_VARS {
-            if let Err(std::env::VarError::NotUnicode(v)) = std::env::var(var) {
-                return Err(ConfigError::new(
-                    var,
-                    v.to_string_lossy(),
-                    "not valid Unicode",
-                ));
-            }
-        }
-        if let Err(std::env::VarError::NotUnicode(_)) = std::env::var("OTEL_RESOURCE_ATTRIBUTES") {
-            tracing::warn!(target: "tdist", "ignored: OTEL_RESOURCE_ATTRIBUTES is not valid Unicode");
-        }
-        TracerBuilder::from_lookup(|k| std::env::var(k).ok())
+        let env = EnvReader::new();
+        let result = TracerBuilder::from_lookup(|k| match k {
+            // Shared with other programs: the endpoint only counts as set or not here, and
+            // resource attributes that are not text are ignored, as malformed ones are.
+            ZIPKIN_ENDPOINT_VAR => std::env::var(k).ok(),
+            "OTEL_RESOURCE_ATTRIBUTES" => std::env::var(k)
+                .inspect_err(|e| {
+                    if matches!(e, std::env::VarError::NotUnicode(_)) {
+                        tracing::warn!(target: "tdist", "ignored: {k} is not valid Unicode");
+                    }
+                })
+                .ok(),
+            _ => env.get(k),
+        });
+        env.finish(result)
     }
 
     /// Reads configuration through `lookup` (the environment, or a map in tests).
