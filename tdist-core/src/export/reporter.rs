@@ -625,9 +625,7 @@ pub(crate) fn submit(reporter: u64, mut span: Box<FinishedSpan>) {
             return submit_stray(reporter, span);
         };
         let entry = &mut entries[idx];
-        push(entry, span.take());
-        if entry.since_wake >= entry.capacity / 4 {
-            entry.since_wake = 0;
+        if push(entry, span.take()) {
             match entry.shared.upgrade() {
                 Some(s) => s.wake(),
                 None => {
@@ -642,9 +640,10 @@ pub(crate) fn submit(reporter: u64, mut span: Box<FinishedSpan>) {
     });
 }
 
-/// Pushes `record` onto `entry`'s ring, counting it accepted, or dropped when the ring is full.
+/// Pushes `record` onto `entry`'s ring, counting it accepted, or dropped when the ring is full;
+/// whether the worker is due a wake (a quarter of the ring written since the last one).
 #[inline]
-fn push(entry: &mut LocalEntry, record: FinishedSpan) {
+fn push(entry: &mut LocalEntry, record: FinishedSpan) -> bool {
     let q = &entry.queue;
     match entry.producer.push(record) {
         Ok(()) => {
@@ -659,6 +658,11 @@ fn push(entry: &mut LocalEntry, record: FinishedSpan) {
             entry.since_wake = usize::MAX / 2;
         }
     }
+    let due = entry.since_wake >= entry.capacity / 4;
+    if due {
+        entry.since_wake = 0;
+    }
+    due
 }
 
 /// Spans a reporter's stray ring holds (see [`submit_stray`]).
@@ -677,9 +681,7 @@ fn submit_stray(reporter: u64, mut span: Box<FinishedSpan>) {
     };
     let mut stray = lock(&shared.stray);
     let entry = stray.get_or_insert_with(|| ring(&shared, STRAY_CAPACITY));
-    push(entry, span.take());
-    if entry.since_wake >= entry.capacity / 4 {
-        entry.since_wake = 0;
+    if push(entry, span.take()) {
         shared.wake();
     }
 }
