@@ -85,8 +85,13 @@ pub enum ZipkinError {
     #[error("unsupported scheme in collector endpoint (http, or https with the tls feature): {0}")]
     UnsupportedScheme(String),
     /// TLS settings that cannot be used: no trusted roots, or PEM that holds no certificate.
-    #[error("tls: {0}")]
-    Tls(String),
+    #[error("tls: {reason}")]
+    Tls {
+        /// What the error is about.
+        input: TlsInput,
+        /// Why it cannot be used.
+        reason: String,
+    },
     /// An extra header that cannot be sent: an invalid name or value, or one the transport
     /// sets itself (`content-type`, `content-encoding`, `content-length`, `host`, `b3`,
     /// `transfer-encoding`). Names the header, never its value.
@@ -108,6 +113,31 @@ pub enum ZipkinError {
     /// The transport's runtime could not start.
     #[error("cannot start the transport's runtime: {0}")]
     Runtime(#[from] std::io::Error),
+}
+
+/// What a [`ZipkinError::Tls`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsInput {
+    /// The trusted roots (the system's and those given, `TDIST_ZIPKIN_CA_FILE`).
+    Roots,
+    /// The client certificate (`TDIST_ZIPKIN_CLIENT_CERT_FILE`).
+    ClientCertificate,
+    /// The client key (`TDIST_ZIPKIN_CLIENT_KEY_FILE`).
+    ClientKey,
+    /// The TLS configuration itself.
+    Config,
+}
+
+impl TlsInput {
+    /// The variable that names this input's file, if one does.
+    fn variable(self) -> Option<&'static str> {
+        match self {
+            TlsInput::Roots => Some("TDIST_ZIPKIN_CA_FILE"),
+            TlsInput::ClientCertificate => Some("TDIST_ZIPKIN_CLIENT_CERT_FILE"),
+            TlsInput::ClientKey => Some("TDIST_ZIPKIN_CLIENT_KEY_FILE"),
+            TlsInput::Config => None,
+        }
+    }
 }
 
 /// Settings for a [`ZipkinTransport`].
@@ -356,7 +386,7 @@ type Connector = hyper_rustls::HttpsConnector<ProxyConnector>;
 
 #[cfg(feature = "tls")]
 mod tls {
-    use super::ZipkinError;
+    use super::{TlsInput, ZipkinError};
     use crate::proxy::ProxyConnector;
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -375,31 +405,34 @@ mod tls {
         let native = rustls_native_certs::load_native_certs();
         roots.add_parsable_certificates(native.certs);
         for pem in extra_pem {
-            for cert in certificates(pem, "root")? {
-                roots
-                    .add(cert)
-                    .map_err(|e| ZipkinError::Tls(format!("unusable root certificate: {e}")))?;
+            for cert in certificates(pem, TlsInput::Roots, "root")? {
+                roots.add(cert).map_err(|e| {
+                    tls_error(TlsInput::Roots, format!("unusable root certificate: {e}"))
+                })?;
             }
         }
         if roots.is_empty() {
-            return Err(ZipkinError::Tls(
+            return Err(tls_error(
+                TlsInput::Roots,
                 "no trusted roots: none in the system store and none given".into(),
             ));
         }
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| ZipkinError::Tls(e.to_string()))?
+            .map_err(|e| tls_error(TlsInput::Config, e.to_string()))?
             .with_root_certificates(roots);
         let config = match client_pem {
             None => config.with_no_client_auth(),
             Some(super::ClientIdentity { chain, key }) => {
-                let chain = certificates(chain, "client certificate")?;
-                let key = PrivateKeyDer::from_pem_slice(key)
-                    .map_err(|e| ZipkinError::Tls(format!("bad client key PEM: {e}")))?;
-                config
-                    .with_client_auth_cert(chain, key)
-                    .map_err(|e| ZipkinError::Tls(format!("unusable client certificate: {e}")))?
+                let chain = certificates(chain, TlsInput::ClientCertificate, "client certificate")?;
+                let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| {
+                    tls_error(TlsInput::ClientKey, format!("bad client key PEM: {e}"))
+                })?;
+                config.with_client_auth_cert(chain, key).map_err(|e| {
+                    let why = format!("unusable client certificate: {e}");
+                    tls_error(TlsInput::ClientCertificate, why)
+                })?
             }
         };
         Ok(hyper_rustls::HttpsConnectorBuilder::new()
@@ -409,30 +442,26 @@ mod tls {
             .wrap_connector(tcp))
     }
 
-    /// The certificates in `pem` (`what` they are, for errors): at least one.
-    fn certificates(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, ZipkinError> {
+    /// The certificates in `pem` (the `input` called `what`, for errors): at least one.
+    fn certificates(
+        pem: &[u8],
+        input: TlsInput,
+        what: &str,
+    ) -> Result<Vec<CertificateDer<'static>>, ZipkinError> {
         let certs = CertificateDer::pem_slice_iter(pem)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ZipkinError::Tls(format!("bad {what} PEM: {e}")))?;
+            .map_err(|e| tls_error(input, format!("bad {what} PEM: {e}")))?;
         if certs.is_empty() {
-            let why = format!("{what} PEM without a CERTIFICATE block");
-            return Err(ZipkinError::Tls(why));
+            return Err(tls_error(
+                input,
+                format!("{what} PEM without a CERTIFICATE block"),
+            ));
         }
         Ok(certs)
     }
-}
 
-/// The variable naming the file a TLS setup error (from the `tls` module's `connector`) is
-/// about: its messages name a root, a client certificate or a client key.
-fn tls_file_variable(why: &str) -> Option<&'static str> {
-    if why.contains("client key") {
-        Some("TDIST_ZIPKIN_CLIENT_KEY_FILE")
-    } else if why.contains("client certificate") {
-        Some("TDIST_ZIPKIN_CLIENT_CERT_FILE")
-    } else if why.contains("root") {
-        Some("TDIST_ZIPKIN_CA_FILE")
-    } else {
-        None
+    fn tls_error(input: TlsInput, reason: String) -> ZipkinError {
+        ZipkinError::Tls { input, reason }
     }
 }
 
@@ -563,11 +592,11 @@ impl ZipkinTransport {
             e @ ZipkinError::GzipUnavailable => {
                 ConfigError::new("TDIST_ZIPKIN_GZIP", "true", e.to_string())
             }
-            // The file a TLS error came from, by what `connector` says it was reading.
-            ZipkinError::Tls(why) if tls_file_variable(&why).is_some() => {
-                let variable = tls_file_variable(&why).unwrap_or("TDIST_ZIPKIN_CA_FILE");
+            // The file a TLS error is about.
+            ZipkinError::Tls { input, reason } if input.variable().is_some() => {
+                let variable = input.variable().unwrap_or("TDIST_ZIPKIN_CA_FILE");
                 let value = get(variable).unwrap_or_default();
-                ConfigError::new(variable, value, format!("tls: {why}"))
+                ConfigError::new(variable, value, format!("tls: {reason}"))
             }
             e => {
                 let shown = redact_userinfo(&endpoint);
