@@ -56,21 +56,33 @@ pub struct HeaderExtractor<'a, H: ?Sized>(pub &'a H);
 
 impl<H: Headers + ?Sized> Extractor for HeaderExtractor<'_, H> {
     fn get(&self, key: &str) -> Option<&str> {
-        // The last header with the key decides, even when its value is null or not text (as
-        // Brave's `lastHeader`): an earlier value is stale.
-        let last = (0..self.0.count())
-            .rev()
-            .filter_map(|i| header_at(self.0, i))
-            .find(|h| h.key.eq_ignore_ascii_case(key))?;
-        std::str::from_utf8(last.value?).ok()
+        last_text(
+            (0..self.0.count()).filter_map(|i| header_at(self.0, i)),
+            key,
+        )
     }
 
     fn count(&self, key: &str) -> usize {
-        (0..self.0.count())
-            .filter_map(|i| header_at(self.0, i))
-            .filter(|h| h.key.eq_ignore_ascii_case(key))
-            .count()
+        count_key(
+            (0..self.0.count()).filter_map(|i| header_at(self.0, i)),
+            key,
+        )
     }
+}
+
+/// The text of the last header with `key`. The last one decides, even when its value is null
+/// or not text (as Brave's `lastHeader`): an earlier value is stale.
+fn last_text<'a>(
+    mut headers: impl DoubleEndedIterator<Item = Header<'a, &'a [u8]>>,
+    key: &str,
+) -> Option<&'a str> {
+    let last = headers.rfind(|h| h.key.eq_ignore_ascii_case(key))?;
+    std::str::from_utf8(last.value?).ok()
+}
+
+/// How many headers have `key`.
+fn count_key<'a>(headers: impl Iterator<Item = Header<'a, &'a [u8]>>, key: &str) -> usize {
+    headers.filter(|h| h.key.eq_ignore_ascii_case(key)).count()
 }
 
 /// The context (or sampling decision) carried by `headers`.
@@ -91,19 +103,11 @@ struct ReadHeaders<'a>(&'a [Header<'a, &'a [u8]>]);
 
 impl Extractor for ReadHeaders<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        let last = self
-            .0
-            .iter()
-            .rev()
-            .find(|h| h.key.eq_ignore_ascii_case(key))?;
-        std::str::from_utf8(last.value?).ok()
+        last_text(self.0.iter().cloned(), key)
     }
 
     fn count(&self, key: &str) -> usize {
-        self.0
-            .iter()
-            .filter(|h| h.key.eq_ignore_ascii_case(key))
-            .count()
+        count_key(self.0.iter().cloned(), key)
     }
 }
 
