@@ -33,23 +33,18 @@ pin_project_lite::pin_project! {
     }
 }
 
-/// Marks a span whose future or body panicked while polled, which would otherwise end as a
-/// success when dropped. (A caller that merely went away leaves the span unmarked.)
-#[cold]
-fn mark_panicked(span: &mut Option<Span>, what: &'static str) {
-    if let Some(span) = span.as_mut().filter(|s| s.is_recording()) {
-        span.set_error(what);
-    }
-}
-
-/// Marks its span when dropped, which happens only while a poll of the inner future or body
-/// unwinds: the poll forgets it otherwise. (The runtime catches the panic and drops the future
-/// or body later, when nothing tells a panic from a caller that went away.)
+/// Marks its span failed when dropped, which happens only while a poll of the inner future or
+/// body unwinds: the poll forgets it otherwise. A panic would otherwise leave a span that reads
+/// as a success: the runtime catches it and drops the future or body later, when nothing tells
+/// a panic from a caller that went away (which leaves the span unmarked).
 struct MarkOnUnwind<'a>(&'a mut Option<Span>, &'static str);
 
 impl Drop for MarkOnUnwind<'_> {
+    #[cold]
     fn drop(&mut self) {
-        mark_panicked(self.0, self.1);
+        if let Some(span) = self.0.as_mut().filter(|s| s.is_recording()) {
+            span.set_error(self.1);
+        }
     }
 }
 
