@@ -101,34 +101,25 @@ fn an_unreachable_broker_is_a_retryable_failure_within_the_timeout() {
         .timeout(Duration::from_millis(800))
         .build()
         .unwrap();
-    let sink = tdist_core::export::InMemory::new();
-    let tracer = Tracer::builder().transport(sink.clone()).build().unwrap();
-    tracer.root_span("x").finish();
-    tracer.flush().unwrap();
+    let spans = finished(|tracer| tracer.root_span("x").finish());
     let start = std::time::Instant::now();
-    let err = t.send(&sink.spans()).unwrap_err();
+    let err = t.send(&spans).unwrap_err();
     assert!(err.is_retryable());
     assert!(start.elapsed() < Duration::from_secs(5));
     assert_eq!(t.in_flight(), 0, "a failed batch is purged, not kept");
     // A second failing batch behaves the same (no leftovers from the first).
-    assert!(t.send(&sink.spans()).is_err());
+    assert!(t.send(&spans).is_err());
     assert_eq!(t.in_flight(), 0);
 }
 
 #[test]
 fn split_keeps_every_span_and_drops_only_the_oversized() {
-    let sink = tdist_core::export::InMemory::new();
-    let tracer = Tracer::builder()
-        .service_name("s")
-        .transport(sink.clone())
-        .build()
-        .unwrap();
-    make_spans(&tracer, 20);
-    let mut huge = tracer.root_span("huge");
-    huge.tag("blob", "y".repeat(5000));
-    huge.finish();
-    tracer.flush().unwrap();
-    let spans = sink.spans();
+    let spans = finished(|tracer| {
+        make_spans(tracer, 20);
+        let mut huge = tracer.root_span("huge");
+        huge.tag("blob", "y".repeat(5000));
+        huge.finish();
+    });
     for enc in [Encoding::Json, Encoding::Proto3] {
         let (msgs, dropped) = split_messages(&spans, enc, 2000);
         assert_eq!(dropped, 1);
@@ -227,15 +218,7 @@ async fn recovers_after_the_broker_comes_back() {
         .set("reconnect.backoff.max.ms", "200")
         .build()
         .unwrap();
-    let sink = tdist_core::export::InMemory::new();
-    let tracer = Tracer::builder()
-        .service_name("s")
-        .transport(sink.clone())
-        .build()
-        .unwrap();
-    make_spans(&tracer, 2);
-    tracer.flush().unwrap();
-    let spans = sink.spans();
+    let spans = finished(|tracer| make_spans(tracer, 2));
     t.send(&spans).unwrap();
     cluster.broker_down(1).unwrap();
     let err = t.send(&spans).unwrap_err();
