@@ -252,13 +252,18 @@ fn parse_value(v: &Value) -> Option<Extracted> {
 fn unframe(v: &mut Value) -> Option<SpanContext> {
     let (bytes, encoding) = match v {
         Value::Array(items) => {
-            // Only the frame's bytes are needed to decide; a non-byte array is not a payload.
-            let head: Option<Vec<u8>> = items
+            // An array with anything but bytes in it is not a payload, wherever that is; of a
+            // payload, only the frame's bytes are needed to decide.
+            let byte = |b: &Value| b.as_u64().and_then(|b| u8::try_from(b).ok());
+            if !items.iter().all(|b| byte(b).is_some()) {
+                return None;
+            }
+            let head: Vec<u8> = items
                 .iter()
                 .take(binary::MAX_LEN)
-                .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+                .filter_map(byte)
                 .collect();
-            (head?, PayloadEncoding::Bytes)
+            (head, PayloadEncoding::Bytes)
         }
         Value::String(s) => (
             base64::engine::general_purpose::STANDARD.decode(s).ok()?,
@@ -538,6 +543,24 @@ mod tests {
         );
         assert_eq!(b.extract(&mut t).context().unwrap().span_id(), a.span_id());
         assert_eq!(t.values, [json!([7])]);
+    }
+
+    #[test]
+    fn array_with_a_frame_but_not_only_bytes_is_not_a_payload() {
+        // Found by the `tuple_context` fuzz target: a valid frame followed by a value that is
+        // not a byte had its first items removed as if the array were a Kafka payload.
+        let mut items: Vec<Value> = binary::encode(&ctx())
+            .as_bytes()
+            .iter()
+            .map(|&b| json!(b))
+            .collect();
+        items.extend([json!(7), json!(1123), json!("x")]);
+        let b = bolt()
+            .with_field(TraceField::Named("_trace".into()))
+            .with_kafka_payload(0);
+        let mut t = Tuple::new("1", "s", vec![Value::Array(items.clone())]);
+        assert_eq!(b.extract(&mut t), Extracted::Empty);
+        assert_eq!(t.values, [Value::Array(items)]);
     }
 
     proptest! {
