@@ -1,0 +1,143 @@
+//! A traced server's input protocol reading arbitrary bytes, against a plain protocol that is
+//! told where the prefixes are.
+//!
+//! The tracing protocol detects an optional prefix before each message and must then read
+//! exactly what a plain protocol reads from the bytes without it: the same message headers,
+//! the same arguments, the same point of failure. The reference strips each message's prefix
+//! with `tdist_core::binary` and reads the rest with an unwrapped protocol; a message whose
+//! first byte is the prefix magic but whose prefix is invalid must fail in both. The detected
+//! context is checked too, through the prefix reader's handle. With bit 2 of the first byte
+//! set, the target writes a correct checksum into a prefix at the start of the input, so the
+//! fuzzer gets past it.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use std::io::Cursor;
+use tdist_core::{binary, SpanContext};
+use tdist_thrift::prefix::{Detected, PrefixReader};
+use tdist_thrift::TracingInputProtocol;
+use thrift::protocol::{
+    TBinaryInputProtocol, TCompactInputProtocol, TInputProtocol, TMessageIdentifier, TType,
+};
+use thrift::TConfiguration;
+
+/// At most this many messages are read from one input.
+const MESSAGES: usize = 8;
+
+fn config() -> TConfiguration {
+    TConfiguration::builder()
+        .max_string_size(Some(4096))
+        .max_container_size(Some(256))
+        .build()
+        .expect("valid configuration")
+}
+
+fn protocol<'a, R: std::io::Read + 'a>(compact: bool, r: R) -> Box<dyn TInputProtocol + 'a> {
+    if compact {
+        Box::new(TCompactInputProtocol::with_config(r, config()))
+    } else {
+        // Not strict: reads both strict and old-style binary messages.
+        Box::new(TBinaryInputProtocol::with_config(r, false, config()))
+    }
+}
+
+/// What reading one message gave: its header, then whether its arguments and end were read.
+#[derive(Debug, PartialEq)]
+enum Step {
+    Header(TMessageIdentifier),
+    Body,
+    Failed,
+}
+
+/// Reads one message's header, arguments and end; false after a failure.
+fn read_one(p: &mut dyn TInputProtocol, steps: &mut Vec<Step>) -> bool {
+    match p.read_message_begin() {
+        Ok(ident) => steps.push(Step::Header(ident)),
+        Err(_) => {
+            steps.push(Step::Failed);
+            return false;
+        }
+    }
+    if p.skip(TType::Struct).is_err() || p.read_message_end().is_err() {
+        steps.push(Step::Failed);
+        return false;
+    }
+    steps.push(Step::Body);
+    true
+}
+
+/// The plain reading: each message's prefix stripped with `binary::decode` (an invalid one
+/// fails the message), the rest read by a protocol that knows nothing of prefixes. Also gives
+/// the context in front of each message.
+fn reference(bytes: &[u8], compact: bool) -> (Vec<Step>, Vec<Option<SpanContext>>) {
+    let mut steps = Vec::new();
+    let mut contexts = Vec::new();
+    let mut cursor = Cursor::new(bytes);
+    for _ in 0..MESSAGES {
+        let rest = &bytes[cursor.position() as usize..];
+        let mut ctx = None;
+        if rest.first() == Some(&binary::MAGIC[0]) {
+            match binary::decode(rest) {
+                Ok((c, after)) => {
+                    ctx = Some(c);
+                    cursor.set_position((bytes.len() - after.len()) as u64);
+                }
+                Err(_) => {
+                    steps.push(Step::Failed);
+                    break;
+                }
+            }
+        }
+        contexts.push(ctx);
+        if !read_one(&mut *protocol(compact, &mut cursor), &mut steps) {
+            break;
+        }
+    }
+    (steps, contexts)
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let compact = mode & 1 == 1;
+    let mut bytes = rest.to_vec();
+    if mode & 4 != 0 {
+        if let Ok(len) = binary::frame_len(&bytes) {
+            if bytes.len() >= len {
+                let crc = crc32fast::hash(&bytes[..len - 4]);
+                bytes[len - 4..len].copy_from_slice(&crc.to_be_bytes());
+            }
+        }
+    }
+    let (expected, contexts) = reference(&bytes, compact);
+
+    // The tracing protocol, as a traced server reads.
+    let (reader, handle) = PrefixReader::new(Cursor::new(&bytes[..]));
+    let mut traced = TracingInputProtocol::server(protocol(compact, reader), handle);
+    let mut got = Vec::new();
+    for _ in 0..MESSAGES {
+        if !read_one(&mut traced, &mut got) {
+            break;
+        }
+    }
+    assert_eq!(got, expected, "mode {mode:#x}, input {bytes:02x?}");
+
+    // The context found in front of each message, through the reader's handle.
+    let (reader, handle) = PrefixReader::new(Cursor::new(&bytes[..]));
+    let mut plain = protocol(compact, reader);
+    let mut found = Vec::new();
+    let mut scratch = Vec::new();
+    for _ in 0..contexts.len() {
+        handle.arm();
+        let more = read_one(&mut *plain, &mut scratch);
+        found.push(match handle.take() {
+            Detected::Context(c) => Some(c),
+            _ => None,
+        });
+        if !more {
+            break;
+        }
+    }
+    assert_eq!(found, contexts, "mode {mode:#x}, input {bytes:02x?}");
+});
