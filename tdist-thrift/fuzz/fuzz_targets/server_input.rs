@@ -1,5 +1,6 @@
-//! A traced server's input protocol reading arbitrary bytes, against a plain protocol that is
-//! told where the prefixes are.
+//! A traced server's input protocol reading arbitrary requests, and a traced client's reading
+//! arbitrary replies (bit 1 of the first byte), against a plain protocol that is told where the
+//! prefixes are.
 //!
 //! The tracing protocol detects an optional prefix before each message and must then read
 //! exactly what a plain protocol reads from the bytes without it: the same message headers,
@@ -13,11 +14,13 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::io::Cursor;
+use tdist_core::Tracer;
 use tdist_core::{binary, SpanContext};
 use tdist_thrift::prefix::{Detected, PrefixReader};
-use tdist_thrift::TracingInputProtocol;
+use tdist_thrift::{client_protocols, TracingInputProtocol};
 use thrift::protocol::{
-    TBinaryInputProtocol, TCompactInputProtocol, TInputProtocol, TMessageIdentifier, TType,
+    TBinaryInputProtocol, TBinaryOutputProtocol, TCompactInputProtocol, TInputProtocol,
+    TMessageIdentifier, TMessageType, TOutputProtocol, TStructIdentifier, TType,
 };
 use thrift::TConfiguration;
 
@@ -112,13 +115,38 @@ fuzz_target!(|data: &[u8]| {
     }
     let (expected, contexts) = reference(&bytes, compact);
 
-    // The tracing protocol, as a traced server reads.
-    let (reader, handle) = PrefixReader::new(Cursor::new(&bytes[..]));
-    let mut traced = TracingInputProtocol::server(protocol(compact, reader), handle);
     let mut got = Vec::new();
-    for _ in 0..MESSAGES {
-        if !read_one(&mut traced, &mut got) {
-            break;
+    let (reader, handle) = PrefixReader::new(Cursor::new(&bytes[..]));
+    if mode & 2 == 0 {
+        // The tracing protocol, as a traced server reads requests.
+        let mut traced = TracingInputProtocol::server(protocol(compact, reader), handle);
+        for _ in 0..MESSAGES {
+            if !read_one(&mut traced, &mut got) {
+                break;
+            }
+        }
+    } else {
+        // As a traced client reads replies, each after sending a call (its span open).
+        let out = TBinaryOutputProtocol::new(Vec::new(), true);
+        let (mut input, mut output) = client_protocols(
+            &Tracer::noop(),
+            protocol(compact, reader),
+            handle,
+            out,
+            true,
+        );
+        for seq in 0..MESSAGES as i32 {
+            output
+                .write_message_begin(&TMessageIdentifier::new("check", TMessageType::Call, seq))
+                .and_then(|()| output.write_struct_begin(&TStructIdentifier::new("args")))
+                .and_then(|()| output.write_field_stop())
+                .and_then(|()| output.write_struct_end())
+                .and_then(|()| output.write_message_end())
+                .and_then(|()| output.flush())
+                .expect("writing to memory");
+            if !read_one(&mut input, &mut got) {
+                break;
+            }
         }
     }
     assert_eq!(got, expected, "mode {mode:#x}, input {bytes:02x?}");
