@@ -2,7 +2,8 @@
 # Coverage-guided fuzzing of every decoder that reads bytes from outside the process: ids, B3,
 # W3C, the binary context frame (tdist-core), HTTP headers (tdist-http), Kafka payloads
 # (tdist-kafka), Thrift messages with and without the tracing prefix (tdist-thrift), the Storm
-# multilang pipe and tuple contexts (tdist-storm). Each target holds the decoder to an oracle
+# multilang pipe and tuple contexts (tdist-storm), and span files read by the trace report
+# (examples). Each target holds the decoder to an oracle
 # (a plain reading of the rule, or a round trip), not only to "does not crash"; see the
 # comment at the top of each target in <crate>/fuzz/fuzz_targets/.
 #
@@ -31,6 +32,7 @@ ALL=(
     tdist-kafka/payload
     tdist-thrift/server_input
     tdist-storm/messages tdist-storm/tuple_context
+    examples/report
 )
 TARGETS=("${@:-${ALL[@]}}")
 
