@@ -51,16 +51,20 @@ fn expected_multi(m: &Multi<'_>) -> Result<Option<Extracted>, ()> {
         Some("0" | "false") => Some(false),
         Some(_) => return Err(()),
     };
-    let sampling = match (flags == Some("1"), sampled) {
-        (true, _) => SamplingState::Debug,
-        (false, Some(true)) => SamplingState::Accept,
-        (false, Some(false)) => SamplingState::Deny,
-        (false, None) => SamplingState::Defer,
+    // Debug wins; otherwise the sampled header decides, and without it the receiver defers.
+    let sampling = if flags == Some("1") {
+        SamplingState::Debug
+    } else {
+        sampled.map_or(SamplingState::Defer, |yes| {
+            [SamplingState::Deny, SamplingState::Accept][usize::from(yes)]
+        })
     };
     let Some(trace) = trace else {
-        return Ok(Some(match sampling {
-            SamplingState::Defer => Extracted::Empty,
-            s => Extracted::Sampling(s),
+        // No ids: a decision alone, or nothing at all.
+        return Ok(Some(if sampling == SamplingState::Defer {
+            Extracted::Empty
+        } else {
+            Extracted::Sampling(sampling)
         }));
     };
     let t = lenient(trace, 32)?;

@@ -13,19 +13,9 @@ use tdist_core::propagation::{b3, extract, w3c, Injector};
 use tdist_core::{Extracted, SamplingState};
 use tdist_http::{HeaderExtractor, HeaderInjector, ScannedHeaders, PROPAGATION_HEADERS};
 
-/// Names a record's first byte picks from; anything above picks its own name from the bytes.
-const NAMES: [&str; 10] = [
-    "b3",
-    "x-b3-traceid",
-    "x-b3-spanid",
-    "x-b3-parentspanid",
-    "x-b3-sampled",
-    "x-b3-flags",
-    "traceparent",
-    "content-type",
-    "host",
-    "tracestate",
-];
+/// Names a record's first byte picks beside the seven tracing headers; a byte past both lists
+/// picks its own name from the record.
+const OTHER_NAMES: [&str; 3] = ["content-type", "host", "tracestate"];
 
 /// Records separated by `\n`: a name selector byte, then the value (or `name:value`).
 fn headers(data: &[u8]) -> HeaderMap {
@@ -34,7 +24,11 @@ fn headers(data: &[u8]) -> HeaderMap {
         let Some((&pick, rest)) = record.split_first() else {
             continue;
         };
-        let (name, value) = match NAMES.get(usize::from(pick)) {
+        let known = PROPAGATION_HEADERS
+            .iter()
+            .chain(&OTHER_NAMES)
+            .nth(usize::from(pick));
+        let (name, value) = match known {
             Some(n) => (HeaderName::from_static(n), rest),
             None => {
                 let Some(at) = rest.iter().position(|&b| b == b':') else {
