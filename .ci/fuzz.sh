@@ -68,7 +68,7 @@ for spec in "${TARGETS[@]}"; do
         "${target}" "${corpus}" "fuzz/seeds/${target}" -- \
         -max_total_time="${SECONDS_EACH}" -timeout=10 -rss_limit_mb=2048 \
         -artifact_prefix="${found}/" -print_final_stats=1) >"${log}" 2>&1 || rc=$?
-    grep -E '^(#[0-9]+ +(INITED|DONE)|Done|stat::number_of_executed_units|stat::peak_rss_mb)|panicked|ERROR|SUMMARY|left:|right:|assertion|^error' "${log}" || true
+    grep -E '^(#[0-9]+ +(INITED|DONE)|Done|stat::number_of_executed_units|stat::peak_rss_mb)|panicked|ERROR|SUMMARY|^ *(left|right): |^error' "${log}" || true
     if [ "${rc}" -ne 0 ]; then
         tail -40 "${log}"
         for f in "${found}"/*; do
