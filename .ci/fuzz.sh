@@ -30,7 +30,7 @@ ALL=(
     tdist-core/ids tdist-core/b3 tdist-core/w3c tdist-core/binary
     tdist-http/headers
     tdist-kafka/payload
-    tdist-thrift/server_input
+    tdist-thrift/server_input tdist-thrift/processor
     tdist-storm/messages tdist-storm/tuple_context
     examples/report
 )
