@@ -29,7 +29,7 @@ ARTIFACTS="${ROOT}/target/ci-artifacts/fuzz"
 ALL=(
     tdist-core/ids tdist-core/b3 tdist-core/w3c tdist-core/binary
     tdist-http/headers
-    tdist-kafka/payload
+    tdist-kafka/payload tdist-kafka/headers
     tdist-thrift/server_input tdist-thrift/processor
     tdist-storm/messages tdist-storm/tuple_context
     examples/report
