@@ -41,7 +41,7 @@ impl Extractor for Pairs<'_> {
             .0
             .iter()
             .filter(|(k, _)| k.to_ascii_lowercase() == key)
-            .last()?;
+            .next_back()?;
         std::str::from_utf8(value.as_deref()?).ok()
     }
 
