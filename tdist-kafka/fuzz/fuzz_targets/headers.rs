@@ -37,12 +37,14 @@ struct Pairs<'a>(&'a Model);
 
 impl Extractor for Pairs<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        let (_, value) = self
-            .0
-            .iter()
-            .filter(|(k, _)| k.to_ascii_lowercase() == key)
-            .next_back()?;
-        std::str::from_utf8(value.as_deref()?).ok()
+        // Walk forward, remembering the latest header of the key.
+        let mut latest = None;
+        for (k, value) in self.0 {
+            if k.to_ascii_lowercase() == key {
+                latest = Some(value);
+            }
+        }
+        std::str::from_utf8(latest?.as_deref()?).ok()
     }
 
     fn count(&self, key: &str) -> usize {
