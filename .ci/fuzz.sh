@@ -31,7 +31,7 @@ ALL=(
     tdist-http/headers
     tdist-kafka/payload tdist-kafka/headers
     tdist-thrift/server_input tdist-thrift/processor
-    tdist-storm/messages tdist-storm/tuple_context
+    tdist-storm/messages tdist-storm/tuple_context tdist-storm/bolt_runtime
     examples/report
 )
 TARGETS=("${@:-${ALL[@]}}")
