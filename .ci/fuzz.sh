@@ -32,6 +32,7 @@ ALL=(
     tdist-kafka/payload tdist-kafka/headers
     tdist-thrift/server_input tdist-thrift/processor
     tdist-storm/messages tdist-storm/tuple_context tdist-storm/bolt_runtime
+    tdist-storm/spout_runtime
     examples/report
 )
 TARGETS=("${@:-${ALL[@]}}")

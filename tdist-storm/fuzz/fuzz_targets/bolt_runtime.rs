@@ -14,30 +14,17 @@
 //! answered with `sync` and every tuple Storm holds was acked or failed.
 #![no_main]
 
+mod common;
+
+use common::{pid_dir, threads, wait_for_threads, Capture};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
 use std::collections::HashSet;
-use std::io::{Cursor, Write};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::io::Cursor;
 use tdist_core::Tracer;
 use tdist_storm::bolt::{run_bolt_on, Bolt, BoltError, Collector};
 use tdist_storm::protocol::{write_message, Emit, MessageReader, ShellMsg, Tuple};
 use tdist_storm::traced::TracedBolt;
-
-/// What the runtime writes, shared with the target.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Emits anchored to each input, then settles it in a way its first value chooses.
 struct Echo;
@@ -63,15 +50,6 @@ impl Bolt for Echo {
         }
         Ok(())
     }
-}
-
-fn pid_dir() -> &'static str {
-    static DIR: OnceLock<String> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let d = std::env::temp_dir().join(format!("tdist-fuzz-pids-{}", std::process::id()));
-        std::fs::create_dir_all(&d).expect("pid directory");
-        d.display().to_string()
-    })
 }
 
 /// What Storm sent, as its side keeps it.
@@ -142,20 +120,6 @@ fn storm_input(data: &[u8]) -> Sent {
         }
     }
     sent
-}
-
-/// Threads of this process.
-fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task").map_or(0, Iterator::count)
-}
-
-/// Waits (at most a second) until the runtime's reader thread has ended, so that libFuzzer's
-/// leak check does not count the thread's own memory while it is still exiting.
-fn wait_for_threads(before: usize) {
-    let start = std::time::Instant::now();
-    while threads() > before && start.elapsed() < std::time::Duration::from_secs(1) {
-        std::thread::sleep(std::time::Duration::from_micros(50));
-    }
 }
 
 fuzz_target!(|data: &[u8]| {
