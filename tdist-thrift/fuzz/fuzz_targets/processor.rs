@@ -17,6 +17,9 @@ mod comments;
 use comments::{
     Comment, InvalidComment, SpamCheckSyncHandler, SpamCheckSyncProcessor, SpamScore, Verdict,
 };
+mod common;
+
+use common::{input, output, with_checksum};
 use libfuzzer_sys::fuzz_target;
 use std::cell::RefCell;
 use std::io::{Cursor, Read};
@@ -24,12 +27,8 @@ use std::rc::Rc;
 use tdist_core::{binary, Tracer};
 use tdist_thrift::prefix::PrefixReader;
 use tdist_thrift::{TracedProcessor, TracingInputProtocol, PROBE_METHOD};
-use thrift::protocol::{
-    TBinaryInputProtocol, TBinaryOutputProtocol, TCompactInputProtocol, TCompactOutputProtocol,
-    TInputProtocol, TOutputProtocol,
-};
 use thrift::server::TProcessor;
-use thrift::{ApplicationError, ApplicationErrorKind, OrderedFloat, TConfiguration};
+use thrift::{ApplicationError, ApplicationErrorKind, OrderedFloat};
 
 /// At most this many requests are served from one input.
 const REQUESTS: usize = 4;
@@ -62,30 +61,6 @@ impl SpamCheckSyncHandler for Spam {
     }
 }
 
-fn config() -> TConfiguration {
-    TConfiguration::builder()
-        .max_string_size(Some(4096))
-        .max_container_size(Some(256))
-        .build()
-        .expect("valid configuration")
-}
-
-fn input<'a, R: std::io::Read + 'a>(compact: bool, r: R) -> Box<dyn TInputProtocol + 'a> {
-    if compact {
-        Box::new(TCompactInputProtocol::with_config(r, config()))
-    } else {
-        Box::new(TBinaryInputProtocol::with_config(r, false, config()))
-    }
-}
-
-fn output<'a>(compact: bool, w: &'a mut Vec<u8>) -> Box<dyn TOutputProtocol + 'a> {
-    if compact {
-        Box::new(TCompactOutputProtocol::new(w))
-    } else {
-        Box::new(TBinaryOutputProtocol::new(w, true))
-    }
-}
-
 /// A cursor the reference can move (past a prefix) while its protocol reads from it.
 #[derive(Clone)]
 struct Shared<'a>(Rc<RefCell<Cursor<&'a [u8]>>>);
@@ -108,15 +83,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let compact = mode & 1 == 1;
-    let mut bytes = rest.to_vec();
-    if mode & 4 != 0 {
-        if let Ok(len) = binary::frame_len(&bytes) {
-            if bytes.len() >= len {
-                let crc = crc32fast::hash(&bytes[..len - 4]);
-                bytes[len - 4..len].copy_from_slice(&crc.to_be_bytes());
-            }
-        }
-    }
+    let bytes = with_checksum(rest, mode & 4 != 0);
 
     let traced = TracedProcessor::new(Tracer::noop(), SpamCheckSyncProcessor::new(Spam));
     let plain = SpamCheckSyncProcessor::new(Spam);

@@ -12,6 +12,9 @@
 //! fuzzer gets past it.
 #![no_main]
 
+mod common;
+
+use common::{input, output, with_checksum};
 use libfuzzer_sys::fuzz_target;
 use std::io::Cursor;
 use tdist_core::Tracer;
@@ -19,30 +22,11 @@ use tdist_core::{binary, SpanContext};
 use tdist_thrift::prefix::{Detected, PrefixReader};
 use tdist_thrift::{client_protocols, TracingInputProtocol};
 use thrift::protocol::{
-    TBinaryInputProtocol, TBinaryOutputProtocol, TCompactInputProtocol, TInputProtocol,
-    TMessageIdentifier, TMessageType, TOutputProtocol, TStructIdentifier, TType,
+    TInputProtocol, TMessageIdentifier, TMessageType, TOutputProtocol, TStructIdentifier, TType,
 };
-use thrift::TConfiguration;
 
 /// At most this many messages are read from one input.
 const MESSAGES: usize = 8;
-
-fn config() -> TConfiguration {
-    TConfiguration::builder()
-        .max_string_size(Some(4096))
-        .max_container_size(Some(256))
-        .build()
-        .expect("valid configuration")
-}
-
-fn protocol<'a, R: std::io::Read + 'a>(compact: bool, r: R) -> Box<dyn TInputProtocol + 'a> {
-    if compact {
-        Box::new(TCompactInputProtocol::with_config(r, config()))
-    } else {
-        // Not strict: reads both strict and old-style binary messages.
-        Box::new(TBinaryInputProtocol::with_config(r, false, config()))
-    }
-}
 
 /// What reading one message gave: its header, then whether its arguments and end were read.
 #[derive(Debug, PartialEq)]
@@ -92,7 +76,7 @@ fn reference(bytes: &[u8], compact: bool) -> (Vec<Step>, Vec<Option<SpanContext>
             }
         }
         contexts.push(ctx);
-        if !read_one(&mut *protocol(compact, &mut cursor), &mut steps) {
+        if !read_one(&mut *input(compact, &mut cursor), &mut steps) {
             break;
         }
     }
@@ -104,22 +88,14 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let compact = mode & 1 == 1;
-    let mut bytes = rest.to_vec();
-    if mode & 4 != 0 {
-        if let Ok(len) = binary::frame_len(&bytes) {
-            if bytes.len() >= len {
-                let crc = crc32fast::hash(&bytes[..len - 4]);
-                bytes[len - 4..len].copy_from_slice(&crc.to_be_bytes());
-            }
-        }
-    }
+    let bytes = with_checksum(rest, mode & 4 != 0);
     let (expected, contexts) = reference(&bytes, compact);
 
     let mut got = Vec::new();
     let (reader, handle) = PrefixReader::new(Cursor::new(&bytes[..]));
     if mode & 2 == 0 {
         // The tracing protocol, as a traced server reads requests.
-        let mut traced = TracingInputProtocol::server(protocol(compact, reader), handle);
+        let mut traced = TracingInputProtocol::server(input(compact, reader), handle);
         for _ in 0..MESSAGES {
             if !read_one(&mut traced, &mut got) {
                 break;
@@ -127,14 +103,10 @@ fuzz_target!(|data: &[u8]| {
         }
     } else {
         // As a traced client reads replies, each after sending a call (its span open).
-        let out = TBinaryOutputProtocol::new(Vec::new(), true);
-        let (mut input, mut output) = client_protocols(
-            &Tracer::noop(),
-            protocol(compact, reader),
-            handle,
-            out,
-            true,
-        );
+        let mut sink = Vec::new();
+        let out = output(compact, &mut sink);
+        let (mut input, mut output) =
+            client_protocols(&Tracer::noop(), input(compact, reader), handle, out, true);
         for seq in 0..MESSAGES as i32 {
             output
                 .write_message_begin(&TMessageIdentifier::new("check", TMessageType::Call, seq))
@@ -153,7 +125,7 @@ fuzz_target!(|data: &[u8]| {
 
     // The context found in front of each message, through the reader's handle.
     let (reader, handle) = PrefixReader::new(Cursor::new(&bytes[..]));
-    let mut plain = protocol(compact, reader);
+    let mut plain = input(compact, reader);
     let mut found = Vec::new();
     let mut scratch = Vec::new();
     for _ in 0..contexts.len() {
