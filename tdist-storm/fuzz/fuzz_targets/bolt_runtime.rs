@@ -16,14 +16,13 @@
 
 mod common;
 
-use common::{pid_dir, threads, wait_for_threads, Capture};
+use common::{pid_dir, run_and_read};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
 use std::collections::HashSet;
-use std::io::Cursor;
 use tdist_core::Tracer;
 use tdist_storm::bolt::{run_bolt_on, Bolt, BoltError, Collector};
-use tdist_storm::protocol::{write_message, Emit, MessageReader, ShellMsg, Tuple};
+use tdist_storm::protocol::{write_message, Emit, ShellMsg, Tuple};
 use tdist_storm::traced::TracedBolt;
 
 /// Emits anchored to each input, then settles it in a way its first value chooses.
@@ -123,23 +122,16 @@ fn storm_input(data: &[u8]) -> Sent {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let before = threads();
     let sent = storm_input(data);
-    let out = Capture::default();
-    let bolt = TracedBolt::new(Echo, Tracer::noop());
-    let result = run_bolt_on(bolt, Cursor::new(sent.input.clone()), out.clone());
-    wait_for_threads(before);
-    let written = out.0.lock().unwrap().clone();
+    let (clean, commands) = run_and_read(&sent.input, |input, output| {
+        run_bolt_on(TracedBolt::new(Echo, Tracer::noop()), input, output)
+    });
 
-    // Everything written is a message ShellBolt can read.
-    let mut reader = MessageReader::new(&written[..]);
-    let first = reader.read_json().expect("framed").expect("the pid answer");
-    assert!(first["pid"].is_u64(), "{first}");
     let held: HashSet<&str> = sent.held.iter().map(String::as_str).collect();
     let mut settled: HashSet<String> = HashSet::new();
     let mut syncs = 0;
-    while let Some(v) = reader.read_json().expect("framed JSON") {
-        match ShellMsg::from_json(v.clone()).unwrap_or_else(|e| panic!("{v}: {e}")) {
+    for (v, m) in commands {
+        match m {
             ShellMsg::Ack(id) | ShellMsg::Fail(id) => {
                 let id = id
                     .as_str()
@@ -161,7 +153,7 @@ fuzz_target!(|data: &[u8]| {
             other => panic!("unexpected command {other:?}"),
         }
     }
-    if result.is_ok() && !sent.broken {
+    if clean && !sent.broken {
         assert_eq!(syncs, sent.heartbeats, "heartbeats unanswered");
         assert_eq!(settled.len(), held.len(), "tuples left unsettled");
     }

@@ -15,13 +15,12 @@
 
 mod common;
 
-use common::{pid_dir, threads, wait_for_threads, Capture};
+use common::{pid_dir, run_and_read};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
-use std::io::Cursor;
 use tdist_core::Tracer;
 use tdist_storm::bolt::BoltError;
-use tdist_storm::protocol::{write_message, Emit, MessageReader, ShellMsg};
+use tdist_storm::protocol::{write_message, Emit, ShellMsg};
 use tdist_storm::spout::{run_spout_on, Spout, SpoutOutput};
 use tdist_storm::traced::TracedSpout;
 
@@ -110,20 +109,13 @@ fn storm_input(data: &[u8]) -> Sent {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let before = threads();
     let sent = storm_input(data);
-    let out = Capture::default();
-    let spout = TracedSpout::new(Numbers(0), Tracer::noop());
-    let result = run_spout_on(spout, Cursor::new(sent.input.clone()), out.clone());
-    wait_for_threads(before);
-    let written = out.0.lock().unwrap().clone();
-
-    let mut reader = MessageReader::new(&written[..]);
-    let first = reader.read_json().expect("framed").expect("the pid answer");
-    assert!(first["pid"].is_u64(), "{first}");
+    let (clean, commands) = run_and_read(&sent.input, |input, output| {
+        run_spout_on(TracedSpout::new(Numbers(0), Tracer::noop()), input, output)
+    });
     let mut syncs = 0;
-    while let Some(v) = reader.read_json().expect("framed JSON") {
-        match ShellMsg::from_json(v.clone()).unwrap_or_else(|e| panic!("{v}: {e}")) {
+    for (v, m) in commands {
+        match m {
             ShellMsg::Emit(e) => assert!(e.anchors.is_empty(), "a spout anchored: {v}"),
             ShellMsg::Sync => syncs += 1,
             ShellMsg::Log { .. } | ShellMsg::Error(_) | ShellMsg::Metrics { .. } => {}
@@ -135,7 +127,7 @@ fuzz_target!(|data: &[u8]| {
         "{syncs} syncs for {} messages",
         sent.answered
     );
-    if result.is_ok() && !sent.broken {
+    if clean && !sent.broken {
         assert_eq!(syncs, sent.answered, "messages left unanswered");
     }
 });
