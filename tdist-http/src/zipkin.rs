@@ -25,8 +25,9 @@
 //! against the system's trusted roots and any given with
 //! `ZipkinTransportBuilder::ca_certificates_pem` or `TDIST_ZIPKIN_CA_FILE`. A collector that
 //! admits only known clients gets the certificate given with
-//! `ZipkinTransportBuilder::client_certificate_pem` or the two client variables. Without the
-//! feature, put a TLS-terminating proxy or a local agent in front.
+//! `ZipkinTransportBuilder::client_certificate_pem` or the two client variables (each file a
+//! regular file of at most 8 MiB). Without the feature, put a TLS-terminating proxy or a local
+//! agent in front.
 //!
 //! Credentials in the endpoint (`https://user:password@collector/api/v2/spans`) become an
 //! `Authorization: Basic` header, and the URL the transport keeps, shows and puts in its errors
@@ -849,10 +850,31 @@ fn read_tls_file(
         let why = "tdist-http was built without the tls feature";
         return Err(ConfigError::new(name, path, why));
     }
-    match std::fs::read(path.trim()) {
-        Ok(pem) => Ok(Some(pem)),
-        Err(e) => Err(ConfigError::new(name, path, e.to_string())),
+    read_bounded(std::path::Path::new(path.trim()), MAX_TLS_FILE)
+        .map(Some)
+        .map_err(|why| ConfigError::new(name, path, why))
+}
+
+/// The largest PEM file read from the environment. System CA bundles are a few hundred KB.
+const MAX_TLS_FILE: u64 = 8 << 20;
+
+/// A regular file's contents, if it has at most `max` bytes. A device or a FIFO (a mistyped
+/// `/dev/...` path) is refused before it is opened, so that it can neither block nor fill the
+/// memory.
+fn read_bounded(path: &std::path::Path, max: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".to_owned());
     }
+    let mut contents = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(max + 1).read_to_end(&mut contents))
+        .map_err(|e| e.to_string())?;
+    if contents.len() as u64 > max {
+        return Err(format!("larger than {max} bytes"));
+    }
+    Ok(contents)
 }
 
 /// The error for a client certificate without its key, or a key without its certificate.
@@ -1266,6 +1288,35 @@ mod tests {
             ("http://h/?q=a@b", "http://h/?q=a@b"),
         ] {
             assert_eq!(redact_userinfo(given), shown);
+        }
+    }
+
+    /// A TLS file variable naming a device or a file too large to be PEM is refused with the
+    /// variable's name, without reading it (`/dev/zero` would never end).
+    #[cfg(feature = "tls")]
+    #[test]
+    fn tls_files_must_be_regular_and_bounded() {
+        let big = std::env::temp_dir().join(format!("tdist-big-{}.pem", std::process::id()));
+        std::fs::write(&big, vec![b'x'; 4096]).unwrap();
+        assert_eq!(read_bounded(&big, 4096).unwrap().len(), 4096);
+        let err = read_bounded(&big, 4095).unwrap_err();
+        assert!(err.contains("larger than 4095 bytes"), "{err}");
+        std::fs::remove_file(&big).unwrap();
+        for name in [
+            "TDIST_ZIPKIN_CA_FILE",
+            "TDIST_ZIPKIN_CLIENT_CERT_FILE",
+            "TDIST_ZIPKIN_CLIENT_KEY_FILE",
+        ] {
+            let env = |k: &str| match k {
+                "OTEL_EXPORTER_ZIPKIN_ENDPOINT" => {
+                    Some("https://127.0.0.1:9411/api/v2/spans".into())
+                }
+                k if k == name => Some("/dev/zero".into()),
+                _ => None,
+            };
+            let err = ZipkinTransport::from_lookup(env).unwrap_err();
+            assert_eq!(err.variable(), name);
+            assert!(err.to_string().contains("not a regular file"), "{err}");
         }
     }
 
