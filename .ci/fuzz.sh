@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# Coverage-guided fuzzing of every decoder that reads bytes from outside the process: ids, B3,
-# W3C, the binary context frame (tdist-core), HTTP headers (tdist-http), Kafka payloads
-# (tdist-kafka), Thrift messages with and without the tracing prefix (tdist-thrift), the Storm
-# multilang pipe and tuple contexts (tdist-storm), and span files read by the trace report
-# (examples). Each target holds the decoder to an oracle
-# (a plain reading of the rule, or a round trip), not only to "does not crash"; see the
-# comment at the top of each target in <crate>/fuzz/fuzz_targets/.
+# Coverage-guided fuzzing of every decoder that reads bytes from outside the process: ids, B3, W3C,
+# the binary context frame (tdist-core), HTTP headers (tdist-http), Kafka payloads (tdist-kafka),
+# Thrift messages with and without the tracing prefix (tdist-thrift), the Storm multilang pipe and
+# tuple contexts (tdist-storm), and span files read by the trace report (examples). Each target
+# holds the decoder to an oracle (a plain reading of the rule, or a round trip), not only to "does
+# not crash"; see the comment at the top of each target in <crate>/fuzz/fuzz_targets/.
 #
-# Each target starts from its checked-in seeds (<crate>/fuzz/seeds/<target>) plus what earlier
-# runs on this machine found (target/fuzz-corpus), and runs FUZZ_SECONDS (default 30). A
-# crash fails the step; the input is kept in target/ci-artifacts/fuzz/ and printed in hex.
+# Each target starts from its checked-in seeds (<crate>/fuzz/seeds/<target>) plus what earlier runs
+# on this machine found (kept in $HOME/.cache/tdist/fuzz-corpus, or FUZZ_CORPUS, so that each CI run
+# goes deeper than the last), and runs FUZZ_SECONDS (default 30). A crash fails the step; the input
+# is kept in target/ci-artifacts/fuzz/ and printed in hex.
 #
 # Needs the nightly toolchain (libFuzzer's instrumentation) and cargo-fuzz from crates.io (built
 # once into $HOME/.cache/tdist). Without a nightly toolchain the step says so and is skipped.
@@ -23,7 +23,7 @@ CACHE="${HOME}/.cache/tdist"
 FUZZ_ROOT="${CACHE}/cargo-fuzz-0.13.2"
 SECONDS_EACH="${FUZZ_SECONDS:-30}"
 TARGET_DIR="${ROOT}/target/fuzz"
-CORPUS_DIR="${ROOT}/target/fuzz-corpus"
+CORPUS_DIR="${FUZZ_CORPUS:-${CACHE}/fuzz-corpus}"
 ARTIFACTS="${ROOT}/target/ci-artifacts/fuzz"
 
 ALL=(
