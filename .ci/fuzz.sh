@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing of every decoder that reads bytes from outside the process: ids, B3, W3C,
-# the binary context frame (tdist-core), HTTP headers (tdist-http), Kafka payloads (tdist-kafka),
-# Thrift messages with and without the tracing prefix (tdist-thrift), the Storm multilang pipe and
-# tuple contexts (tdist-storm), and span files read by the trace report (examples). Each target
-# holds the decoder to an oracle (a plain reading of the rule, or a round trip), not only to "does
-# not crash"; see the comment at the top of each target in <crate>/fuzz/fuzz_targets/.
+# the binary context frame (tdist-core), HTTP headers (tdist-http), Kafka payloads and record
+# headers (tdist-kafka), Thrift messages with and without the tracing prefix and the traced
+# processor (tdist-thrift), the Storm multilang pipe, tuple contexts and the bolt and spout runtimes
+# (tdist-storm), and span files read by the trace report (examples). Each target holds the decoder
+# to an oracle (a plain reading of the rule, a model of the peer, or a round trip), not only to
+# "does not crash"; see the comment at the top of each target in <crate>/fuzz/fuzz_targets/.
 #
 # Each target starts from its checked-in seeds (<crate>/fuzz/seeds/<target>) plus what earlier runs
 # on this machine found (kept in $HOME/.cache/tdist/fuzz-corpus, or FUZZ_CORPUS, so that each CI run
