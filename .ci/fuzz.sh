@@ -40,7 +40,7 @@ TARGETS=("${@:-${ALL[@]}}")
 
 step "nightly toolchain"
 if ! rustup run nightly rustc --version 2>/dev/null; then
-    rustup toolchain install nightly --profile minimal >/dev/null 2>&1 || true
+    timeout 180 rustup toolchain install nightly --profile minimal >/dev/null 2>&1 || true
     if ! rustup run nightly rustc --version 2>/dev/null; then
         echo "SKIPPED: no nightly toolchain here and none could be installed; fuzzing needs one"
         exit 0
