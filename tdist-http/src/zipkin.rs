@@ -1302,22 +1302,30 @@ mod tests {
         let err = read_bounded(&big, 4095).unwrap_err();
         assert!(err.contains("larger than 4095 bytes"), "{err}");
         std::fs::remove_file(&big).unwrap();
-        for name in [
-            "TDIST_ZIPKIN_CA_FILE",
-            "TDIST_ZIPKIN_CLIENT_CERT_FILE",
-            "TDIST_ZIPKIN_CLIENT_KEY_FILE",
-        ] {
-            let env = |k: &str| match k {
-                "OTEL_EXPORTER_ZIPKIN_ENDPOINT" => {
-                    Some("https://127.0.0.1:9411/api/v2/spans".into())
-                }
-                k if k == name => Some("/dev/zero".into()),
-                _ => None,
-            };
-            let err = ZipkinTransport::from_lookup(env).unwrap_err();
-            assert_eq!(err.variable(), name);
+        for name in TLS_FILES {
+            let err = tls_file_error(name, "/dev/zero");
             assert!(err.to_string().contains("not a regular file"), "{err}");
         }
+    }
+
+    /// The variables that name TLS files.
+    const TLS_FILES: [&str; 3] = [
+        "TDIST_ZIPKIN_CA_FILE",
+        "TDIST_ZIPKIN_CLIENT_CERT_FILE",
+        "TDIST_ZIPKIN_CLIENT_KEY_FILE",
+    ];
+
+    /// The configuration error for TLS file variable `name` set to `path` (the endpoint set,
+    /// nothing else), checked to name the variable.
+    fn tls_file_error(name: &str, path: &str) -> ConfigError {
+        let env = |k: &str| match k {
+            "OTEL_EXPORTER_ZIPKIN_ENDPOINT" => Some("http://127.0.0.1:9411/api/v2/spans".into()),
+            k if k == name => Some(path.into()),
+            _ => None,
+        };
+        let err = ZipkinTransport::from_lookup(env).unwrap_err();
+        assert_eq!(err.variable(), name);
+        err
     }
 
     /// Without the `tls` feature a TLS file is a configuration error (the settings it asks for
@@ -1325,20 +1333,8 @@ mod tests {
     #[cfg(not(feature = "tls"))]
     #[test]
     fn tls_files_need_the_tls_feature() {
-        for name in [
-            "TDIST_ZIPKIN_CA_FILE",
-            "TDIST_ZIPKIN_CLIENT_CERT_FILE",
-            "TDIST_ZIPKIN_CLIENT_KEY_FILE",
-        ] {
-            let env = |k: &str| match k {
-                "OTEL_EXPORTER_ZIPKIN_ENDPOINT" => {
-                    Some("http://127.0.0.1:9411/api/v2/spans".into())
-                }
-                k if k == name => Some("/nonexistent/tdist.pem".into()),
-                _ => None,
-            };
-            let err = ZipkinTransport::from_lookup(env).unwrap_err();
-            assert_eq!(err.variable(), name);
+        for name in TLS_FILES {
+            let err = tls_file_error(name, "/nonexistent/tdist.pem");
             assert!(err.to_string().contains("tls feature"), "{err}");
         }
     }
