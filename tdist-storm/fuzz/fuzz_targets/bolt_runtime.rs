@@ -16,7 +16,7 @@
 
 mod common;
 
-use common::{pid_dir, run_and_read};
+use common::{break_framing, pid_dir, run_and_read};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -110,9 +110,7 @@ fn storm_input(data: &[u8]) -> Sent {
             // A spout's command: a bolt stops on it.
             7 => sent.message(&json!({"command": "next"})),
             _ => {
-                // Bytes that end the framing: no `end` line follows.
-                sent.input.extend_from_slice(&c[1..]);
-                sent.input.push(b'\n');
+                break_framing(&mut sent.input, &c[1..]);
                 sent.broken = true;
                 break;
             }

@@ -67,3 +67,10 @@ pub fn run_and_read<E>(
     }
     (clean, commands)
 }
+
+/// Appends bytes that end the framing (a line with no `end` after it): the runtime must stop
+/// reading there.
+pub fn break_framing(input: &mut Vec<u8>, bytes: &[u8]) {
+    input.extend_from_slice(bytes);
+    input.push(b'\n');
+}

@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::{pid_dir, run_and_read};
+use common::{break_framing, pid_dir, run_and_read};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
 use tdist_core::Tracer;
@@ -98,8 +98,7 @@ fn storm_input(data: &[u8]) -> Sent {
                 sent.answered += 1;
             }
             _ => {
-                sent.input.extend_from_slice(&c[1..]);
-                sent.input.push(b'\n');
+                break_framing(&mut sent.input, &c[1..]);
                 sent.broken = true;
                 break;
             }
