@@ -7,6 +7,9 @@
 //! (`cargo test -p tdist-http --test brave_peer -- --ignored`). `TDIST_HTTP_SERVICE` may name a
 //! built `http_service`; otherwise the test builds it with cargo.
 
+#[path = "../../examples/tests/support/cargo_build.rs"]
+mod cargo_build;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -35,32 +38,7 @@ fn http_service_binary() -> PathBuf {
             return PathBuf::from(p);
         }
     }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-    let mut cmd = Command::new(cargo);
-    cmd.args([
-        "build",
-        "--quiet",
-        "--message-format=json",
-        "--manifest-path",
-    ])
-    .arg(manifest)
-    .args(["-p", "tdist-examples", "--example", "http_service"]);
-    if !cfg!(debug_assertions) {
-        cmd.arg("--release");
-    }
-    let out = cmd.output().expect("run cargo build");
-    assert!(
-        out.status.success(),
-        "building http_service: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "http_service")
-        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
-        .expect("cargo reported no executable for http_service")
+    cargo_build::build_example("tdist-examples", "http_service")
 }
 
 /// A child process killed when dropped (a failed assert must not leave it running).

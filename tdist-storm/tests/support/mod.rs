@@ -1,6 +1,9 @@
 //! Shared helpers: building the component binaries and reading span files back.
 #![allow(dead_code, unreachable_pub)]
 
+#[path = "../../../examples/tests/support/cargo_build.rs"]
+mod cargo_build;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,34 +18,7 @@ pub fn example(package: &str, name: &str) -> PathBuf {
     if let Some((_, _, p)) = built.iter().find(|(pk, n, _)| pk == package && n == name) {
         return p.clone();
     }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let manifest = match package {
-        "tdist-storm" => dir.join("Cargo.toml"),
-        _ => dir.join("..").join("examples").join("Cargo.toml"),
-    };
-    cmd.arg("build")
-        .arg("--quiet")
-        .arg("--message-format=json")
-        .arg("--manifest-path")
-        .arg(manifest)
-        .args(["-p", package, "--example", name]);
-    if !cfg!(debug_assertions) {
-        cmd.arg("--release");
-    }
-    let out = cmd.output().expect("run cargo build");
-    assert!(
-        out.status.success(),
-        "building example {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let path = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == name)
-        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
-        .unwrap_or_else(|| panic!("cargo reported no executable for example {name}"));
+    let path = cargo_build::build_example(package, name);
     built.push((package.to_owned(), name.to_owned(), path.clone()));
     path
 }
