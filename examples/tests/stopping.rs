@@ -6,15 +6,13 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[test]
 fn sigterm_stops_the_http_service_and_flushes_its_spans() {
-    let dir = std::env::temp_dir().join(format!("tdist-http-service-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("spans.json");
-    let _ = std::fs::remove_file(&file);
+    let (dir, file) = span_dir("http-service");
     let mut child = Command::new(support::build_example("http_service"))
         .args(["--listen", "127.0.0.1:0"])
         .env("TDIST_FILE", &file)
@@ -50,8 +48,7 @@ fn sigterm_stops_the_http_service_and_flushes_its_spans() {
     let mut rest = String::new();
     let _ = stderr.read_to_string(&mut rest);
     assert!(status.success(), "{status}: {rest}");
-    let spans = std::fs::read_to_string(&file).unwrap_or_default();
-    let _ = std::fs::remove_dir_all(&dir);
+    let spans = take_spans(&dir, &file);
     assert!(
         spans.contains(r#""kind":"SERVER""#) && spans.contains("/orders"),
         "no span in the file: {spans:?} ({rest})"
@@ -60,10 +57,7 @@ fn sigterm_stops_the_http_service_and_flushes_its_spans() {
 
 #[test]
 fn sigterm_stops_the_thrift_service_and_flushes_its_spans() {
-    let dir = std::env::temp_dir().join(format!("tdist-thrift-service-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("spans.json");
-    let _ = std::fs::remove_file(&file);
+    let (dir, file) = span_dir("thrift-service");
     let bin = support::build_example("thrift_service");
     let mut server = Command::new(&bin)
         .args(["--listen", "127.0.0.1:0", "--spans"])
@@ -87,12 +81,27 @@ fn sigterm_stops_the_thrift_service_and_flushes_its_spans() {
 
     let status = terminate(&mut server);
     assert!(status.success(), "{status}");
-    let spans = std::fs::read_to_string(&file).unwrap_or_default();
-    let _ = std::fs::remove_dir_all(&dir);
+    let spans = take_spans(&dir, &file);
     assert!(
         spans.contains(r#""kind":"SERVER""#) && spans.contains("spam-check"),
         "no span in the file: {spans:?}"
     );
+}
+
+/// An empty directory of this test process's own, and the span file to write in it.
+fn span_dir(tag: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("tdist-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("spans.json");
+    let _ = std::fs::remove_file(&file);
+    (dir, file)
+}
+
+/// What the example wrote to its span file (nothing if it wrote none); the directory is removed.
+fn take_spans(dir: &Path, file: &Path) -> String {
+    let spans = std::fs::read_to_string(file).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(dir);
+    spans
 }
 
 /// Sends SIGTERM and waits (at most 30 s) for the process to exit.
