@@ -581,6 +581,10 @@ impl ZipkinTransport {
                 }
             });
         }
+        let at_endpoint = |why: String| {
+            let shown = redact_userinfo(&endpoint);
+            ConfigError::new("OTEL_EXPORTER_ZIPKIN_ENDPOINT", shown, why)
+        };
         b.build().map_err(|e| match e {
             ZipkinError::InvalidProxy {
                 variable: Some(variable),
@@ -593,16 +597,15 @@ impl ZipkinTransport {
             e @ ZipkinError::GzipUnavailable => {
                 ConfigError::new("TDIST_ZIPKIN_GZIP", "true", e.to_string())
             }
-            // The file a TLS error is about.
-            ZipkinError::Tls { input, reason } if input.variable().is_some() => {
-                let variable = input.variable().unwrap_or("TDIST_ZIPKIN_CA_FILE");
-                let value = get(variable).unwrap_or_default();
-                ConfigError::new(variable, value, format!("tls: {reason}"))
-            }
-            e => {
-                let shown = redact_userinfo(&endpoint);
-                ConfigError::new("OTEL_EXPORTER_ZIPKIN_ENDPOINT", shown, e.to_string())
-            }
+            // The file a TLS error is about, if a file is.
+            ZipkinError::Tls { input, reason } => match input.variable() {
+                Some(variable) => {
+                    let value = get(variable).unwrap_or_default();
+                    ConfigError::new(variable, value, format!("tls: {reason}"))
+                }
+                None => at_endpoint(format!("tls: {reason}")),
+            },
+            e => at_endpoint(e.to_string()),
         })
     }
 
