@@ -6,6 +6,9 @@
 //! announced frame first, so the fuzzer reaches the checks that come after it.
 #![no_main]
 
+mod checksum;
+
+use checksum::fix_checksum;
 use libfuzzer_sys::fuzz_target;
 use tdist_core::binary;
 
@@ -15,12 +18,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut input = rest.to_vec();
     if mode & 1 == 1 {
-        if let Ok(len) = binary::frame_len(&input) {
-            if input.len() >= len {
-                let crc = crc32fast::hash(&input[..len - 4]);
-                input[len - 4..len].copy_from_slice(&crc.to_be_bytes());
-            }
-        }
+        fix_checksum(&mut input);
     }
     let announced = binary::frame_len(&input);
     match binary::split(&input) {

@@ -7,8 +7,11 @@
 //! of the payload, so the fuzzer gets past it.
 #![no_main]
 
+#[path = "../../../tdist-core/fuzz/fuzz_targets/checksum.rs"]
+mod checksum;
+
+use checksum::fix_checksum;
 use libfuzzer_sys::fuzz_target;
-use tdist_core::binary;
 use tdist_kafka::codec::{Bytes, Deserializer, TracingDeserializer, TracingSerializer};
 use tdist_kafka::frame;
 
@@ -18,12 +21,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut payload = rest.to_vec();
     if mode & 1 == 1 {
-        if let Ok(len) = binary::frame_len(&payload) {
-            if payload.len() >= len {
-                let crc = crc32fast::hash(&payload[..len - 4]);
-                payload[len - 4..len].copy_from_slice(&crc.to_be_bytes());
-            }
-        }
+        fix_checksum(&mut payload);
     }
     let traced = TracingDeserializer::new(Bytes)
         .deserialize(&payload)

@@ -10,6 +10,10 @@
 #![no_main]
 
 use base64::Engine as _;
+#[path = "../../../tdist-core/fuzz/fuzz_targets/checksum.rs"]
+mod checksum;
+
+use checksum::fix_checksum;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use tdist_core::propagation::{b3, w3c};
@@ -90,12 +94,8 @@ fuzz_target!(|data: &[u8]| {
         // not declare).
         if mode & 1 == 1 {
             if let Some((mut bytes, base64)) = values.first().and_then(payload) {
-                if let Ok(len) = binary::frame_len(&bytes) {
-                    if bytes.len() >= len {
-                        let crc = crc32fast::hash(&bytes[..len - 4]);
-                        bytes[len - 4..len].copy_from_slice(&crc.to_be_bytes());
-                        set_payload(&mut values[0], &bytes, base64);
-                    }
+                if fix_checksum(&mut bytes) {
+                    set_payload(&mut values[0], &bytes, base64);
                 }
             }
         }

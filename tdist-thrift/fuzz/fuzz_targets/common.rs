@@ -1,6 +1,9 @@
 //! What the Thrift targets share: size limits, protocols, and the checksum fix-up.
 
-use tdist_core::binary;
+#[path = "../../../tdist-core/fuzz/fuzz_targets/checksum.rs"]
+mod checksum;
+
+use checksum::fix_checksum;
 use thrift::protocol::{
     TBinaryInputProtocol, TBinaryOutputProtocol, TCompactInputProtocol, TCompactOutputProtocol,
     TInputProtocol, TOutputProtocol,
@@ -38,11 +41,8 @@ pub fn output<'a>(compact: bool, w: &'a mut Vec<u8>) -> Box<dyn TOutputProtocol 
 /// when `fix` is set, so that the fuzzer gets past it.
 pub fn with_checksum(rest: &[u8], fix: bool) -> Vec<u8> {
     let mut bytes = rest.to_vec();
-    if let (true, Ok(len)) = (fix, binary::frame_len(&bytes)) {
-        if bytes.len() >= len {
-            let crc = crc32fast::hash(&bytes[..len - 4]);
-            bytes[len - 4..len].copy_from_slice(&crc.to_be_bytes());
-        }
+    if fix {
+        fix_checksum(&mut bytes);
     }
     bytes
 }
