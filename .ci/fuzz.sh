@@ -17,10 +17,11 @@
 # Usage: .ci/fuzz.sh [crate/target ...]   (default: every target)
 set -euo pipefail
 
-step() { printf '\n==> %s\n' "$*"; }
-
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-CACHE="${HOME}/.cache/tdist"
+# step (with each step's duration), step_done, TDIST_CACHE.
+# shellcheck source=lib/peers.sh
+. "${ROOT}/.ci/lib/peers.sh"
+CACHE="${TDIST_CACHE}"
 FUZZ_ROOT="${CACHE}/cargo-fuzz-0.13.2"
 SECONDS_EACH="${FUZZ_SECONDS:-30}"
 TARGET_DIR="${ROOT}/target/fuzz"
@@ -82,6 +83,7 @@ for spec in "${TARGETS[@]}"; do
     fi
 done
 
+step_done
 if [ "${#failed[@]}" -gt 0 ]; then
     echo "fuzzing found failures in: ${failed[*]}" >&2
     exit 1
