@@ -55,12 +55,11 @@ impl Extractor for Pairs<'_> {
     }
 }
 
+/// A B3 header, in any letter case (`b3` and the `X-B3-*` family).
 fn is_trace(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    k == "b3"
-        || ["traceid", "spanid", "parentspanid", "sampled", "flags"]
-            .iter()
-            .any(|f| k == format!("x-b3-{f}"))
+    headers::TRACE_KEYS
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case(key))
 }
 
 fn pairs(h: &OwnedHeaders) -> Model {
