@@ -260,7 +260,13 @@ pub(crate) fn parse_hex_u64(b: &[u8]) -> Result<u64, IdError> {
     match b.len() {
         16 => {
             let (hi, lo) = b.split_at(8);
-            Ok(u64::from(parse_hex8(hi)?) << 32 | u64::from(parse_hex8(lo)?))
+            let (hi, hi_bad) = hex_lanes(be_u64(hi));
+            let (lo, lo_bad) = hex_lanes(be_u64(lo));
+            // One test for both halves: most ids are valid.
+            if hi_bad | lo_bad != 0 {
+                return Err(IdError::NotLowerHex);
+            }
+            Ok(fold_lanes(hi) << 32 | fold_lanes(lo))
         }
         8 => Ok(u64::from(parse_hex8(b)?)),
         1..=15 => parse_hex_tail(b),
@@ -273,33 +279,50 @@ const fn lanes(b: u8) -> u64 {
     u64::from_ne_bytes([b; 8])
 }
 
+/// Eight bytes (`b.len() == 8`) as a big-endian `u64`: the first lands in the top byte.
+#[inline(always)]
+fn be_u64(b: &[u8]) -> u64 {
+    let mut chunk = [0u8; 8];
+    chunk.copy_from_slice(b);
+    u64::from_be_bytes(chunk)
+}
+
 /// Exactly eight lower-hex digits (`b.len() == 8`), converted inside one `u64`.
+#[inline]
+fn parse_hex8(b: &[u8]) -> Result<u32, IdError> {
+    match hex_lanes(be_u64(b)) {
+        (n, 0) => Ok(fold_lanes(n) as u32),
+        _ => Err(IdError::NotLowerHex),
+    }
+}
+
+/// Eight bytes classified and converted at once: each byte's digit value, and a word that is
+/// zero exactly when every byte is a lower-hex digit.
 ///
 /// With every byte below 0x80, adding `0x80 - lo` to a byte sets its top bit exactly when the
 /// byte is at least `lo`, and adding `0x7f - hi` exactly when it is above `hi`; no sum carries
 /// into the next byte. So each byte is classified as a digit or a letter `a`–`f` at once, and
-/// its value is its low nibble, plus 9 for a letter.
-#[inline]
-fn parse_hex8(b: &[u8]) -> Result<u32, IdError> {
-    let mut chunk = [0u8; 8];
-    chunk.copy_from_slice(b);
-    // Big-endian: the first digit lands in the top byte and is the most significant.
-    let v = u64::from_be_bytes(chunk);
+/// its value is its low nibble, plus 9 for a letter. (A byte from 0x80 up may carry into its
+/// neighbour, but then its own top bit already marks the word bad.)
+#[inline(always)]
+fn hex_lanes(v: u64) -> (u64, u64) {
     let top = lanes(0x80);
     let at_least = |lo: u8| v.wrapping_add(lanes(0x80 - lo));
     let above = |hi: u8| v.wrapping_add(lanes(0x7f - hi));
     let digit = at_least(b'0') & !above(b'9');
     let letter = at_least(b'a') & !above(b'f');
-    if v & top != 0 || (digit | letter) & top != top {
-        return Err(IdError::NotLowerHex);
-    }
+    let bad = (v | !(digit | letter)) & top;
     let letter = (letter & top) >> 7;
-    // One nibble per byte, then pairs, quads and the whole eight folded together.
-    let n = (v & lanes(0x0f)) + letter * 9;
+    ((v & lanes(0x0f)) + letter * 9, bad)
+}
+
+/// One digit value per byte (the first in the top byte), folded into the 32-bit number they
+/// spell: pairs, then quads, then the whole eight.
+#[inline(always)]
+fn fold_lanes(n: u64) -> u64 {
     let n = (n | n >> 4) & 0x00ff_00ff_00ff_00ff;
     let n = (n | n >> 8) & 0x0000_ffff_0000_ffff;
-    let n = (n | n >> 16) & 0x0000_0000_ffff_ffff;
-    Ok(n as u32)
+    (n | n >> 16) & 0x0000_0000_ffff_ffff
 }
 
 /// 1 to 15 digits, one at a time through the table.
