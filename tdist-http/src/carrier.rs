@@ -54,6 +54,11 @@ impl Extractor for HeaderExtractor<'_> {
         readable(self.0.get(key)?)
     }
 
+    fn get_bytes(&self, key: &str) -> Option<&[u8]> {
+        let value = self.0.get(key)?;
+        (value.len() <= MAX_VALUE_LEN).then(|| value.as_bytes())
+    }
+
     fn count(&self, key: &str) -> usize {
         self.0.get_all(key).iter().count()
     }
@@ -66,8 +71,10 @@ impl Extractor for HeaderExtractor<'_> {
 /// server layer uses it.
 #[derive(Debug, Clone, Copy)]
 pub struct ScannedHeaders<'a> {
-    /// The first value of each header, when it is readable (checked once, here).
-    values: [Option<&'a str>; 7],
+    /// The first value of each header, when it is at most [`MAX_VALUE_LEN`] long. Whether it
+    /// is text is checked when it is read as text: the `X-B3-*` ids are read as bytes
+    /// ([`Extractor::get_bytes`]), since parsing them checks every byte anyway.
+    values: [Option<&'a HeaderValue>; 7],
     /// Which headers are present at all, readable or not (bit `i` for slot `i`).
     present: u8,
     traceparents: usize,
@@ -93,7 +100,7 @@ impl<'a> ScannedHeaders<'a> {
                 }
                 if scanned.present & (1 << i) == 0 {
                     scanned.present |= 1 << i;
-                    scanned.values[i] = readable(value);
+                    scanned.values[i] = (value.len() <= MAX_VALUE_LEN).then_some(value);
                 }
             } else if name == "content-type" {
                 scanned.grpc = crate::grpc::is_grpc(value.as_bytes());
@@ -141,15 +148,28 @@ fn readable(value: &HeaderValue) -> Option<&str> {
     value.to_str().ok()
 }
 
-impl Extractor for ScannedHeaders<'_> {
-    // Always inlined: `extract` asks for constant keys, so `slot` folds away.
+impl<'a> ScannedHeaders<'a> {
+    /// The first value of header `key`, if not longer than [`MAX_VALUE_LEN`].
     #[inline(always)]
-    fn get(&self, key: &str) -> Option<&str> {
+    fn value(&self, key: &str) -> Option<&'a HeaderValue> {
         let i = match slot(key) {
             Some(i) => i,
             None => slot(&key.to_ascii_lowercase())?,
         };
         self.values[i]
+    }
+}
+
+impl Extractor for ScannedHeaders<'_> {
+    // Always inlined: `extract` asks for constant keys, so `slot` folds away.
+    #[inline(always)]
+    fn get(&self, key: &str) -> Option<&str> {
+        readable(self.value(key)?)
+    }
+
+    #[inline(always)]
+    fn get_bytes(&self, key: &str) -> Option<&[u8]> {
+        Some(self.value(key)?.as_bytes())
     }
 
     fn count(&self, key: &str) -> usize {
@@ -346,6 +366,72 @@ mod tests {
             assert_eq!(scanned, extract(&HeaderExtractor(&h)), "{name}: {value:?}");
             if name != "x-b3-sampled" {
                 assert_eq!(scanned.0.context(), None, "{name}: {value:?}");
+            }
+        }
+    }
+
+    /// A carrier that only reads text: `get_bytes` is the trait's default, as for carriers
+    /// that do not override it.
+    struct TextOnly<'a, E>(&'a E);
+
+    impl<E: Extractor> Extractor for TextOnly<'_, E> {
+        fn get(&self, key: &str) -> Option<&str> {
+            self.0.get(key)
+        }
+        fn count(&self, key: &str) -> usize {
+            self.0.count(key)
+        }
+    }
+
+    #[test]
+    fn reading_b3_fields_as_bytes_changes_no_outcome() {
+        let long = "4".repeat(MAX_VALUE_LEN + 1);
+        let values: [&[u8]; 12] = [
+            b"463ac35c9f6413ad",
+            b"463ac35c9f6413ad48485a3953bb6124",
+            b"0000000000000000",
+            b"1",
+            b"0",
+            b"TRUE",
+            b"zz",
+            b"1\t",
+            b"463ac35c9f6413a\xe9",
+            b"\xff",
+            b"",
+            long.as_bytes(),
+        ];
+        let bases: [&[(&str, &str)]; 3] = [
+            &[],
+            &[
+                ("x-b3-traceid", "463ac35c9f6413ad"),
+                ("x-b3-spanid", "a2fb4a1d1a96d312"),
+                ("x-b3-parentspanid", "05e3ac9a4f6e3b90"),
+                ("x-b3-sampled", "1"),
+                ("x-b3-flags", "1"),
+            ],
+            &[(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )],
+        ];
+        for base in bases {
+            for name in &PROPAGATION_HEADERS[1..6] {
+                for value in values {
+                    let mut h = headers(base);
+                    h.insert(
+                        HeaderName::from_static(name),
+                        HeaderValue::from_bytes(value).unwrap(),
+                    );
+                    let scanned = ScannedHeaders::new(&h);
+                    let text = extract(&TextOnly(&HeaderExtractor(&h)));
+                    let case = format!("{name}: {value:?} over {base:?}");
+                    assert_eq!(extract(&scanned), text, "{case}");
+                    assert_eq!(extract(&TextOnly(&scanned)), text, "{case}");
+                    assert_eq!(extract(&HeaderExtractor(&h)), text, "{case}");
+                    if let Some(v) = scanned.get(name) {
+                        assert_eq!(scanned.get_bytes(name), Some(v.as_bytes()), "{case}");
+                    }
+                }
             }
         }
     }

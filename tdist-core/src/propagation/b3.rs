@@ -211,51 +211,56 @@ pub fn inject_multi(ctx: &SpanContext, carrier: &mut dyn Injector) {
 }
 
 /// Reads `X-B3-*` headers. `Ok(None)` when none is present.
+///
+/// Each field is read as bytes ([`Extractor::get_bytes`]) and checked once, by the parser that
+/// accepts it; only a value no parser accepts is read again as text, to tell a malformed field
+/// from one the carrier cannot read (which counts as absent, as with [`Extractor::get`]).
 #[inline]
 pub fn extract_multi<E: Extractor + ?Sized>(
     carrier: &E,
 ) -> Result<Option<Extracted>, MalformedError> {
-    let trace = carrier.get(TRACE_ID);
-    let span = carrier.get(SPAN_ID);
-    let parent = carrier.get(PARENT_SPAN_ID);
-    let sampled = carrier.get(SAMPLED);
-    let flags = carrier.get(FLAGS);
+    let trace = field(carrier, TRACE_ID, parse_lenient_trace);
+    let span = field(carrier, SPAN_ID, |v| parse_lenient_span(v, SPAN_ID));
+    let parent = field(carrier, PARENT_SPAN_ID, |v| {
+        parse_lenient_span(v, PARENT_SPAN_ID)
+    });
+    let sampled = field(carrier, SAMPLED, |v| match v {
+        b"1" => Ok(true),
+        b"0" => Ok(false),
+        v if v.eq_ignore_ascii_case(b"true") => Ok(true),
+        v if v.eq_ignore_ascii_case(b"false") => Ok(false),
+        _ => Err(MalformedError::new("x-b3-sampled", "expected 0 or 1")),
+    });
+    // Any value but `1` is not debug, but still a field that is present.
+    let flags = field(carrier, FLAGS, |v| match v {
+        b"1" => Ok(()),
+        _ => Err(MalformedError::new("x-b3-flags", "not 1")),
+    });
     if trace.is_none() && span.is_none() && parent.is_none() && sampled.is_none() && flags.is_none()
     {
         return Ok(None);
     }
-    let sampled = match sampled {
-        None => None,
-        Some("1") => Some(true),
-        Some("0") => Some(false),
-        Some(v) if v.eq_ignore_ascii_case("true") => Some(true),
-        Some(v) if v.eq_ignore_ascii_case("false") => Some(false),
-        Some(_) => return Err(MalformedError::new("x-b3-sampled", "expected 0 or 1")),
-    };
-    let debug = flags == Some("1");
+    let sampled = sampled.transpose()?;
+    let debug = matches!(flags, Some(Ok(())));
     let sampling = match (debug, sampled) {
         (true, _) => SamplingState::Debug,
         (false, Some(true)) => SamplingState::Accept,
         (false, Some(false)) => SamplingState::Deny,
         (false, None) => SamplingState::Defer,
     };
-    let Some(trace) = trace else {
+    let Some(trace_id) = trace.transpose()? else {
         return Ok(Some(match sampling {
             SamplingState::Defer => Extracted::Empty,
             s => Extracted::Sampling(s),
         }));
     };
-    let trace_id = parse_lenient_trace(trace)?;
-    let span = span.ok_or(MalformedError::new("x-b3-spanid", "missing"))?;
-    let span_id = parse_lenient_span(span, "x-b3-spanid")?
+    let span_id = span
+        .ok_or(MalformedError::new("x-b3-spanid", "missing"))??
         .ok_or(MalformedError::new("x-b3-spanid", "all zeros"))?;
-    let parent_id = match parent {
+    let parent_id = match parent.transpose()? {
         None => None,
         // In the multi form an all-zero parent is malformed.
-        Some(p) => Some(
-            parse_lenient_span(p, "x-b3-parentspanid")?
-                .ok_or(MalformedError::new("x-b3-parentspanid", "all zeros"))?,
-        ),
+        Some(p) => Some(p.ok_or(MalformedError::new("x-b3-parentspanid", "all zeros"))?),
     };
     Ok(Some(Extracted::Context(
         SpanContext::new(trace_id, span_id)
@@ -264,9 +269,24 @@ pub fn extract_multi<E: Extractor + ?Sized>(
     )))
 }
 
+/// Field `key` of the multi form: `None` when absent, else what `parse` makes of it. Bytes
+/// `parse` accepts are lower-hex digits or short words, which every carrier can read; bytes it
+/// rejects are malformed only if the carrier can read them as text at all, since
+/// [`Extractor::get_bytes`] may hand over a value [`Extractor::get`] refuses.
+#[inline(always)]
+fn field<E: Extractor + ?Sized, T>(
+    carrier: &E,
+    key: &str,
+    parse: impl FnOnce(&[u8]) -> Result<T, MalformedError>,
+) -> Option<Result<T, MalformedError>> {
+    match parse(carrier.get_bytes(key)?) {
+        Ok(v) => Some(Ok(v)),
+        Err(e) => carrier.get(key).map(|_| Err(e)),
+    }
+}
+
 /// Brave accepts 2 to 32 lower-hex characters in `X-B3-TraceId`; the right-most 16 are the low half.
-fn parse_lenient_trace(v: &str) -> Result<TraceId, MalformedError> {
-    let b = v.as_bytes();
+fn parse_lenient_trace(b: &[u8]) -> Result<TraceId, MalformedError> {
     if !(2..=32).contains(&b.len()) {
         return Err(MalformedError::new("x-b3-traceid", "length not in 2..=32"));
     }
@@ -281,8 +301,7 @@ fn parse_lenient_trace(v: &str) -> Result<TraceId, MalformedError> {
     TraceId::new(high, low).ok_or(MalformedError::new("x-b3-traceid", "all zeros"))
 }
 
-fn parse_lenient_span(v: &str, name: &'static str) -> Result<Option<SpanId>, MalformedError> {
-    let b = v.as_bytes();
+fn parse_lenient_span(b: &[u8], name: &'static str) -> Result<Option<SpanId>, MalformedError> {
     if !(2..=16).contains(&b.len()) {
         return Err(MalformedError::new(name, "length not in 2..=16"));
     }

@@ -1,15 +1,16 @@
 //! A request's tracing headers, built from arbitrary names and values, read two ways.
 //!
 //! The server layer reads headers with `ScannedHeaders`, one pass over the map with each value
-//! checked once; `HeaderExtractor` is the plain reading, one lookup per name. Both must find the
+//! read once; `HeaderExtractor` is the plain reading, one lookup per name. Both must find the
 //! same context from the same form, for any headers a caller can send: repeated, oversized,
-//! not visible ASCII, in any order. A context found is then written as each form and read
-//! back unchanged.
+//! not visible ASCII, in any order. Both read the `X-B3-*` fields as bytes, so each is also held
+//! against a carrier that reads only text (the trait's default `get_bytes`). A context found is
+//! then written as each form and read back unchanged.
 #![no_main]
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use tdist_core::propagation::{b3, extract, w3c, Injector};
+use tdist_core::propagation::{b3, extract, w3c, Extractor, Injector};
 use tdist_core::{Extracted, SamplingState};
 use tdist_http::{HeaderExtractor, HeaderInjector, ScannedHeaders, PROPAGATION_HEADERS};
 
@@ -55,6 +56,18 @@ fn headers(data: &[u8]) -> HeaderMap {
 
 struct Map(HeaderMap);
 
+/// Reads only text: `get_bytes` is the trait's default, as for carriers that keep it.
+struct TextOnly<'a, E>(&'a E);
+
+impl<E: Extractor> Extractor for TextOnly<'_, E> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key)
+    }
+    fn count(&self, key: &str) -> usize {
+        self.0.count(key)
+    }
+}
+
 impl Injector for Map {
     fn set(&mut self, key: &'static str, value: &str) {
         HeaderInjector(&mut self.0).set(key, value);
@@ -67,6 +80,17 @@ fuzz_target!(|data: &[u8]| {
     let fast = extract(&scanned);
     let plain = extract(&HeaderExtractor(&map));
     assert_eq!(fast, plain, "{map:?}");
+    let text = extract(&TextOnly(&HeaderExtractor(&map)));
+    assert_eq!(plain, text, "{map:?}");
+    assert_eq!(extract(&TextOnly(&scanned)), text, "{map:?}");
+    for name in PROPAGATION_HEADERS {
+        if let Some(v) = scanned.get(name) {
+            assert_eq!(scanned.get_bytes(name), Some(v.as_bytes()), "{map:?}");
+        }
+        if let Some(v) = HeaderExtractor(&map).get(name) {
+            assert_eq!(HeaderExtractor(&map).get_bytes(name), Some(v.as_bytes()));
+        }
+    }
     assert_eq!(
         scanned.is_empty(),
         PROPAGATION_HEADERS.iter().all(|n| !map.contains_key(*n)),
