@@ -219,7 +219,12 @@ pub fn inject_current(tracer: &Tracer, headers: &mut HeaderMap) {
 }
 
 #[cfg(test)]
+#[path = "../tests/support/text_only.rs"]
+mod text_only;
+
+#[cfg(test)]
 mod tests {
+    use super::text_only::TextOnly;
     use super::*;
     use tdist_core::propagation::{extract, Format, Propagation, Source};
     use tdist_core::{Extracted, SamplingState, SpanId, TraceId};
@@ -367,19 +372,6 @@ mod tests {
             if name != "x-b3-sampled" {
                 assert_eq!(scanned.0.context(), None, "{name}: {value:?}");
             }
-        }
-    }
-
-    /// A carrier that only reads text: `get_bytes` is the trait's default, as for carriers
-    /// that do not override it.
-    struct TextOnly<'a, E>(&'a E);
-
-    impl<E: Extractor> Extractor for TextOnly<'_, E> {
-        fn get(&self, key: &str) -> Option<&str> {
-            self.0.get(key)
-        }
-        fn count(&self, key: &str) -> usize {
-            self.0.count(key)
         }
     }
 

@@ -14,6 +14,10 @@ use tdist_core::propagation::{b3, extract, w3c, Extractor, Injector};
 use tdist_core::{Extracted, SamplingState};
 use tdist_http::{HeaderExtractor, HeaderInjector, ScannedHeaders, PROPAGATION_HEADERS};
 
+#[path = "../../tests/support/text_only.rs"]
+mod text_only;
+use text_only::TextOnly;
+
 /// Names a record's first byte picks beside the seven tracing headers; a byte past both lists
 /// picks its own name from the record.
 const OTHER_NAMES: [&str; 3] = ["content-type", "host", "tracestate"];
@@ -55,18 +59,6 @@ fn headers(data: &[u8]) -> HeaderMap {
 }
 
 struct Map(HeaderMap);
-
-/// Reads only text: `get_bytes` is the trait's default, as for carriers that keep it.
-struct TextOnly<'a, E>(&'a E);
-
-impl<E: Extractor> Extractor for TextOnly<'_, E> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key)
-    }
-    fn count(&self, key: &str) -> usize {
-        self.0.count(key)
-    }
-}
 
 impl Injector for Map {
     fn set(&mut self, key: &'static str, value: &str) {
