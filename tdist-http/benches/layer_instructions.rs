@@ -13,7 +13,8 @@
 //! `plain` (no layer), `traced`, `unsampled` (`Sampler::never()`), each with `-route` for a
 //! request whose route a router matched (a `Route` extension, as axum's `MatchedPath`) and
 //! `-b3` for a B3 caller (`X-B3-TraceId`, `X-B3-SpanId`, and `X-B3-Sampled: 1`, or `0` for
-//! `unsampled`). Run by `cargo bench` without a variant, it times each variant briefly instead.
+//! `unsampled`) or `-w3c` for a W3C caller (`traceparent`, flags `01`, or `00` for `unsampled`).
+//! Run by `cargo bench` without a variant, it times each variant briefly instead.
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -31,10 +32,31 @@ use tdist_http::{Route, ServerLayer};
 use tower::Layer;
 use tower_service::Service;
 
-const B3_CALLER: [(&str, &str); 3] = [
-    ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"),
-    ("x-b3-spanid", "a2fb4a1d1a96d312"),
-    ("x-b3-sampled", "1"),
+/// A request's extra headers.
+type Headers = &'static [(&'static str, &'static str)];
+
+const B3_CALLER: [Headers; 2] = [
+    &[
+        ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"),
+        ("x-b3-spanid", "a2fb4a1d1a96d312"),
+        ("x-b3-sampled", "1"),
+    ],
+    &[
+        ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"),
+        ("x-b3-spanid", "a2fb4a1d1a96d312"),
+        ("x-b3-sampled", "0"),
+    ],
+];
+
+const W3C_CALLER: [Headers; 2] = [
+    &[(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    )],
+    &[(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+    )],
 ];
 
 fn hello(_req: Request<()>) -> std::future::Ready<Result<Response<Full<Bytes>>, Infallible>> {
@@ -43,11 +65,11 @@ fn hello(_req: Request<()>) -> std::future::Ready<Result<Response<Full<Bytes>>, 
     )))))
 }
 
-/// `n` requests through `svc`, each answered and its body read to the end; `b3` is the value of
-/// the caller's `X-B3-Sampled`, if it sends B3 headers; `route`, the route a router matched
-/// (as axum's `MatchedPath` or a `Route` extension tells the layer).
+/// `n` requests through `svc`, each answered and its body read to the end; `headers` are the
+/// caller's tracing headers; `route`, whether a router matched a route (as axum's
+/// `MatchedPath` or a `Route` extension tells the layer).
 #[inline(never)]
-fn run<S, B>(svc: &mut S, n: u64, b3: Option<&'static str>, route: bool)
+fn run<S, B>(svc: &mut S, n: u64, headers: Headers, route: bool)
 where
     S: Service<Request<()>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
@@ -56,10 +78,8 @@ where
     let mut cx = Context::from_waker(Waker::noop());
     for _ in 0..n {
         let mut req = Request::get("/hello").header("host", "127.0.0.1");
-        if let Some(sampled) = b3 {
-            for (k, v) in B3_CALLER {
-                req = req.header(k, if k == "x-b3-sampled" { sampled } else { v });
-            }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
         }
         let mut req = req.body(()).unwrap();
         if route {
@@ -86,9 +106,11 @@ const CHUNK: u64 = 256;
 /// the thread's ring and gives the emptied record boxes back, would not be what is measured.
 fn variant(name: &str, n: u64) {
     let unsampled = name.starts_with("unsampled");
-    let b3 = name
-        .ends_with("-b3")
-        .then_some(if unsampled { "0" } else { "1" });
+    let headers = match name.rsplit('-').next() {
+        Some("b3") => B3_CALLER[usize::from(unsampled)],
+        Some("w3c") => W3C_CALLER[usize::from(unsampled)],
+        _ => &[],
+    };
     let route = name.ends_with("-route");
     let sampler = if unsampled {
         Sampler::never()
@@ -108,9 +130,9 @@ fn variant(name: &str, n: u64) {
     while done < n {
         let chunk = CHUNK.min(n - done);
         if name.starts_with("plain") {
-            run(&mut plain, chunk, b3, route);
+            run(&mut plain, chunk, headers, route);
         } else {
-            run(&mut traced, chunk, b3, route);
+            run(&mut traced, chunk, headers, route);
         }
         tracer.flush().unwrap();
         done += chunk;
@@ -128,7 +150,7 @@ fn main() {
             let names = ["plain", "traced", "unsampled"];
             for name in names
                 .iter()
-                .flat_map(|n| [n.to_string(), format!("{n}-b3"), format!("{n}-route")])
+                .flat_map(|n| ["", "-b3", "-w3c", "-route"].map(|v| format!("{n}{v}")))
             {
                 let n = 200_000;
                 let start = Instant::now();
