@@ -85,7 +85,11 @@ impl TraceId {
 
     /// Parses 16 or 32 lower-hex characters.
     pub fn from_hex(s: &str) -> Result<TraceId, IdError> {
-        let b = s.as_bytes();
+        TraceId::from_hex_bytes(s.as_bytes())
+    }
+
+    /// [`TraceId::from_hex`] on bytes, which it checks one by one.
+    pub(crate) fn from_hex_bytes(b: &[u8]) -> Result<TraceId, IdError> {
         let (high, low) = match b.len() {
             16 => (0, parse_hex_u64(b)?),
             32 => (parse_hex_u64(&b[..16])?, parse_hex_u64(&b[16..])?),

@@ -376,14 +376,17 @@ mod tests {
     }
 
     #[test]
-    fn reading_b3_fields_as_bytes_changes_no_outcome() {
+    fn reading_fields_as_bytes_changes_no_outcome() {
         let long = "4".repeat(MAX_VALUE_LEN + 1);
-        let values: [&[u8]; 12] = [
-            b"463ac35c9f6413ad",
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let later = format!("{}{}", tp.replacen("00", "01", 1), "-");
+        let values: Vec<Vec<u8>> = [
+            &b"463ac35c9f6413ad"[..],
             b"463ac35c9f6413ad48485a3953bb6124",
             b"0000000000000000",
             b"1",
             b"0",
+            b"d",
             b"TRUE",
             b"zz",
             b"1\t",
@@ -391,7 +394,20 @@ mod tests {
             b"\xff",
             b"",
             long.as_bytes(),
-        ];
+            b"80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b90",
+            b"80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-\xe9",
+            tp.as_bytes(),
+            b"\t00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 ",
+        ]
+        .iter()
+        .map(|v| v.to_vec())
+        .chain([
+            // A later version's fields after the 55 characters it shares with version 00.
+            format!("{later}future").into_bytes(),
+            [later.as_bytes(), b"\xe9"].concat(),
+            [later.as_bytes(), b"\t"].concat(),
+        ])
+        .collect();
         let bases: [&[(&str, &str)]; 3] = [
             &[],
             &[
@@ -401,14 +417,12 @@ mod tests {
                 ("x-b3-sampled", "1"),
                 ("x-b3-flags", "1"),
             ],
-            &[(
-                "traceparent",
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            )],
+            &[("traceparent", tp)],
         ];
+        let mut found = [0usize; 3];
         for base in bases {
-            for name in &PROPAGATION_HEADERS[1..6] {
-                for value in values {
+            for name in PROPAGATION_HEADERS {
+                for value in &values {
                     let mut h = headers(base);
                     h.insert(
                         HeaderName::from_static(name),
@@ -423,9 +437,17 @@ mod tests {
                     if let Some(v) = scanned.get(name) {
                         assert_eq!(scanned.get_bytes(name), Some(v.as_bytes()), "{case}");
                     }
+                    match text.1 {
+                        Some(Source::B3Single) => found[0] += 1,
+                        Some(Source::B3Multi) => found[1] += 1,
+                        Some(Source::TraceContext) => found[2] += 1,
+                        None => {}
+                    }
                 }
             }
         }
+        // Every form is found from some of these headers, so each path is compared.
+        assert!(found.iter().all(|&n| n > 0), "{found:?}");
     }
 
     #[test]

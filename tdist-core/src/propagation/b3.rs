@@ -112,7 +112,13 @@ pub fn format_single(ctx: &SpanContext, with_parent: bool) -> B3Single {
 
 /// Parses a `b3` value.
 pub fn parse_single(value: &str) -> Result<Extracted, MalformedError> {
-    let b = value.as_bytes();
+    parse_single_bytes(value.as_bytes())
+}
+
+/// [`parse_single`] on bytes: every byte of a value it accepts is checked (lower-hex ids, `-`,
+/// a sampling character), so an accepted value is always visible ASCII.
+#[inline]
+pub(crate) fn parse_single_bytes(b: &[u8]) -> Result<Extracted, MalformedError> {
     match b.len() {
         0 => return Err(MalformedError::new("b3", "empty")),
         1 => {
@@ -138,8 +144,8 @@ pub fn parse_single(value: &str) -> Result<Extracted, MalformedError> {
         }
         None => return Err(MalformedError::new("b3", "missing span id")),
     };
-    let trace_id =
-        TraceId::from_hex(&value[..t_len]).map_err(|e| MalformedError::id("b3", "trace id", e))?;
+    let trace_id = TraceId::from_hex_bytes(&b[..t_len])
+        .map_err(|e| MalformedError::id("b3", "trace id", e))?;
     let rest = &b[t_len + 1..];
     let span_end = rest.iter().position(|&c| c == b'-').unwrap_or(rest.len());
     if span_end != 16 {

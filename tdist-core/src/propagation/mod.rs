@@ -39,7 +39,7 @@ pub trait Extractor {
     fn get(&self, key: &str) -> Option<&str>;
 
     /// The value for `key` as bytes, for codecs that check every byte they accept themselves
-    /// (the `X-B3-*` ids and flags): a carrier whose [`get`](Extractor::get) has to check that
+    /// (the B3 and `traceparent` parsers): a carrier whose [`get`](Extractor::get) has to check that
     /// a value is text may skip that check here. Whenever `get` has a value, this must be its
     /// bytes; where `get` refuses a value as unreadable (not visible ASCII), this may return it
     /// anyway, and the codec then reads it as absent, as `get` does. The default is `get`'s.
@@ -221,8 +221,10 @@ impl Propagation {
 /// HTTP crate's one-pass header scan) is read without dynamic calls; `&dyn Extractor` works too.
 #[inline]
 pub fn extract<E: Extractor + ?Sized>(carrier: &E) -> (Extracted, Option<Source>) {
-    if let Some(v) = carrier.get(b3::B3) {
-        if let Ok(e) = b3::parse_single(v) {
+    // Each form is read as bytes (see `Extractor::get_bytes`): its parser checks every byte it
+    // accepts, and a value it rejects falls through whether or not it was text.
+    if let Some(v) = carrier.get_bytes(b3::B3) {
+        if let Ok(e) = b3::parse_single_bytes(v) {
             return (e, Some(Source::B3Single));
         }
     }
@@ -231,8 +233,14 @@ pub fn extract<E: Extractor + ?Sized>(carrier: &E) -> (Extracted, Option<Source>
         _ => {}
     }
     if carrier.count(w3c::TRACEPARENT) == 1 {
-        if let Some(Ok(ctx)) = carrier.get(w3c::TRACEPARENT).map(w3c::parse_traceparent) {
-            return (Extracted::Context(ctx), Some(Source::TraceContext));
+        if let Some(v) = carrier.get_bytes(w3c::TRACEPARENT) {
+            if let Ok(ctx) = w3c::parse_traceparent_bytes(v) {
+                // Past 55 bytes come blanks or a later version's fields, which the parser does
+                // not read: the value must still be one the carrier reads as text.
+                if v.len() == w3c::TRACEPARENT_LEN || carrier.get(w3c::TRACEPARENT).is_some() {
+                    return (Extracted::Context(ctx), Some(Source::TraceContext));
+                }
+            }
         }
     }
     (Extracted::Empty, None)

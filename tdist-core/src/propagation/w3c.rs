@@ -66,8 +66,22 @@ pub fn format_traceparent(ctx: &SpanContext) -> Traceparent {
 /// The returned context's span id is the caller's span (W3C's parent-id); the receiver makes a
 /// child of it. Flags: bit 0 set means accept, clear means deny.
 pub fn parse_traceparent(value: &str) -> Result<SpanContext, MalformedError> {
+    parse_traceparent_bytes(value.as_bytes())
+}
+
+/// [`parse_traceparent`] on bytes. Every byte of the version-00 fields is checked, and the
+/// spaces and tabs trimmed around them are text; what a later version puts after them is not
+/// read, so a caller that needs the value to be text checks that part itself.
+#[inline]
+pub(crate) fn parse_traceparent_bytes(value: &[u8]) -> Result<SpanContext, MalformedError> {
     const NAME: &str = "traceparent";
-    let v = value.trim_matches(|c| c == ' ' || c == '\t').as_bytes();
+    let blank = |c: &u8| *c == b' ' || *c == b'\t';
+    let start = value.iter().position(|c| !blank(c)).unwrap_or(value.len());
+    let end = value
+        .iter()
+        .rposition(|c| !blank(c))
+        .map_or(start, |i| i + 1);
+    let v = &value[start..end];
     if v.len() < TRACEPARENT_LEN {
         return Err(MalformedError::new(NAME, "shorter than 55 characters"));
     }
