@@ -5,7 +5,7 @@
 mod support;
 
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::FutureRecord;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::time::Duration;
 use support::Broker;
 use tdist_core::export::InMemory;
@@ -388,7 +388,17 @@ async fn a_send_dropped_before_its_delivery_report_says_so() {
     let broker = Broker::start();
     let topic = broker.topic("dropped").await;
     let (tracer, sink) = tracer();
-    let tp = TracedProducer::new(broker.producer(), KafkaTracing::new(tracer.clone()));
+    // The record waits in the producer's queue (a linger of a minute), so its delivery report
+    // cannot come before the timeout gives up, however long this thread is descheduled between
+    // handing the record over and the first wait for the report (with the usual 1 ms linger a
+    // loaded machine made that race).
+    let producer: FutureProducer = broker
+        .producer_config()
+        .set("linger.ms", "60000")
+        .set("message.timeout.ms", "120000")
+        .create()
+        .expect("producer");
+    let tp = TracedProducer::new(producer, KafkaTracing::new(tracer.clone()));
     let rec = FutureRecord::<(), [u8]>::to(&topic).payload(b"given up");
     // The first poll hands the record over; the delivery report cannot have come yet.
     let gave_up = tokio::time::timeout(Duration::from_nanos(1), tp.send(rec, Duration::ZERO));
