@@ -55,8 +55,7 @@ impl Extractor for HeaderExtractor<'_> {
     }
 
     fn get_bytes(&self, key: &str) -> Option<&[u8]> {
-        let value = self.0.get(key)?;
-        (value.len() <= MAX_VALUE_LEN).then(|| value.as_bytes())
+        Some(bounded(self.0.get(key)?)?.as_bytes())
     }
 
     fn count(&self, key: &str) -> usize {
@@ -72,8 +71,8 @@ impl Extractor for HeaderExtractor<'_> {
 #[derive(Debug, Clone, Copy)]
 pub struct ScannedHeaders<'a> {
     /// The first value of each header, when it is at most [`MAX_VALUE_LEN`] long. Whether it
-    /// is text is checked when it is read as text: the `X-B3-*` ids are read as bytes
-    /// ([`Extractor::get_bytes`]), since parsing them checks every byte anyway.
+    /// is text is checked only when it is read as text: extraction reads every form as bytes
+    /// ([`Extractor::get_bytes`]), since each parser checks every byte it accepts.
     values: [Option<&'a HeaderValue>; 7],
     /// Which headers are present at all, readable or not (bit `i` for slot `i`).
     present: u8,
@@ -100,7 +99,7 @@ impl<'a> ScannedHeaders<'a> {
                 }
                 if scanned.present & (1 << i) == 0 {
                     scanned.present |= 1 << i;
-                    scanned.values[i] = (value.len() <= MAX_VALUE_LEN).then_some(value);
+                    scanned.values[i] = bounded(value);
                 }
             } else if name == "content-type" {
                 scanned.grpc = crate::grpc::is_grpc(value.as_bytes());
@@ -141,11 +140,15 @@ fn slot(name: &str) -> Option<usize> {
     })
 }
 
+/// `value`, if it is not longer than [`MAX_VALUE_LEN`]: longer values are never read.
+#[inline(always)]
+fn bounded(value: &HeaderValue) -> Option<&HeaderValue> {
+    (value.len() <= MAX_VALUE_LEN).then_some(value)
+}
+
+/// `value` as text, if it is bounded and visible ASCII (tabs allowed, as `to_str` reads it).
 fn readable(value: &HeaderValue) -> Option<&str> {
-    if value.len() > MAX_VALUE_LEN {
-        return None;
-    }
-    value.to_str().ok()
+    bounded(value)?.to_str().ok()
 }
 
 impl<'a> ScannedHeaders<'a> {

@@ -39,10 +39,10 @@ pub trait Extractor {
     fn get(&self, key: &str) -> Option<&str>;
 
     /// The value for `key` as bytes, for codecs that check every byte they accept themselves
-    /// (the B3 and `traceparent` parsers): a carrier whose [`get`](Extractor::get) has to check that
-    /// a value is text may skip that check here. Whenever `get` has a value, this must be its
-    /// bytes; where `get` refuses a value as unreadable (not visible ASCII), this may return it
-    /// anyway, and the codec then reads it as absent, as `get` does. The default is `get`'s.
+    /// (the B3 and `traceparent` parsers): a carrier whose [`get`](Extractor::get) has to check
+    /// that a value is text may skip that check here. Whenever `get` has a value, this must be
+    /// its bytes; where `get` refuses a value as unreadable (not visible ASCII), this may return
+    /// it anyway, and the codec then reads it as absent, as `get` does. The default is `get`'s.
     #[inline]
     fn get_bytes(&self, key: &str) -> Option<&[u8]> {
         self.get(key).map(str::as_bytes)

@@ -3,7 +3,7 @@
 //! The server layer reads headers with `ScannedHeaders`, one pass over the map with each value
 //! read once; `HeaderExtractor` is the plain reading, one lookup per name. Both must find the
 //! same context from the same form, for any headers a caller can send: repeated, oversized,
-//! not visible ASCII, in any order. Both read the `X-B3-*` fields as bytes, so each is also held
+//! not visible ASCII, in any order. Extraction reads every form as bytes, so each is also held
 //! against a carrier that reads only text (the trait's default `get_bytes`). A context found is
 //! then written as each form and read back unchanged.
 #![no_main]
